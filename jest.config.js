@@ -1,0 +1,27 @@
+// Two projects: unit (no cluster, seconds) and e2e (the project's own control plane, started
+// once in globalSetup). kubernetes-fluent-client and its ESM dependencies must be transformed
+// for jest on Node 20 (see docs/adr and ../shared/reference/pepr-notes.md §10).
+const esm = ["kubernetes-fluent-client", "@kubernetes/client-node", "openid-client", "oauth4webapi", "jose"];
+const common = {
+  transform: {
+    "^.+\\.[tj]s$": ["ts-jest", { tsconfig: { allowJs: true, module: "commonjs", moduleResolution: "node", target: "ES2022", esModuleInterop: true, isolatedModules: true } }],
+  },
+  transformIgnorePatterns: [`/node_modules/(?!(${esm.join("|")})/)`],
+  testEnvironment: "node",
+};
+module.exports = {
+  projects: [
+    { ...common, displayName: "unit", testMatch: ["<rootDir>/tests/unit/**/*.test.ts"] },
+    // Real TLS, real OPA, reference broker; no Kubernetes control plane needed.
+    { ...common, displayName: "integration", testMatch: ["<rootDir>/tests/integration/**/*.test.ts"], testTimeout: 60000 },
+    {
+      ...common,
+      displayName: "e2e",
+      testMatch: ["<rootDir>/tests/e2e/**/*.test.ts"],
+      globalSetup: "<rootDir>/tests/e2e/global-setup.ts",
+      globalTeardown: "<rootDir>/tests/e2e/global-teardown.ts",
+      setupFiles: ["<rootDir>/tests/e2e/setup-env.ts"],
+      testTimeout: 180000,
+    },
+  ],
+};
