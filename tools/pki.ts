@@ -44,8 +44,24 @@ export function ensureCA(dir: string, name = "ca", cn = "atb-operator local CA",
   if (existsSync(paths.cert) && existsSync(paths.key)) return paths;
   newKey(paths.key, dir);
   openssl(
-    ["req", "-x509", "-new", "-key", paths.key, "-sha256", "-days", String(days), "-subj", `/CN=${cn}`, "-out", paths.cert,
-      "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"],
+    [
+      "req",
+      "-x509",
+      "-new",
+      "-key",
+      paths.key,
+      "-sha256",
+      "-days",
+      String(days),
+      "-subj",
+      `/CN=${cn}`,
+      "-out",
+      paths.cert,
+      "-addext",
+      "basicConstraints=critical,CA:TRUE",
+      "-addext",
+      "keyUsage=critical,keyCertSign,cRLSign",
+    ],
     dir,
   );
   return paths;
@@ -70,10 +86,29 @@ export function issueCert(dir: string, ca: CertPaths, name: string, o: LeafOptio
   const subj = `/CN=${o.cn}` + (o.org ? `/O=${o.org}` : "");
   openssl(["req", "-new", "-key", paths.key, "-subj", subj, "-out", csr], dir);
   const eku = o.usage === "server" ? "serverAuth" : o.usage === "client" ? "clientAuth" : "serverAuth,clientAuth";
-  writeFileSync(ext, `basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=${eku}\n${sanLine(o)}`);
+  writeFileSync(
+    ext,
+    `basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=${eku}\n${sanLine(o)}`,
+  );
   openssl(
-    ["x509", "-req", "-in", csr, "-CA", ca.cert, "-CAkey", ca.key, "-CAcreateserial", "-days", String(o.days ?? 30),
-      "-sha256", "-extfile", ext, "-out", paths.cert],
+    [
+      "x509",
+      "-req",
+      "-in",
+      csr,
+      "-CA",
+      ca.cert,
+      "-CAkey",
+      ca.key,
+      "-CAcreateserial",
+      "-days",
+      String(o.days ?? 30),
+      "-sha256",
+      "-extfile",
+      ext,
+      "-out",
+      paths.cert,
+    ],
     dir,
   );
   return paths;

@@ -16,6 +16,8 @@ export const ErrorCodes = {
   BROKER_MALFORMED: { code: "AT_ERR_BROKER_MALFORMED", reason: "BrokerMalformedResponse", retryable: false },
   /** Retries were exhausted or the PoA expired before a decision was reached. */
   BROKER_DEADLINE: { code: "AT_ERR_BROKER_DEADLINE", reason: "BrokerDeadlineExceeded", retryable: false },
+  /** The broker's server certificate is not trusted (wrong CA, wrong name, expired): configuration. */
+  BROKER_TLS_UNTRUSTED: { code: "AT_ERR_BROKER_TLS_UNTRUSTED", reason: "BrokerTLSUntrusted", retryable: false },
   /** TLS material for the broker could not be loaded. */
   BROKER_TLS_CONFIG: { code: "AT_ERR_BROKER_TLS_CONFIG", reason: "BrokerTLSConfig", retryable: false },
   /** Operator configuration is invalid. */

@@ -21,7 +21,8 @@ export function redact(value: unknown, depth = 0): unknown {
   if (Array.isArray(value)) return value.map(v => redact(v, depth + 1));
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(value)) {
-    out[k] = SECRET_KEYS.test(k) && v !== undefined && v !== null && typeof v !== "boolean" ? REDACTED : redact(v, depth + 1);
+    out[k] =
+      SECRET_KEYS.test(k) && v !== undefined && v !== null && typeof v !== "boolean" ? REDACTED : redact(v, depth + 1);
   }
   return out;
 }

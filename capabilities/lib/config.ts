@@ -1,0 +1,125 @@
+// Operator configuration: the only place that reads the environment. parseConfig is pure
+// (env in, frozen config out) and fails fast with a message naming the variable and the rule.
+import { AtbError } from "./errors";
+
+export interface OperatorConfig {
+  /** Namespaces to act in; empty means all namespaces (unlike the upstream example's "default"). */
+  watchNamespaces: readonly string[];
+  /** Whether a task may target another namespace than its own. Deny by default. */
+  allowCrossNamespace: boolean;
+  broker: {
+    url: string;
+    tls: { certFile?: string; keyFile?: string; caFile?: string };
+    insecure: boolean;
+    attemptTimeoutMs: number;
+    maxAttempts: number;
+    baseBackoffMs: number;
+    maxBackoffMs: number;
+  };
+  /** Bound on one task from creation to a terminal phase. */
+  taskDeadlineMs: number;
+  /** Bound on waiting for a rollout or ready replicas after the change is written. */
+  rolloutTimeoutMs: number;
+  /** Attempts per task for transient failures before Failed. */
+  maxTaskAttempts: number;
+  /** Sweep interval for tasks left in non-terminal phases. */
+  sweepIntervalMs: number;
+  workers: number;
+  apiQps: number;
+  logLevel: "error" | "warn" | "info" | "debug";
+  metricsPort: number;
+  peprPort: number;
+  maxReplicas: number;
+  maxPatchBytes: number;
+  allowCreate: boolean;
+}
+
+type Env = Readonly<Record<string, string | undefined>>;
+
+function invalid(name: string, rule: string, value?: string): never {
+  const shown = value === undefined ? "" : ` (got "${value.slice(0, 80)}")`;
+  throw new AtbError("CONFIG_INVALID", `${name}: ${rule}${shown}`);
+}
+
+function int(env: Env, name: string, def: number, min: number, max: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === "") return def;
+  if (!/^\d+$/.test(raw.trim())) invalid(name, `must be a whole number between ${min} and ${max}`, raw);
+  const n = Number(raw);
+  if (n < min || n > max) invalid(name, `must be between ${min} and ${max}`, raw);
+  return n;
+}
+
+function bool(env: Env, name: string, def: boolean): boolean {
+  const raw = env[name];
+  if (raw === undefined || raw === "") return def;
+  if (/^(true|1|yes)$/i.test(raw)) return true;
+  if (/^(false|0|no)$/i.test(raw)) return false;
+  return invalid(name, "must be true or false", raw);
+}
+
+function namespaces(raw: string | undefined): string[] {
+  if (!raw || !raw.trim()) return [];
+  const list = raw
+    .split(",")
+    .map(s => s.trim())
+    .filter(Boolean);
+  for (const ns of list) {
+    if (!/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(ns) || ns.length > 63) {
+      invalid("WATCH_NAMESPACE", "must be a comma-separated list of namespace names, or empty for all", ns);
+    }
+  }
+  return list;
+}
+
+function brokerUrl(raw: string | undefined): string {
+  const value = raw?.trim() || "https://127.0.0.1:8443";
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    return invalid("ATB_BROKER_URL", "must be an absolute https URL", value);
+  }
+  if (url.protocol !== "https:") invalid("ATB_BROKER_URL", "must use https (the broker is reached over mTLS)", value);
+  return value.replace(/\/+$/, "");
+}
+
+const LEVELS = ["error", "warn", "info", "debug"] as const;
+
+export function parseConfig(env: Env): Readonly<OperatorConfig> {
+  const level = (env.LOG_LEVEL || "info").toLowerCase();
+  if (!(LEVELS as readonly string[]).includes(level))
+    invalid("LOG_LEVEL", `must be one of ${LEVELS.join(", ")}`, level);
+  const tls = {
+    certFile: env.TLS_CERT_FILE || undefined,
+    keyFile: env.TLS_KEY_FILE || undefined,
+    caFile: env.TLS_CA_FILE || undefined,
+  };
+  if (Boolean(tls.certFile) !== Boolean(tls.keyFile)) invalid("TLS_CERT_FILE/TLS_KEY_FILE", "must be set together");
+  const cfg: OperatorConfig = {
+    watchNamespaces: namespaces(env.WATCH_NAMESPACE),
+    allowCrossNamespace: bool(env, "ATB_ALLOW_CROSS_NAMESPACE", false),
+    broker: {
+      url: brokerUrl(env.ATB_BROKER_URL),
+      tls,
+      insecure: bool(env, "ATB_INSECURE", false),
+      attemptTimeoutMs: int(env, "ATB_BROKER_TIMEOUT_MS", 5_000, 100, 120_000),
+      maxAttempts: int(env, "ATB_BROKER_MAX_ATTEMPTS", 4, 1, 20),
+      baseBackoffMs: int(env, "ATB_BROKER_BACKOFF_MS", 200, 10, 60_000),
+      maxBackoffMs: int(env, "ATB_BROKER_MAX_BACKOFF_MS", 5_000, 10, 300_000),
+    },
+    taskDeadlineMs: int(env, "ATB_TASK_DEADLINE_SECONDS", 600, 5, 86_400) * 1000,
+    rolloutTimeoutMs: int(env, "ATB_ROLLOUT_TIMEOUT_SECONDS", 300, 1, 86_400) * 1000,
+    maxTaskAttempts: int(env, "ATB_TASK_MAX_ATTEMPTS", 5, 1, 100),
+    sweepIntervalMs: int(env, "ATB_SWEEP_INTERVAL_SECONDS", 30, 1, 3_600) * 1000,
+    workers: int(env, "ATB_WORKERS", 8, 1, 256),
+    apiQps: int(env, "ATB_API_QPS", 50, 1, 10_000),
+    logLevel: level as OperatorConfig["logLevel"],
+    metricsPort: int(env, "ATB_METRICS_PORT", 9464, 1, 65_535),
+    peprPort: int(env, "ATB_PEPR_PORT", 3000, 1, 65_535),
+    maxReplicas: int(env, "ATB_MAX_REPLICAS", 1000, 0, 100_000),
+    maxPatchBytes: int(env, "ATB_MAX_PATCH_BYTES", 65_536, 64, 1_048_576),
+    allowCreate: bool(env, "ATB_ALLOW_CREATE", false),
+  };
+  return Object.freeze(cfg);
+}

@@ -1,0 +1,28 @@
+// Starts one real control plane for the whole e2e run (etcd, kube-apiserver, controller-manager,
+// scheduler, KWOK), installs the CRDs, and records where it is. Fails loudly if it cannot start:
+// the e2e suite never skips.
+import { mkdirSync, writeFileSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { up } from "../../tools/controlplane/cluster";
+import { ensureBinaries } from "../../tools/controlplane/binaries";
+import { E2E_STATE_FILE, e2eDataDir } from "../helpers/cluster-env";
+import { Kube } from "../helpers/kube";
+
+export default async function globalSetup(): Promise<void> {
+  const t0 = Date.now();
+  const state = await up({ dataDir: e2eDataDir(), nodes: 3, log: l => console.log(l) });
+  mkdirSync(dirname(E2E_STATE_FILE), { recursive: true });
+  writeFileSync(E2E_STATE_FILE, JSON.stringify(state, null, 2));
+  const kube = new Kube(ensureBinaries(), state.kubeconfig);
+  const root = join(__dirname, "..", "..");
+  kube.apply(join(root, "crds", "agenttask.yaml"));
+  kube.apply(join(root, "tests", "fixtures", "peprstore-crd.yaml"));
+  kube.run([
+    "wait",
+    "--for=condition=Established",
+    "--timeout=60s",
+    "crd/agenttasks.atb.siemens.com",
+    "crd/peprstores.pepr.dev",
+  ]);
+  console.log(`[e2e] control plane ready in ${((Date.now() - t0) / 1000).toFixed(1)}s: ${state.server}`);
+}

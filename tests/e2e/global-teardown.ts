@@ -1,0 +1,12 @@
+// Stops the e2e control plane, also after failed tests, and removes its data folder.
+import { existsSync, rmSync } from "node:fs";
+import { down } from "../../tools/controlplane/cluster";
+import { E2E_STATE_FILE, e2eCluster } from "../helpers/cluster-env";
+
+export default async function globalTeardown(): Promise<void> {
+  if (!existsSync(E2E_STATE_FILE)) return;
+  const state = e2eCluster();
+  await down(state.dataDir, l => console.log(l));
+  rmSync(state.dataDir, { recursive: true, force: true });
+  rmSync(E2E_STATE_FILE, { force: true });
+}

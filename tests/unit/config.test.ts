@@ -1,0 +1,48 @@
+// parseConfig: defaults, the empty-WATCH_NAMESPACE rule, and errors that name the variable.
+import fc from "fast-check";
+import { parseConfig } from "../../capabilities/lib/config";
+import { AtbError } from "../../capabilities/lib/errors";
+
+describe("parseConfig", () => {
+  test("defaults: all namespaces, cross-namespace denied, TLS verification on", () => {
+    const c = parseConfig({});
+    expect(c.watchNamespaces).toEqual([]);
+    expect(c.allowCrossNamespace).toBe(false);
+    expect(c.broker.insecure).toBe(false);
+    expect(c.broker.url).toBe("https://127.0.0.1:8443");
+    expect(Object.isFrozen(c)).toBe(true);
+  });
+
+  test("WATCH_NAMESPACE lists namespaces; empty means all", () => {
+    expect(parseConfig({ WATCH_NAMESPACE: "production, staging" }).watchNamespaces).toEqual(["production", "staging"]);
+    expect(parseConfig({ WATCH_NAMESPACE: "" }).watchNamespaces).toEqual([]);
+  });
+
+  test.each([
+    [{ ATB_BROKER_URL: "http://broker:8443" }, /ATB_BROKER_URL: must use https/],
+    [{ ATB_BROKER_URL: "::" }, /ATB_BROKER_URL: must be an absolute https URL/],
+    [{ ATB_WORKERS: "0" }, /ATB_WORKERS: must be between 1 and 256/],
+    [{ ATB_WORKERS: "eight" }, /ATB_WORKERS: must be a whole number/],
+    [{ ATB_INSECURE: "maybe" }, /ATB_INSECURE: must be true or false/],
+    [{ LOG_LEVEL: "verbose" }, /LOG_LEVEL: must be one of/],
+    [{ WATCH_NAMESPACE: "Prod_1" }, /WATCH_NAMESPACE: must be a comma-separated list/],
+    [{ TLS_CERT_FILE: "/x.crt" }, /TLS_CERT_FILE\/TLS_KEY_FILE: must be set together/],
+  ])("rejects %p with a message naming the variable", (env, message) => {
+    expect(() => parseConfig(env)).toThrow(message);
+    expect(() => parseConfig(env)).toThrow(AtbError);
+  });
+
+  test("never throws anything but a config error, whatever the environment holds", () => {
+    const keys = ["WATCH_NAMESPACE", "ATB_BROKER_URL", "ATB_WORKERS", "ATB_INSECURE", "LOG_LEVEL", "ATB_METRICS_PORT"];
+    fc.assert(
+      fc.property(fc.dictionary(fc.constantFrom(...keys), fc.string()), env => {
+        try {
+          parseConfig(env);
+        } catch (err) {
+          expect(err).toBeInstanceOf(AtbError);
+          expect((err as AtbError).code).toBe("AT_ERR_CONFIG_INVALID");
+        }
+      }),
+    );
+  });
+});

@@ -1,0 +1,334 @@
+// The local control plane: etcd, kube-apiserver, kube-controller-manager, kube-scheduler and
+// KWOK on 127.0.0.1, with a throwaway PKI and a kubeconfig inside the data folder. Each component
+// runs detached in its own process group; state.json records PIDs and ports so `down` stops
+// exactly what `up` started. Used by the CLI (npm run cluster), the e2e tests, the sandbox and
+// the benchmarks.
+import { spawn, spawnSync } from "node:child_process";
+import { existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync, closeSync } from "node:fs";
+import { createServer } from "node:net";
+import { join } from "node:path";
+import { ensureBinaries, type Binaries } from "./binaries";
+import { ensureCA, issueCert, keyPair, readPem } from "../pki";
+import { kubeReady, waitFor } from "./wait";
+
+export const SERVICE_CIDR = "10.96.0.0/16";
+export const POD_CIDR = "10.244.0.0/16";
+export const COMPONENTS = ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok"] as const;
+export type Component = (typeof COMPONENTS)[number];
+
+export interface ClusterState {
+  dataDir: string;
+  kubeconfig: string;
+  server: string;
+  ports: { etcd: number; etcdPeer: number; apiserver: number };
+  pids: Partial<Record<Component, number>>;
+  startedAt: string;
+}
+
+export interface UpOptions {
+  dataDir: string;
+  nodes?: number;
+  log?: (line: string) => void;
+}
+
+export function statePath(dataDir: string): string {
+  return join(dataDir, "state.json");
+}
+
+export function readState(dataDir: string): ClusterState | undefined {
+  const p = statePath(dataDir);
+  if (!existsSync(p)) return undefined;
+  return JSON.parse(readFileSync(p, "utf8")) as ClusterState;
+}
+
+function writeState(s: ClusterState): void {
+  writeFileSync(statePath(s.dataDir), JSON.stringify(s, null, 2));
+}
+
+export function isAlive(pid: number | undefined): boolean {
+  if (!pid) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.unref();
+    srv.on("error", reject);
+    srv.listen(0, "127.0.0.1", () => {
+      const port = (srv.address() as { port: number }).port;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+function pki(dataDir: string) {
+  const dir = join(dataDir, "pki");
+  const ca = ensureCA(dir);
+  const apiserver = issueCert(dir, ca, "apiserver", {
+    cn: "kube-apiserver",
+    dns: ["localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc"],
+    ips: ["127.0.0.1", "10.96.0.1"],
+    usage: "server",
+  });
+  const admin = issueCert(dir, ca, "admin", { cn: "atb-admin", org: "system:masters", usage: "client" });
+  const sa = keyPair(dir, "sa");
+  return { dir, ca, apiserver, admin, sa };
+}
+
+/** A kubeconfig with the certificates inlined (kfc reads only the CA/cert/key data or files). */
+export function kubeconfigYaml(server: string, caPem: string, certPem: string, keyPem: string, user = "admin"): string {
+  const b64 = (s: string) => Buffer.from(s).toString("base64");
+  return [
+    "apiVersion: v1",
+    "kind: Config",
+    "clusters:",
+    `- name: atb-local\n  cluster:\n    server: ${server}\n    certificate-authority-data: ${b64(caPem)}`,
+    "users:",
+    `- name: ${user}\n  user:\n    client-certificate-data: ${b64(certPem)}\n    client-key-data: ${b64(keyPem)}`,
+    "contexts:",
+    `- name: atb-local\n  context:\n    cluster: atb-local\n    user: ${user}`,
+    "current-context: atb-local",
+    "",
+  ].join("\n");
+}
+
+/** Starts one component detached, in its own process group, logging into the data folder. */
+export function startProcess(dataDir: string, name: Component, bin: string, args: string[]): number {
+  const logs = join(dataDir, "logs");
+  mkdirSync(logs, { recursive: true });
+  const fd = openSync(join(logs, `${name}.log`), "a");
+  const child = spawn(bin, args, { detached: true, stdio: ["ignore", fd, fd] });
+  closeSync(fd);
+  child.unref();
+  if (!child.pid) throw new Error(`could not start ${name} (${bin})`);
+  return child.pid;
+}
+
+export function logTail(dataDir: string, name: string, lines = 30): string {
+  const p = join(dataDir, "logs", `${name}.log`);
+  if (!existsSync(p)) return "(no log)";
+  return readFileSync(p, "utf8").split("\n").slice(-lines).join("\n");
+}
+
+function apiserverArgs(s: ClusterState, k: ReturnType<typeof pki>): string[] {
+  return [
+    `--etcd-servers=http://127.0.0.1:${s.ports.etcd}`,
+    "--bind-address=127.0.0.1",
+    "--advertise-address=127.0.0.1",
+    `--secure-port=${s.ports.apiserver}`,
+    `--cert-dir=${k.dir}`,
+    `--tls-cert-file=${k.apiserver.cert}`,
+    `--tls-private-key-file=${k.apiserver.key}`,
+    `--client-ca-file=${k.ca.cert}`,
+    "--authorization-mode=RBAC",
+    "--allow-privileged=true",
+    `--service-account-issuer=https://127.0.0.1:${s.ports.apiserver}`,
+    `--service-account-key-file=${k.sa.pub}`,
+    `--service-account-signing-key-file=${k.sa.key}`,
+    `--service-cluster-ip-range=${SERVICE_CIDR}`,
+    "--disable-admission-plugins=ServiceAccount",
+    "--profiling=false",
+    "--v=0",
+  ];
+}
+
+/** Starts (or restarts, keeping etcd) the API server of an existing plane and waits for /readyz. */
+export async function startApiserver(s: ClusterState, b: Binaries): Promise<void> {
+  const k = pki(s.dataDir);
+  s.pids["kube-apiserver"] = startProcess(s.dataDir, "kube-apiserver", b.kubeApiserver, apiserverArgs(s, k));
+  writeState(s);
+  await waitFor(
+    "kube-apiserver /readyz",
+    90_000,
+    () => kubeReady(s.server, k),
+    () => {
+      if (!isAlive(s.pids["kube-apiserver"]))
+        throw new Error(`kube-apiserver exited:\n${logTail(s.dataDir, "kube-apiserver")}`);
+    },
+  );
+}
+
+function startEtcd(s: ClusterState, b: Binaries): void {
+  const peer = `http://127.0.0.1:${s.ports.etcdPeer}`;
+  const client = `http://127.0.0.1:${s.ports.etcd}`;
+  s.pids.etcd = startProcess(s.dataDir, "etcd", b.etcd, [
+    "--name=default",
+    `--data-dir=${join(s.dataDir, "etcd")}`,
+    `--listen-client-urls=${client}`,
+    `--advertise-client-urls=${client}`,
+    `--listen-peer-urls=${peer}`,
+    `--initial-advertise-peer-urls=${peer}`,
+    `--initial-cluster=default=${peer}`,
+    "--listen-metrics-urls=",
+    "--unsafe-no-fsync",
+    "--log-level=warn",
+    "--quota-backend-bytes=4294967296",
+  ]);
+}
+
+function startControllers(s: ClusterState, b: Binaries, k: ReturnType<typeof pki>): void {
+  s.pids["kube-controller-manager"] = startProcess(s.dataDir, "kube-controller-manager", b.kubeControllerManager, [
+    `--kubeconfig=${s.kubeconfig}`,
+    "--leader-elect=false",
+    "--controllers=*",
+    "--bind-address=127.0.0.1",
+    "--secure-port=0",
+    `--root-ca-file=${k.ca.cert}`,
+    `--service-account-private-key-file=${k.sa.key}`,
+    "--use-service-account-credentials=false",
+    `--service-cluster-ip-range=${SERVICE_CIDR}`,
+  ]);
+  s.pids["kube-scheduler"] = startProcess(s.dataDir, "kube-scheduler", b.kubeScheduler, [
+    `--kubeconfig=${s.kubeconfig}`,
+    "--leader-elect=false",
+    "--bind-address=127.0.0.1",
+    "--secure-port=0",
+  ]);
+  s.pids.kwok = startProcess(s.dataDir, "kwok", b.kwok, [
+    `--kubeconfig=${s.kubeconfig}`,
+    `--config=${b.kwokStages}`,
+    "--manage-all-nodes=false",
+    "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
+    "--node-lease-duration-seconds=40",
+    `--cidr=${POD_CIDR}`,
+    "--node-ip=10.243.0.1",
+  ]);
+}
+
+function nodeManifest(i: number): string {
+  return JSON.stringify({
+    apiVersion: "v1",
+    kind: "Node",
+    metadata: {
+      name: `kwok-node-${i}`,
+      annotations: { "kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0" },
+      labels: { type: "kwok", "kubernetes.io/hostname": `kwok-node-${i}`, "kubernetes.io/os": "linux" },
+    },
+    status: {
+      allocatable: { cpu: "32", memory: "256Gi", pods: "250" },
+      capacity: { cpu: "32", memory: "256Gi", pods: "250" },
+    },
+  });
+}
+
+export function kubectl(b: Binaries, kubeconfig: string, args: string[], input?: string): string {
+  const r = spawnSync(b.kubectl, [`--kubeconfig=${kubeconfig}`, ...args], { input, encoding: "utf8" });
+  if (r.status !== 0) throw new Error(`kubectl ${args.join(" ")} failed: ${r.stderr.trim()}`);
+  return r.stdout;
+}
+
+/** Starts the whole plane and waits until it is usable (default namespace, SA, Ready nodes). */
+export async function up(o: UpOptions): Promise<ClusterState> {
+  const log = o.log ?? ((l: string) => console.error(l));
+  const existing = readState(o.dataDir);
+  if (existing && isAlive(existing.pids["kube-apiserver"])) {
+    log(`[controlplane] already running at ${existing.server}`);
+    return existing;
+  }
+  const b = ensureBinaries(log);
+  rmSync(o.dataDir, { recursive: true, force: true });
+  mkdirSync(o.dataDir, { recursive: true });
+  const t0 = Date.now();
+  const k = pki(o.dataDir);
+  const ports = { etcd: await freePort(), etcdPeer: await freePort(), apiserver: await freePort() };
+  const server = `https://127.0.0.1:${ports.apiserver}`;
+  const kubeconfig = join(o.dataDir, "kubeconfig");
+  writeFileSync(kubeconfig, kubeconfigYaml(server, readPem(k.ca.cert), readPem(k.admin.cert), readPem(k.admin.key)), {
+    mode: 0o600,
+  });
+  const s: ClusterState = {
+    dataDir: o.dataDir,
+    kubeconfig,
+    server,
+    ports,
+    pids: {},
+    startedAt: new Date().toISOString(),
+  };
+  try {
+    startEtcd(s, b);
+    writeState(s);
+    await startApiserver(s, b);
+    startControllers(s, b, k);
+    writeState(s);
+    await waitUsable(s, b, o.nodes ?? 3);
+  } catch (err) {
+    log(`[controlplane] start failed; stopping what was started`);
+    await down(o.dataDir, log);
+    throw err;
+  }
+  log(`[controlplane] ready at ${server} in ${((Date.now() - t0) / 1000).toFixed(1)}s`);
+  return s;
+}
+
+async function waitUsable(s: ClusterState, b: Binaries, nodes: number): Promise<void> {
+  const alive = () => {
+    for (const c of COMPONENTS) {
+      if (!isAlive(s.pids[c])) throw new Error(`${c} exited:\n${logTail(s.dataDir, c)}`);
+    }
+  };
+  const sa = () => {
+    const r = spawnSync(b.kubectl, [
+      `--kubeconfig=${s.kubeconfig}`,
+      "get",
+      "serviceaccount",
+      "default",
+      "-n",
+      "default",
+    ]);
+    return r.status === 0;
+  };
+  await waitFor("default ServiceAccount", 90_000, async () => sa(), alive);
+  for (let i = 0; i < nodes; i++) kubectl(b, s.kubeconfig, ["apply", "-f", "-"], nodeManifest(i));
+  await waitFor(
+    "KWOK nodes Ready",
+    90_000,
+    async () => {
+      const out = spawnSync(
+        b.kubectl,
+        [
+          `--kubeconfig=${s.kubeconfig}`,
+          "get",
+          "nodes",
+          "-o",
+          "jsonpath={range .items[*]}{.status.conditions[?(@.type=='Ready')].status}{'\\n'}{end}",
+        ],
+        { encoding: "utf8" },
+      );
+      return out.stdout.split("\n").filter(x => x === "True").length >= nodes;
+    },
+    alive,
+  );
+}
+
+/** Stops exactly the processes recorded in state.json: SIGTERM to each process group, then SIGKILL. */
+export async function down(dataDir: string, log: (l: string) => void = l => console.error(l)): Promise<void> {
+  const s = readState(dataDir);
+  if (!s) return;
+  for (const c of [...COMPONENTS].reverse()) await stopComponent(s, c);
+  writeState({ ...s, pids: {} });
+  log(`[controlplane] stopped (${dataDir})`);
+}
+
+export async function stopComponent(s: ClusterState, c: Component): Promise<void> {
+  const pid = s.pids[c];
+  if (!pid || !isAlive(pid)) return;
+  const signal = (sig: NodeJS.Signals) => {
+    try {
+      process.kill(-pid, sig);
+    } catch {
+      /* the group is gone */
+    }
+  };
+  signal("SIGTERM");
+  const deadline = Date.now() + 15_000;
+  while (isAlive(pid) && Date.now() < deadline) await new Promise(r => setTimeout(r, 100));
+  if (isAlive(pid)) signal("SIGKILL");
+  while (isAlive(pid)) await new Promise(r => setTimeout(r, 50));
+  delete s.pids[c];
+}

@@ -1,0 +1,100 @@
+// Starts the Pepr module as a child process against a control plane (the way it runs in a
+// cluster: its own process, its own logs), waits for /healthz, and stops it. Logs go to a file
+// so tests can scan them (for example for leaked tokens).
+import { spawn, type ChildProcess } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { mkdirSync, openSync, closeSync, readFileSync } from "node:fs";
+import { request } from "node:https";
+import { join } from "node:path";
+import { ensureCA, issueCert } from "./pki";
+import { freePort } from "./controlplane/cluster";
+
+const ROOT = join(__dirname, "..");
+
+export interface OperatorHandle {
+  port: number;
+  apiPath: string;
+  logFile: string;
+  caFile: string;
+  process: ChildProcess;
+  logs(): string;
+  stop(signal?: NodeJS.Signals): Promise<void>;
+}
+
+export interface OperatorOptions {
+  kubeconfig: string;
+  workDir: string;
+  env?: Record<string, string>;
+  /** PEPR_MODE=dev (admission + watch in one process) or watch-only. */
+  mode?: "dev" | "watch";
+  timeoutMs?: number;
+}
+
+function healthz(port: number, ca: Buffer): Promise<boolean> {
+  return new Promise(resolve => {
+    const req = request(
+      { host: "127.0.0.1", port, path: "/healthz", ca, servername: "localhost", timeout: 2000 },
+      res => {
+        res.resume();
+        resolve(res.statusCode === 200);
+      },
+    );
+    req.on("error", () => resolve(false));
+    req.on("timeout", () => req.destroy());
+    req.end();
+  });
+}
+
+export async function startOperator(o: OperatorOptions): Promise<OperatorHandle> {
+  mkdirSync(o.workDir, { recursive: true });
+  const ca = ensureCA(join(o.workDir, "pki"), "ca", "atb-operator test serving CA");
+  const serving = issueCert(join(o.workDir, "pki"), ca, "pepr", {
+    cn: "localhost",
+    dns: ["localhost"],
+    ips: ["127.0.0.1"],
+    usage: "server",
+  });
+  const port = await freePort();
+  const apiPath = randomBytes(16).toString("hex");
+  const logFile = join(o.workDir, `operator-${port}.log`);
+  const fd = openSync(logFile, "a");
+  const env = {
+    ...process.env,
+    KUBECONFIG: o.kubeconfig,
+    SSL_KEY_PATH: serving.key,
+    SSL_CERT_PATH: serving.cert,
+    ATB_PEPR_PORT: String(port),
+    PEPR_RESYNC_FAILURE_MAX: "1000",
+    PINO_TIME_STAMP: "iso",
+    LOG_LEVEL: "info",
+    ...(o.mode === "watch" ? { PEPR_WATCH_MODE: "true" } : { PEPR_MODE: "dev", PEPR_API_PATH: apiPath }),
+    ...o.env,
+  };
+  // One process (node with tsx's loader), so a signal reaches the operator itself, not a wrapper.
+  const child = spawn(process.execPath, ["--import", "tsx", join(ROOT, "pepr.ts")], {
+    cwd: ROOT,
+    env,
+    stdio: ["ignore", fd, fd],
+  });
+  closeSync(fd);
+  const caPem = readFileSync(ca.cert);
+  const deadline = Date.now() + (o.timeoutMs ?? 60_000);
+  const logs = () => readFileSync(logFile, "utf8");
+  while (!(await healthz(port, caPem))) {
+    if (child.exitCode !== null) throw new Error(`operator exited with ${child.exitCode}:\n${logs().slice(-3000)}`);
+    if (Date.now() > deadline) {
+      child.kill("SIGKILL");
+      throw new Error(`operator not healthy after ${(o.timeoutMs ?? 60_000) / 1000}s:\n${logs().slice(-3000)}`);
+    }
+    await new Promise(r => setTimeout(r, 200));
+  }
+  const stop = async (signal: NodeJS.Signals = "SIGTERM") => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise(r => child.once("exit", r));
+    child.kill(signal);
+    const timer = setTimeout(() => child.kill("SIGKILL"), 10_000);
+    await exited;
+    clearTimeout(timer);
+  };
+  return { port, apiPath, logFile, caFile: ca.cert, process: child, logs, stop };
+}
