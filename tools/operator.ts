@@ -28,6 +28,10 @@ export interface OperatorOptions {
   /** PEPR_MODE=dev (admission + watch in one process) or watch-only. */
   mode?: "dev" | "watch";
   timeoutMs?: number;
+  /** Fixed port (a restarted operator keeps its webhook URL); a free one otherwise. */
+  port?: number;
+  /** Fixed admission path (likewise). */
+  apiPath?: string;
 }
 
 function healthz(port: number, ca: Buffer): Promise<boolean> {
@@ -54,8 +58,8 @@ export async function startOperator(o: OperatorOptions): Promise<OperatorHandle>
     ips: ["127.0.0.1"],
     usage: "server",
   });
-  const port = await freePort();
-  const apiPath = randomBytes(16).toString("hex");
+  const port = o.port ?? (await freePort());
+  const apiPath = o.apiPath ?? randomBytes(16).toString("hex");
   const logFile = join(o.workDir, `operator-${port}.log`);
   const fd = openSync(logFile, "a");
   const env = {

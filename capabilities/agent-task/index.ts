@@ -1,30 +1,45 @@
-// The core AgentTask capability. At this stage it acknowledges each new task by recording the
-// Pending phase and the generation it observed; the authorization pipeline (broker decision,
-// execution, retries) is not wired yet, so no task goes past Pending.
-import { Capability } from "pepr";
-import { AgentTask } from "../../crds/agenttask";
-import { writeStatus } from "../lib/status-writer";
+// The core AgentTask capability: admission for every task (routing labels; the rules common to
+// all actions; spec immutability) and the one watch that feeds the operator runtime. Each action
+// capability adds its own payload validation; the pipeline in capabilities/lib does the work.
+import { Capability, type PeprMutateRequest, type PeprValidateRequest } from "pepr";
+import { AgentTask, LABEL_ACTION, LABEL_AGENT } from "../../crds/agenttask";
+import type { ActionRegistry } from "../lib/action";
+import type { OperatorConfig } from "../lib/config";
+import type { OperatorRuntime } from "../lib/runtime";
+import { commonErrors, immutableErrors, agentLabel } from "./admission";
 
-export const AgentTaskCapability = new Capability({
-  name: "agenttask",
-  description: "Admission and lifecycle of AgentTask resources",
-});
-
-const { When } = AgentTaskCapability;
-
-/** Records Pending once per task; a task that already has a phase is left alone. */
-export async function acknowledge(task: AgentTask): Promise<void> {
-  if (task.status?.phase || !task.metadata?.name || !task.metadata.namespace) return;
-  await writeStatus(
-    { name: task.metadata.name, namespace: task.metadata.namespace },
-    {
-      phase: "Pending",
-      message: "Task received by the operator",
-      observedGeneration: task.metadata.generation,
-    },
-  );
+export interface AgentTaskCapabilityOptions {
+  actions: ActionRegistry;
+  config: Readonly<OperatorConfig>;
+  /** Present in the watcher (watch or dev mode); absent in admission pods and at build time. */
+  runtime?: OperatorRuntime;
 }
 
-When(AgentTask)
-  .IsCreated()
-  .Reconcile(async task => acknowledge(task));
+export function agentTaskCapability(o: AgentTaskCapabilityOptions): Capability {
+  const cap = new Capability({ name: "agenttask", description: "Admission and lifecycle of AgentTask resources" });
+  const { When } = cap;
+
+  When(AgentTask)
+    .IsCreatedOrUpdated()
+    .Mutate(function stampLabels(req: PeprMutateRequest<AgentTask>) {
+      const spec = req.Raw.spec;
+      if (spec?.action) req.SetLabel(LABEL_ACTION, String(spec.action).slice(0, 63));
+      const agent = agentLabel(spec?.agentId);
+      if (agent) req.SetLabel(LABEL_AGENT, agent);
+    })
+    .Validate(function validateTask(req: PeprValidateRequest<AgentTask>) {
+      const errors =
+        req.Request.operation === "UPDATE"
+          ? immutableErrors(req.OldResource, req.Raw)
+          : commonErrors(req.Raw, o.actions, o.config);
+      return errors.length ? req.Deny(errors.join("; "), 422) : req.Approve();
+    });
+
+  When(AgentTask)
+    .IsCreatedOrUpdated()
+    .Reconcile(async function feedRuntime(task: AgentTask) {
+      o.runtime?.onEvent(task);
+    });
+
+  return cap;
+}

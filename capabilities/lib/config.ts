@@ -3,6 +3,8 @@
 import { AtbError } from "./errors";
 
 export interface OperatorConfig {
+  /** How Pepr runs this process: build (manifest discovery), admission, watch, or dev (both). */
+  peprMode: "build" | "admission" | "watch" | "dev";
   /** Namespaces to act in; empty means all namespaces (unlike the upstream example's "default"). */
   watchNamespaces: readonly string[];
   /** Whether a task may target another namespace than its own. Deny by default. */
@@ -28,6 +30,11 @@ export interface OperatorConfig {
   apiQps: number;
   logLevel: "error" | "warn" | "info" | "debug";
   metricsPort: number;
+  /** Address the metrics/health server binds; the deployment sets 0.0.0.0. */
+  metricsHost: string;
+  /** Task-level retry backoff (attempts recorded in status). */
+  taskBackoffBaseMs: number;
+  taskBackoffMaxMs: number;
   peprPort: number;
   maxReplicas: number;
   maxPatchBytes: number;
@@ -96,7 +103,16 @@ export function parseConfig(env: Env): Readonly<OperatorConfig> {
     caFile: env.TLS_CA_FILE || undefined,
   };
   if (Boolean(tls.certFile) !== Boolean(tls.keyFile)) invalid("TLS_CERT_FILE/TLS_KEY_FILE", "must be set together");
+  const peprMode =
+    env.PEPR_MODE === "build"
+      ? "build"
+      : env.PEPR_MODE === "dev"
+        ? "dev"
+        : env.PEPR_WATCH_MODE === "true"
+          ? "watch"
+          : "admission";
   const cfg: OperatorConfig = {
+    peprMode,
     watchNamespaces: namespaces(env.WATCH_NAMESPACE),
     allowCrossNamespace: bool(env, "ATB_ALLOW_CROSS_NAMESPACE", false),
     broker: {
@@ -115,11 +131,22 @@ export function parseConfig(env: Env): Readonly<OperatorConfig> {
     workers: int(env, "ATB_WORKERS", 8, 1, 256),
     apiQps: int(env, "ATB_API_QPS", 50, 1, 10_000),
     logLevel: level as OperatorConfig["logLevel"],
-    metricsPort: int(env, "ATB_METRICS_PORT", 9464, 1, 65_535),
+    metricsPort: int(env, "ATB_METRICS_PORT", 9464, 0, 65_535),
+    metricsHost: env.ATB_METRICS_HOST?.trim() || "127.0.0.1",
+    taskBackoffBaseMs: int(env, "ATB_TASK_BACKOFF_MS", 1_000, 10, 600_000),
+    taskBackoffMaxMs: int(env, "ATB_TASK_MAX_BACKOFF_MS", 60_000, 10, 3_600_000),
     peprPort: int(env, "ATB_PEPR_PORT", 3000, 1, 65_535),
     maxReplicas: int(env, "ATB_MAX_REPLICAS", 1000, 0, 100_000),
     maxPatchBytes: int(env, "ATB_MAX_PATCH_BYTES", 65_536, 64, 1_048_576),
     allowCreate: bool(env, "ATB_ALLOW_CREATE", false),
   };
   return Object.freeze(cfg);
+}
+
+let loaded: Readonly<OperatorConfig> | undefined;
+
+/** The process's configuration, parsed from process.env once (the only read of the environment). */
+export function loadConfig(): Readonly<OperatorConfig> {
+  loaded ??= parseConfig(process.env);
+  return loaded;
 }

@@ -1,13 +1,81 @@
 // The status writer: the only code that patches AgentTask status (invariant 6). One merge patch
-// on the status subresource per transition; callers hand it the complete next status.
-import { K8s } from "pepr";
-import { AgentTask, type AgentTaskStatus } from "../../crds/agenttask";
+// on the status subresource per transition, conditioned on the resourceVersion the pipeline
+// decided from (a stale view gets 409 and the pipeline re-reads), then one Kubernetes Event on
+// the task. Events are best-effort, as with client-go's recorder: a failed Event is logged and
+// counted, never allowed to fail or repeat the transition it reports.
+import { randomBytes } from "node:crypto";
+import { AgentTask, GROUP, KIND, VERSION } from "../../crds/agenttask";
+import type { KubeClient } from "./kube";
+import { resourcePath } from "./kube";
+import type { Logger } from "./logger";
+import { messageOf } from "./errors";
+import { nextStatus, statusPatch, warning, type Transition } from "./status";
 
-export interface TaskRef {
-  name: string;
-  namespace: string;
+export interface StatusWriter {
+  /** Writes the transition and returns the task as stored afterwards. */
+  transition(task: AgentTask, t: Transition): Promise<AgentTask>;
 }
 
-export async function writeStatus(ref: TaskRef, status: AgentTaskStatus): Promise<void> {
-  await K8s(AgentTask).PatchStatus({ metadata: { name: ref.name, namespace: ref.namespace }, status });
+export interface StatusWriterDeps {
+  kube: KubeClient;
+  log: Logger;
+  now?: () => Date;
+  onEventError?: () => void;
+}
+
+export function createStatusWriter(deps: StatusWriterDeps): StatusWriter {
+  const now = deps.now ?? (() => new Date());
+  return {
+    async transition(task, t) {
+      const name = task.metadata!.name!;
+      const namespace = task.metadata!.namespace!;
+      const at = now();
+      const status = nextStatus(task, t, at);
+      const updated = await deps.kube.request<AgentTask>({
+        method: "PATCH",
+        path: resourcePath("AgentTask", namespace, name, "status"),
+        patchType: "merge",
+        body: {
+          metadata: { resourceVersion: task.metadata!.resourceVersion },
+          status: statusPatch(task.status, status),
+        },
+      });
+      await recordEvent(deps, updated, t, at);
+      return updated;
+    },
+  };
+}
+
+async function recordEvent(deps: StatusWriterDeps, task: AgentTask, t: Transition, at: Date): Promise<void> {
+  const name = task.metadata!.name!;
+  const namespace = task.metadata!.namespace!;
+  const event = {
+    apiVersion: "v1",
+    kind: "Event",
+    metadata: { name: `${name}.${randomBytes(8).toString("hex")}`, namespace },
+    involvedObject: {
+      apiVersion: `${GROUP}/${VERSION}`,
+      kind: KIND,
+      name,
+      namespace,
+      uid: task.metadata!.uid,
+      resourceVersion: task.metadata!.resourceVersion,
+    },
+    reason: t.reason,
+    message: `${t.phase}: ${t.message}`.slice(0, 1024),
+    type: warning(t.phase) ? "Warning" : "Normal",
+    source: { component: "atb-operator" },
+    reportingComponent: "atb.siemens.com/operator",
+    reportingInstance: "atb-operator",
+    action: t.phase,
+    firstTimestamp: at.toISOString(),
+    lastTimestamp: at.toISOString(),
+    count: 1,
+  };
+  try {
+    await deps.kube.request({ method: "POST", path: resourcePath("Event", namespace), body: event });
+  } catch (err) {
+    deps.onEventError?.();
+    deps.log.warn("could not record event", { task: `${namespace}/${name}`, reason: t.reason, error: messageOf(err) });
+  }
 }

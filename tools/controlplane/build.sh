@@ -83,6 +83,7 @@ build_one() {
     return 0
   fi
   tmp=$(mktemp -d "$cache_root/.tmp-$comp-XXXXXX")
+  chmod 755 "$tmp"
   log="$tmp/build.log"
   printf 'controlplane build: building %s %s (log: %s)\n' "$comp" "$(version_of "$comp")" "$log"
   local t0=$SECONDS

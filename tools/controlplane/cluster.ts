@@ -116,8 +116,39 @@ export function logTail(dataDir: string, name: string, lines = 30): string {
   return readFileSync(p, "utf8").split("\n").slice(-lines).join("\n");
 }
 
+/**
+ * API server audit policy: successful writes to workloads, config and AgentTasks (metadata only).
+ * Tests count target writes from it (at most once is checked on the API server's own record,
+ * not on the operator's logs); everything else is not logged, to keep the plane light.
+ */
+const AUDIT_POLICY = `apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived, ResponseStarted]
+rules:
+  - level: Metadata
+    verbs: [create, update, patch, delete]
+    resources:
+      - group: apps
+        resources: [deployments, statefulsets, daemonsets, replicasets, deployments/scale, statefulsets/scale, replicasets/scale]
+      - group: ""
+        resources: [configmaps, secrets, services]
+      - group: atb.siemens.com
+        resources: [agenttasks, agenttasks/status]
+  - level: None
+`;
+
+export function auditLogPath(dataDir: string): string {
+  return join(dataDir, "logs", "audit.log");
+}
+
 function apiserverArgs(s: ClusterState, k: ReturnType<typeof pki>): string[] {
+  const policy = join(s.dataDir, "audit-policy.yaml");
+  writeFileSync(policy, AUDIT_POLICY);
   return [
+    `--audit-policy-file=${policy}`,
+    `--audit-log-path=${auditLogPath(s.dataDir)}`,
+    "--audit-log-format=json",
+    "--audit-log-maxsize=500",
     `--etcd-servers=http://127.0.0.1:${s.ports.etcd}`,
     "--bind-address=127.0.0.1",
     "--advertise-address=127.0.0.1",

@@ -1,0 +1,65 @@
+// Pure admission rules shared by every action: each returns messages that name the field and
+// the rule. Payload rules belong to the action capabilities.
+import { isDeepStrictEqual } from "node:util";
+import { ACTION_KINDS, type AgentTask } from "../../crds/agenttask";
+import type { ActionRegistry } from "../lib/action";
+import type { OperatorConfig } from "../lib/config";
+
+const JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
+const SPIFFE = /^spiffe:\/\/[a-z0-9._-]+(\/[A-Za-z0-9._-]+)+$/;
+
+/** A label value for the agent: the SPIFFE path's last segment, sanitised to label rules. */
+export function agentLabel(agentId: unknown): string | undefined {
+  if (typeof agentId !== "string") return undefined;
+  const last = agentId.split("/").filter(Boolean).pop() ?? "";
+  const clean = last
+    .replace(/[^A-Za-z0-9._-]/g, "-")
+    .slice(0, 63)
+    .replace(/^[^A-Za-z0-9]+|[^A-Za-z0-9]+$/g, "");
+  return clean || undefined;
+}
+
+export function commonErrors(
+  task: AgentTask | undefined,
+  actions: ActionRegistry,
+  config: Readonly<OperatorConfig>,
+): string[] {
+  const spec = task?.spec;
+  if (!spec) return ["spec: is required"];
+  const errors: string[] = [];
+  const action = spec.action as string;
+  if (!Object.prototype.hasOwnProperty.call(actions, action)) {
+    errors.push(
+      `spec.action: "${String(action).slice(0, 40)}" is not an action this operator supports (${Object.keys(actions).join(", ")})`,
+    );
+  } else if (!ACTION_KINDS[spec.action].includes(spec.target?.kind)) {
+    errors.push(
+      `spec.target.kind: ${String(spec.target?.kind)} is not supported by action ${action} (supported: ${ACTION_KINDS[spec.action].join(", ")})`,
+    );
+  }
+  if (typeof spec.agentId !== "string" || !SPIFFE.test(spec.agentId)) {
+    errors.push("spec.agentId: must be a SPIFFE ID with a path (spiffe://<trust-domain>/<path>)");
+  }
+  if (typeof spec.poaToken !== "string" || !JWS.test(spec.poaToken)) {
+    errors.push("spec.poaToken: must be a compact JWS (three base64url segments separated by dots)");
+  }
+  const ns = task?.metadata?.namespace;
+  if (spec.target?.namespace !== ns && !config.allowCrossNamespace) {
+    errors.push(
+      `spec.target.namespace: must equal the task's namespace "${ns}"; cross-namespace targets are disabled (ATB_ALLOW_CROSS_NAMESPACE=false)`,
+    );
+  }
+  if (config.watchNamespaces.length && ns && !config.watchNamespaces.includes(ns)) {
+    errors.push(
+      `metadata.namespace: the operator does not act in namespace "${ns}" (WATCH_NAMESPACE=${config.watchNamespaces.join(",")})`,
+    );
+  }
+  return errors;
+}
+
+export function immutableErrors(old: AgentTask | undefined, next: AgentTask | undefined): string[] {
+  if (!old?.spec) return [];
+  return isDeepStrictEqual(old.spec, next?.spec)
+    ? []
+    : ["spec: is immutable after creation; create a new AgentTask instead"];
+}

@@ -1,0 +1,162 @@
+// Start-up wiring of the watcher side: the kube adapter, the broker client, the status writer,
+// the pipeline behind a bounded work queue, the periodic sweep, and the metrics/health server.
+// Pepr's Reconcile only feeds keys in (onEvent); everything after that is ours, because Pepr
+// neither retries nor resyncs (see docs/adr/0001-one-watch-and-a-registry.md).
+import type { Server } from "node:http";
+import type { AgentTask } from "../../crds/agenttask";
+import type { ActionRegistry } from "./action";
+import { createBrokerClient, type BrokerClient } from "./broker-client";
+import type { OperatorConfig } from "./config";
+import { messageOf } from "./errors";
+import { KubeClient, resourcePath } from "./kube";
+import { createLogger, type Logger } from "./logger";
+import { OperatorMetrics, serveMetrics } from "./metrics";
+import { Pipeline, taskKey } from "./pipeline";
+import { isTerminal } from "./status";
+import { createStatusWriter } from "./status-writer";
+import { WorkQueue } from "./work-queue";
+import { PHASES } from "../../crds/agenttask";
+
+export class OperatorRuntime {
+  readonly log: Logger;
+  readonly metrics = new OperatorMetrics();
+  private pipeline?: Pipeline;
+  private queue?: WorkQueue;
+  private readonly early = new Set<string>();
+  private sweepTimer?: NodeJS.Timeout;
+  private server?: Server;
+  private broker?: BrokerClient;
+  private kube?: KubeClient;
+  private lastSweep = 0;
+  private sweepError = "no sweep yet";
+
+  constructor(
+    readonly config: Readonly<OperatorConfig>,
+    private readonly actions: ActionRegistry,
+    log?: Logger,
+  ) {
+    this.log = log ?? createLogger(config.logLevel, "operator");
+  }
+
+  async start(): Promise<void> {
+    const c = this.config;
+    if (c.broker.insecure)
+      this.log.warn("ATB_INSECURE=true: the broker's server certificate is NOT verified; never use this in production");
+    this.kube = await KubeClient.fromEnvironment({ qps: c.apiQps });
+    this.broker = createBrokerClient(
+      {
+        brokerUrl: c.broker.url,
+        tls: c.broker.tls,
+        insecure: c.broker.insecure,
+        attemptTimeoutMs: c.broker.attemptTimeoutMs,
+        maxAttempts: c.broker.maxAttempts,
+        baseBackoffMs: c.broker.baseBackoffMs,
+        maxBackoffMs: c.broker.maxBackoffMs,
+      },
+      this.log.child({ component: "broker-client" }),
+    );
+    const status = createStatusWriter({
+      kube: this.kube,
+      log: this.log,
+      onEventError: () => this.metrics.eventErrors.inc(),
+    });
+    this.pipeline = new Pipeline({
+      kube: this.kube,
+      broker: this.broker,
+      actions: this.actions,
+      config: c,
+      log: this.log,
+      metrics: this.metrics,
+      status,
+    });
+    this.queue = new WorkQueue(
+      c.workers,
+      key => this.work(key),
+      (key, err) => this.log.error("worker error", { task: key, error: messageOf(err) }),
+    );
+    this.server = await serveMetrics(
+      this.metrics,
+      { live: () => true, ready: () => this.readiness() },
+      c.metricsHost,
+      c.metricsPort,
+    );
+    for (const key of this.early) this.queue.add(key);
+    this.early.clear();
+    await this.sweep();
+    this.sweepTimer = setInterval(() => void this.sweep(), c.sweepIntervalMs);
+    this.sweepTimer.unref();
+    this.log.info("operator runtime started", {
+      workers: c.workers,
+      apiQps: c.apiQps,
+      watchNamespaces: c.watchNamespaces,
+      metricsPort: this.metricsPort(),
+    });
+  }
+
+  metricsPort(): number | undefined {
+    const a = this.server?.address();
+    return a && typeof a === "object" ? a.port : undefined;
+  }
+
+  /** Pepr's Reconcile callback: terminal tasks and echoes of our own writes cost nothing. */
+  onEvent(task: AgentTask): void {
+    if (isTerminal(task.status?.phase)) return;
+    const key = taskKey(task);
+    if (this.pipeline?.lastWritten.get(key) === task.metadata?.resourceVersion) return;
+    if (!this.queue) this.early.add(key);
+    else this.queue.add(key);
+  }
+
+  private async work(key: string): Promise<void> {
+    const r = await this.pipeline!.reconcile(key);
+    if (r.requeueAfterMs !== undefined) this.queue!.addAfter(key, r.requeueAfterMs);
+    this.metrics.queueDepth.set(this.queue!.length);
+  }
+
+  /** Finds every non-terminal task (the watch may have missed it) and counts tasks by phase. */
+  async sweep(): Promise<void> {
+    try {
+      const namespaces = this.config.watchNamespaces.length ? this.config.watchNamespaces : [undefined];
+      const counts = new Map<string, number>(PHASES.map(p => [p, 0]));
+      for (const ns of namespaces) {
+        const list = await this.kube!.request<{ items: AgentTask[] }>({
+          method: "GET",
+          path: resourcePath("AgentTask", ns),
+          query: { resourceVersion: "0" },
+        });
+        for (const t of list.items) {
+          const phase = t.status?.phase ?? "Pending";
+          counts.set(phase, (counts.get(phase) ?? 0) + 1);
+          if (!isTerminal(t.status?.phase)) this.queue!.add(taskKey(t));
+        }
+      }
+      for (const [phase, n] of counts) this.metrics.tasksByPhase.set({ phase }, n);
+      this.lastSweep = Date.now();
+      this.metrics.sweeps.inc({ result: "ok" });
+    } catch (err) {
+      this.sweepError = messageOf(err);
+      this.metrics.sweeps.inc({ result: "error" });
+      this.log.warn("sweep failed", { error: this.sweepError });
+    }
+  }
+
+  private readiness(): { ok: boolean; reason: string } {
+    if (!this.queue) return { ok: false, reason: "starting" };
+    if (Date.now() - this.lastSweep > 3 * this.config.sweepIntervalMs)
+      return { ok: false, reason: `sweep failing: ${this.sweepError}` };
+    return { ok: true, reason: "ok" };
+  }
+
+  /** Waits until no task is queued or being worked on (tests, graceful stop). */
+  idle(): Promise<void> {
+    return this.queue?.idle() ?? Promise.resolve();
+  }
+
+  async stop(): Promise<void> {
+    if (this.sweepTimer) clearInterval(this.sweepTimer);
+    this.queue?.stop();
+    await new Promise<void>(r => (this.server ? this.server.close(() => r()) : r()));
+    await this.broker?.close();
+    await this.kube?.close();
+  }
+}

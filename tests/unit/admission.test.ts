@@ -1,0 +1,64 @@
+// Admission rules common to every action: messages name the field; nothing throws on hostile input.
+import fc from "fast-check";
+import { agentLabel, commonErrors, immutableErrors } from "../../capabilities/agent-task/admission";
+import { parseConfig } from "../../capabilities/lib/config";
+import type { ActionRegistry } from "../../capabilities/lib/action";
+import type { AgentTask } from "../../crds/agenttask";
+
+const actions = Object.fromEntries(["scale", "restart", "update-config", "deploy", "rollback", "patch"].map(a => [a, {}])) as unknown as ActionRegistry;
+const config = parseConfig({});
+const TOKEN = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln";
+
+function task(spec: Record<string, unknown>, namespace = "prod"): AgentTask {
+  return {
+    metadata: { name: "t", namespace },
+    spec: { agentId: "spiffe://atb.example.com/agent/a", poaToken: TOKEN, action: "scale", target: { kind: "Deployment", name: "w", namespace: "prod" }, payload: { replicas: 1 }, ...spec },
+  } as unknown as AgentTask;
+}
+
+test.each([
+  [{ action: "delete" }, /^spec\.action: "delete" is not an action/],
+  [{ target: { kind: "Secret", name: "w", namespace: "prod" } }, /^spec\.target\.kind: Secret is not supported by action scale/],
+  [{ agentId: "agent-a" }, /^spec\.agentId: must be a SPIFFE ID/],
+  [{ poaToken: "abc" }, /^spec\.poaToken: must be a compact JWS/],
+  [{ target: { kind: "Deployment", name: "w", namespace: "other" } }, /^spec\.target\.namespace: must equal the task's namespace "prod"/],
+])("rejects %p", (spec, message) => {
+  const errors = commonErrors(task(spec), actions, config);
+  expect(errors).toHaveLength(1);
+  expect(errors[0]).toMatch(message);
+});
+
+test("a valid task passes; cross-namespace is allowed only when configured", () => {
+  expect(commonErrors(task({}), actions, config)).toEqual([]);
+  const cross = task({ target: { kind: "Deployment", name: "w", namespace: "other" } });
+  expect(commonErrors(cross, actions, parseConfig({ ATB_ALLOW_CROSS_NAMESPACE: "true" }))).toEqual([]);
+});
+
+test("the token is never quoted in a message", () => {
+  const errors = commonErrors(task({ poaToken: "secret-not-a-jws" }), actions, config);
+  expect(errors.join(" ")).not.toContain("secret-not-a-jws");
+});
+
+test("any spec change is refused on update", () => {
+  expect(immutableErrors(task({}), task({}))).toEqual([]);
+  expect(immutableErrors(task({}), task({ payload: { replicas: 2 } }))).toEqual(["spec: is immutable after creation; create a new AgentTask instead"]);
+});
+
+test("hostile specs never throw and always yield messages naming a field", () => {
+  fc.assert(
+    fc.property(fc.anything(), fc.anything(), fc.anything(), (action, target, token) => {
+      const errors = commonErrors(task({ action, target, poaToken: token }), actions, config);
+      for (const e of errors) expect(e).toMatch(/^spec\.[a-zA-Z.]+: /);
+    }),
+  );
+});
+
+test("agent labels are valid label values", () => {
+  expect(agentLabel("spiffe://atb.example.com/agent/planning-agent")).toBe("planning-agent");
+  fc.assert(
+    fc.property(fc.string(), s => {
+      const l = agentLabel(`spiffe://x/${s}`);
+      if (l !== undefined) expect(l).toMatch(/^[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$/);
+    }),
+  );
+});

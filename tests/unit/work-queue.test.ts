@@ -1,0 +1,61 @@
+// The work queue: bounded concurrency, one worker per key, dirty keys run again, earliest timer wins.
+import { WorkQueue } from "../../capabilities/lib/work-queue";
+
+const tick = (ms = 0) => new Promise(r => setTimeout(r, ms));
+
+test("never runs more than `workers` handlers, nor one key twice at once", async () => {
+  let running = 0;
+  let peak = 0;
+  const active = new Set<string>();
+  let overlap = 0;
+  const runs = new Map<string, number>();
+  const q = new WorkQueue(3, async key => {
+    if (active.has(key)) overlap++;
+    active.add(key);
+    running++;
+    peak = Math.max(peak, running);
+    runs.set(key, (runs.get(key) ?? 0) + 1);
+    await tick(5);
+    running--;
+    active.delete(key);
+  }, () => undefined);
+  for (let i = 0; i < 50; i++) q.add(`k${i % 10}`);
+  await q.idle();
+  expect(peak).toBe(3);
+  expect(overlap).toBe(0);
+  // Queued duplicates collapse; a key re-added while running runs once more, never more.
+  expect(runs.size).toBe(10);
+  expect([...runs.values()].every(n => n === 1 || n === 2)).toBe(true);
+});
+
+test("a key added while it runs runs once more afterwards", async () => {
+  let runs = 0;
+  const q = new WorkQueue(2, async () => {
+    runs++;
+    if (runs === 1) {
+      q.add("a");
+      q.add("a");
+    }
+    await tick(2);
+  }, () => undefined);
+  q.add("a");
+  await tick(30);
+  await q.idle();
+  expect(runs).toBe(2);
+});
+
+test("addAfter keeps the earliest timer and errors reach onError", async () => {
+  const seen: string[] = [];
+  const errors: string[] = [];
+  const q = new WorkQueue(1, async key => {
+    seen.push(key);
+    if (key === "bad") throw new Error("boom");
+  }, key => errors.push(key));
+  q.addAfter("x", 200);
+  q.addAfter("x", 10);
+  q.add("bad");
+  await tick(50);
+  expect(seen).toEqual(["bad", "x"]);
+  expect(errors).toEqual(["bad"]);
+  q.stop();
+});

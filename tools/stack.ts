@@ -1,0 +1,159 @@
+// The whole product on a local control plane, for the e2e tests, the sandbox and the benchmarks:
+// the reference broker (real mTLS, real OPA on policies/), the operator as a child process in
+// PEPR_MODE=dev with its admission webhooks registered against the API server, and a PoA minter
+// whose key the broker trusts. Nothing here is a fake.
+import { request } from "node:http";
+import { join } from "node:path";
+import { ensureDevMaterial, type DevMaterial } from "../broker/dev-material";
+import { mintPoa, type MintOptions } from "../broker/poa";
+import { startBroker, type RunningBroker } from "../broker/server";
+import { createLogger } from "../capabilities/lib/logger";
+import { ensureBinaries, type Binaries } from "./controlplane/binaries";
+import { freePort, kubectl, type ClusterState } from "./controlplane/cluster";
+import { startOperator, type OperatorHandle } from "./operator";
+import { webhookConfigurations } from "./webhooks";
+
+export interface StackOptions {
+  cluster: ClusterState;
+  workDir: string;
+  /** Extra operator environment (deadlines, workers, ...). */
+  operatorEnv?: Record<string, string>;
+  /** Where the broker writes its audit lines (default: a file in workDir). */
+  auditFile?: string;
+  brokerLogFile?: string;
+}
+
+export interface Stack {
+  cluster: ClusterState;
+  bin: Binaries;
+  material: DevMaterial;
+  broker?: RunningBroker;
+  brokerPort: number;
+  operator: OperatorHandle;
+  metricsPort: number;
+  auditFile: string;
+  /** A PoA signed by the key the broker trusts. */
+  mint(o: Omit<MintOptions, "key">): Promise<string>;
+  startBroker(): Promise<RunningBroker>;
+  stopBroker(): Promise<void>;
+  /** Stops the operator (SIGTERM, or SIGKILL for crash tests) and starts it again on the same port. */
+  restartOperator(signal?: NodeJS.Signals): Promise<OperatorHandle>;
+  metrics(): Promise<string>;
+  stop(): Promise<void>;
+}
+
+export async function startStack(o: StackOptions): Promise<Stack> {
+  const bin = ensureBinaries();
+  const material = await ensureDevMaterial(join(o.workDir, "pki"));
+  const auditFile = o.auditFile ?? join(o.workDir, "broker-audit.log");
+  const brokerPort = await freePort();
+  const metricsPort = await freePort();
+  const opPort = await freePort();
+  const log = createLogger("info", "broker", (await import("node:fs")).createWriteStream(o.brokerLogFile ?? join(o.workDir, "broker.log"), { flags: "a" }));
+  let broker: RunningBroker | undefined;
+  const stack: Stack = {
+    cluster: o.cluster,
+    bin,
+    material,
+    brokerPort,
+    metricsPort,
+    auditFile,
+    operator: undefined as unknown as OperatorHandle,
+    mint: m => mintPoa({ key: material.poaPrivateKey, ...m } as MintOptions),
+    async startBroker() {
+      broker = await startBroker({
+        port: brokerPort,
+        tls: { certFile: material.server.cert, keyFile: material.server.key, clientCaFile: material.ca.cert },
+        poa: { publicKeyFiles: [material.poaPublicKey] },
+        audit: auditFile,
+        logger: log,
+      });
+      stack.broker = broker;
+      return broker;
+    },
+    async stopBroker() {
+      await broker?.stop();
+      broker = undefined;
+      stack.broker = undefined;
+    },
+    async restartOperator(signal = "SIGTERM") {
+      await stack.operator.stop(signal);
+      stack.operator = await launch(stack, o, opPort, stack.operator.apiPath);
+      return stack.operator;
+    },
+    metrics: () => httpGet(`http://127.0.0.1:${metricsPort}/metrics`),
+    async stop() {
+      await stack.operator?.stop();
+      for (const kind of ["mutatingwebhookconfiguration", "validatingwebhookconfiguration"]) {
+        kubectl(bin, o.cluster.kubeconfig, ["delete", kind, "atb-operator-local", "--ignore-not-found"]);
+      }
+      await stack.stopBroker();
+    },
+  };
+  await stack.startBroker();
+  stack.operator = await launch(stack, o, opPort);
+  for (const cfg of webhookConfigurations(opPort, stack.operator.apiPath, stack.operator.caFile)) {
+    kubectl(bin, o.cluster.kubeconfig, ["apply", "-f", "-"], JSON.stringify(cfg));
+  }
+  await waitForWebhook(stack);
+  return stack;
+}
+
+function launch(stack: Stack, o: StackOptions, port: number, apiPath?: string): Promise<OperatorHandle> {
+  return startOperator({
+    kubeconfig: o.cluster.kubeconfig,
+    workDir: join(o.workDir, "operator"),
+    mode: "dev",
+    port,
+    apiPath,
+    env: {
+      ATB_BROKER_URL: `https://127.0.0.1:${stack.brokerPort}`,
+      TLS_CERT_FILE: stack.material.client.cert,
+      TLS_KEY_FILE: stack.material.client.key,
+      TLS_CA_FILE: stack.material.ca.cert,
+      ATB_METRICS_PORT: String(stack.metricsPort),
+      ATB_METRICS_HOST: "127.0.0.1",
+      ATB_SWEEP_INTERVAL_SECONDS: "5",
+      ...o.operatorEnv,
+    },
+  });
+}
+
+/** The API server reaches the webhook once it has loaded the configuration: probe with a dry run. */
+async function waitForWebhook(stack: Stack): Promise<void> {
+  const probe = {
+    apiVersion: "atb.siemens.com/v1alpha1",
+    kind: "AgentTask",
+    metadata: { name: "webhook-probe", namespace: "default" },
+    spec: {
+      agentId: "spiffe://atb.local/agent/probe",
+      poaToken: "a.b.c",
+      action: "scale",
+      target: { kind: "Deployment", name: "probe", namespace: "elsewhere" },
+      payload: { replicas: 1 },
+    },
+  };
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    try {
+      kubectl(stack.bin, stack.cluster.kubeconfig, ["create", "--dry-run=server", "-f", "-"], JSON.stringify(probe));
+    } catch (err) {
+      if (String(err).includes("cross-namespace targets are disabled")) return;
+    }
+    if (Date.now() > deadline) throw new Error("the API server never called the operator's validating webhook");
+    await new Promise(r => setTimeout(r, 250));
+  }
+}
+
+export function httpGet(url: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    request(url, res => {
+      let body = "";
+      res.setEncoding("utf8");
+      res.on("data", c => (body += c));
+      res.on("end", () => resolve(body));
+    })
+      .on("error", reject)
+      .end();
+  });
+}
