@@ -13,7 +13,12 @@ module.exports = {
   projects: [
     { ...common, displayName: "unit", testMatch: ["<rootDir>/tests/unit/**/*.test.ts"] },
     // Real TLS, real OPA, reference broker; no Kubernetes control plane needed.
-    { ...common, displayName: "integration", testMatch: ["<rootDir>/tests/integration/**/*.test.ts"], testTimeout: 60000 },
+    {
+      ...common,
+      displayName: "integration",
+      testMatch: ["<rootDir>/tests/integration/**/*.test.ts"],
+      setupFilesAfterEnv: ["<rootDir>/tests/integration/setup-timeout.ts"],
+    },
     {
       ...common,
       displayName: "e2e",
@@ -21,7 +26,7 @@ module.exports = {
       globalSetup: "<rootDir>/tests/e2e/global-setup.ts",
       globalTeardown: "<rootDir>/tests/e2e/global-teardown.ts",
       setupFiles: ["<rootDir>/tests/e2e/setup-env.ts"],
-      testTimeout: 180000,
+      setupFilesAfterEnv: ["<rootDir>/tests/e2e/setup-timeout.ts"],
     },
   ],
 };

@@ -32,10 +32,17 @@ async function mint(args: string[]): Promise<void> {
   const { values: v } = parseArgs({
     args,
     options: {
-      agent: { type: "string" }, action: { type: "string" }, target: { type: "string" },
-      approver: { type: "string", multiple: true }, executive: { type: "string", multiple: true },
-      ttl: { type: "string" }, "max-replicas": { type: "string" }, "min-replicas": { type: "string" },
-      tier: { type: "string" }, jti: { type: "string" }, key: { type: "string" },
+      agent: { type: "string" },
+      action: { type: "string" },
+      target: { type: "string" },
+      approver: { type: "string", multiple: true },
+      executive: { type: "string", multiple: true },
+      ttl: { type: "string" },
+      "max-replicas": { type: "string" },
+      "min-replicas": { type: "string" },
+      tier: { type: "string" },
+      jti: { type: "string" },
+      key: { type: "string" },
     },
   });
   if (!v.agent || !v.action || !v.target) throw new Error("mint needs --agent, --action and --target");

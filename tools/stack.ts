@@ -2,6 +2,7 @@
 // the reference broker (real mTLS, real OPA on policies/), the operator as a child process in
 // PEPR_MODE=dev with its admission webhooks registered against the API server, and a PoA minter
 // whose key the broker trusts. Nothing here is a fake.
+import { readFileSync } from "node:fs";
 import { request } from "node:http";
 import { join } from "node:path";
 import { ensureDevMaterial, type DevMaterial } from "../broker/dev-material";
@@ -45,6 +46,7 @@ export interface Stack {
 export async function startStack(o: StackOptions): Promise<Stack> {
   const bin = ensureBinaries();
   const material = await ensureDevMaterial(join(o.workDir, "pki"));
+  const signingKey = readFileSync(material.poaPrivateKey, "utf8");
   const auditFile = o.auditFile ?? join(o.workDir, "broker-audit.log");
   const brokerPort = await freePort();
   const metricsPort = await freePort();
@@ -59,7 +61,7 @@ export async function startStack(o: StackOptions): Promise<Stack> {
     metricsPort,
     auditFile,
     operator: undefined as unknown as OperatorHandle,
-    mint: m => mintPoa({ key: material.poaPrivateKey, ...m } as MintOptions),
+    mint: m => mintPoa({ key: signingKey, ...m } as MintOptions),
     async startBroker() {
       broker = await startBroker({
         port: brokerPort,

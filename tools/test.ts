@@ -25,7 +25,7 @@ function main(): number {
   mkdirSync(join(root, "coverage"), { recursive: true });
   rmSync(out, { force: true });
   const jest = join(root, "node_modules", ".bin", "jest");
-  const args = ["--ci", "--maxWorkers=2", "--json", `--outputFile=${out}`, ...process.argv.slice(2)];
+  const args = ["--ci", "--maxWorkers=2", "--forceExit", "--json", `--outputFile=${out}`, ...process.argv.slice(2)];
   const r = spawnSync(jest, args, { cwd: root, stdio: "inherit", env: { ...process.env, FORCE_COLOR: "0" } });
   if (!existsSync(out)) {
     console.log(`tests: 0 passed, 1 failed (jest produced no results, exit ${r.status ?? r.signal})`);

@@ -1,6 +1,7 @@
 // The three working steps of the pipeline: authorize (Processing → Executing | Denied), execute
 // (the one write, guarded by the at-most-once marker) and verify (rollout → Completed | Failed).
 // Each returns the pipeline's next Step; only the pipeline writes status.
+import { isDeepStrictEqual } from "node:util";
 import type { AgentTask } from "../../crds/agenttask";
 import type { ActionModule, KubeObject, Plan, TaskContext } from "./action";
 import { brokerAction } from "./action";
@@ -66,6 +67,18 @@ export async function authorize(p: Pipeline, task: AgentTask, module: ActionModu
   return decide(p, task, ctx, plan, exp);
 }
 
+/**
+ * The broker client gives up on one decision after its own attempts (BROKER_DEADLINE, with the
+ * last error as cause). The task tries again later while that cause was transient and the PoA
+ * and the task deadline still leave time; a refusal (4xx, malformed answer) is final.
+ */
+function worthRetrying(e: AtbError, deadline: Date, now: Date): boolean {
+  if (deadline.getTime() <= now.getTime()) return false;
+  if (e.retryable) return true;
+  const cause = (e as { cause?: unknown }).cause;
+  return e.kind === "BROKER_DEADLINE" && cause instanceof AtbError && cause.retryable;
+}
+
 async function decide(p: Pipeline, task: AgentTask, ctx: TaskContext, plan: Plan, exp: Date): Promise<Step> {
   const created = Date.parse(String(task.metadata!.creationTimestamp));
   const deadline = new Date(Math.min(exp.getTime(), created + p.deps.config.taskDeadlineMs));
@@ -89,7 +102,7 @@ async function decide(p: Pipeline, task: AgentTask, ctx: TaskContext, plan: Plan
     end({ outcome: "error" });
     const e = err instanceof AtbError ? err : new AtbError("BROKER_UNAVAILABLE", messageOf(err));
     p.deps.metrics.brokerErrors.inc({ code: e.code });
-    return e.retryable ? p.retry(task, e) : p.fail(task, e.reason, e.message);
+    return worthRetrying(e, deadline, p.now()) ? p.retry(task, e) : p.fail(task, e.reason, e.message);
   }
   const atbResult = {
     allowed: decision.allowed,
@@ -113,7 +126,7 @@ async function decide(p: Pipeline, task: AgentTask, ctx: TaskContext, plan: Plan
       ],
     });
   }
-  p.authorizedHere.add(m.uid!);
+  p.authorizedHere.set(m.uid!, plan);
   return p.to(task, {
     phase: "Executing",
     reason: "Authorized",
@@ -124,37 +137,45 @@ async function decide(p: Pipeline, task: AgentTask, ctx: TaskContext, plan: Plan
   });
 }
 
+/**
+ * Writes the plan the broker judged, as it was judged. Only on a 409 (the target changed since)
+ * and only for actions that allow it is the change planned again; if the new plan's params
+ * differ from the judged ones, the task is authorized again instead of written.
+ */
 export async function execute(p: Pipeline, task: AgentTask, module: ActionModule, ctx: TaskContext): Promise<Step> {
-  for (let attempt = 0; attempt < 3; attempt++) {
+  let plan = p.authorizedHere.get(ctx.uid);
+  for (let attempt = 0; attempt < 4; attempt++) {
     let target: KubeObject | undefined;
     try {
       target = await getTarget(ctx);
     } catch (err) {
       return settle(p, task, err, "ExecutionFailed");
     }
-    if (isApplied(target, ctx.uid))
-      return applied(p, task, "the change was already applied (marker found on the target)");
-    if (!p.authorizedHere.has(ctx.uid)) return reauthorize(p, task, ctx);
-    try {
-      const plan = await module.plan(ctx, target);
+    if (isApplied(target, ctx.uid)) return applied(p, task, "the change was already applied (marker found on the target)");
+    if (!plan) return reauthorize(p, task, ctx, "the operator restarted after authorization and before applying the change");
+    if (attempt > 0) {
       try {
-        await ctx.kube.request(plan.write);
-      } catch (err) {
-        if (!(err instanceof KubeError) || !(err.status === 409 || (err.status === 422 && !plan.retryOnConflict)))
-          throw err;
-        if (!plan.retryOnConflict) {
-          return p.fail(
-            task,
-            "TargetChanged",
-            `the target changed after the broker's decision, so the change was not applied: ${err.message}`,
-          );
+        const again = await module.plan(ctx, target);
+        if (!isDeepStrictEqual(again.params, plan.params)) {
+          p.authorizedHere.delete(ctx.uid);
+          return reauthorize(p, task, ctx, "the target changed after the decision and the change would now differ from what was authorized");
         }
-        continue;
+        plan = again;
+      } catch (err) {
+        return settle(p, task, err, "ExecutionFailed");
       }
+    }
+    try {
+      await ctx.kube.request(plan.write);
       p.authorizedHere.delete(ctx.uid);
       return applied(p, task, "change applied; waiting for it to take effect");
     } catch (err) {
-      return settle(p, task, err, "ExecutionFailed");
+      const stale = err instanceof KubeError && (err.status === 409 || (err.status === 422 && !plan.retryOnConflict));
+      if (!stale) return settle(p, task, err, "ExecutionFailed");
+      if (!plan.retryOnConflict) {
+        p.authorizedHere.delete(ctx.uid);
+        return p.fail(task, "TargetChanged", `the target changed after the broker's decision, so the change was not applied: ${(err as Error).message}`);
+      }
     }
   }
   return p.retry(task, new AtbError("KUBE_TRANSIENT", "the target kept changing while the change was being applied"));
@@ -169,8 +190,8 @@ function applied(p: Pipeline, task: AgentTask, message: string): Promise<Step> {
   });
 }
 
-/** Executing without the marker after a restart: the change was never applied. */
-function reauthorize(p: Pipeline, task: AgentTask, ctx: TaskContext): Promise<Step> {
+/** Executing without the marker and without a judged plan in hand: the change was never applied. */
+function reauthorize(p: Pipeline, task: AgentTask, ctx: TaskContext, why: string): Promise<Step> {
   let exp: Date | undefined;
   try {
     exp = poaExpiry(ctx.spec.poaToken);
@@ -178,16 +199,12 @@ function reauthorize(p: Pipeline, task: AgentTask, ctx: TaskContext): Promise<St
     exp = undefined;
   }
   if (!exp || exp <= p.now()) {
-    return p.fail(
-      task,
-      "PoAExpired",
-      "the operator restarted after authorization and before applying the change, and the PoA token has expired since, so the change was not applied",
-    );
+    return p.fail(task, "PoAExpired", `${why}, and the PoA token has expired since, so the change was not applied`);
   }
   return p.to(task, {
     phase: "Processing",
     reason: "Reauthorizing",
-    message: "the operator restarted after authorization and before applying the change; authorizing again",
+    message: `${why}; authorizing again`,
     conditions: [
       {
         type: "Authorized",

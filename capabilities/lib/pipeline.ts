@@ -7,7 +7,7 @@
 //                                                          └→ Executing ─ write + marker ─ verify ─┬→ Completed
 //   any error: retryable → same phase with attempts/nextAttemptAt; terminal → Failed        └→ Failed
 import type { AgentTask } from "../../crds/agenttask";
-import type { ActionModule, ActionRegistry, TaskContext } from "./action";
+import type { ActionModule, ActionRegistry, Plan, TaskContext } from "./action";
 import type { BrokerClient } from "./broker-client";
 import type { OperatorConfig } from "./config";
 import { AtbError, messageOf } from "./errors";
@@ -35,8 +35,8 @@ export type Step = { next: AgentTask } | { requeueAfterMs: number } | { done: tr
 export const taskKey = (t: AgentTask): string => `${t.metadata?.namespace}/${t.metadata?.name}`;
 
 export class Pipeline {
-  /** UIDs of tasks this process authorized and has not yet applied; empty after a restart. */
-  readonly authorizedHere = new Set<string>();
+  /** Plans the broker allowed, by task UID, not yet applied; empty after a restart. */
+  readonly authorizedHere = new Map<string, Plan>();
   /** The resourceVersion of our own last status write per task: its echo needs no work. */
   readonly lastWritten = new Map<string, string>();
   readonly now: () => Date;
@@ -189,7 +189,7 @@ export class Pipeline {
       target: task.spec ? `${task.spec.target.kind}/${task.spec.target.namespace}/${task.spec.target.name}` : undefined,
       phase: t.phase,
       reason: t.reason,
-      message: t.message,
+      detail: t.message,
       requestId: atb?.requestId,
       riskTier: atb?.riskTier,
       attempt: task.status?.attempts ?? 0,

@@ -7,6 +7,8 @@ export default async function globalTeardown(): Promise<void> {
   if (!existsSync(E2E_STATE_FILE)) return;
   const state = e2eCluster();
   await down(state.dataDir, l => console.log(l));
-  rmSync(state.dataDir, { recursive: true, force: true });
+  // ATB_E2E_KEEP=1 keeps logs, audit and PKI for a post-mortem.
+  if (process.env.ATB_E2E_KEEP !== "1") rmSync(state.dataDir, { recursive: true, force: true });
+  else console.log(`[e2e] kept ${state.dataDir}`);
   rmSync(E2E_STATE_FILE, { force: true });
 }

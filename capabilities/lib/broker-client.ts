@@ -1,0 +1,163 @@
+// The operator's ATB broker client: composes the transport (undici over mTLS), the result layer
+// (fail-closed parsing) and the retry decorator (jittered backoff bounded by a deadline that the
+// caller keeps before the PoA's exp). decide() resolves to a Decision (allow or deny) or throws
+// an AtbError; nothing else. The token goes into the request body and nowhere else.
+import type { Logger } from "./logger";
+import { AtbError } from "./errors";
+import { validateBrokerClientConfig, type BrokerClientConfig } from "./broker-config";
+import { createTransport, type BrokerTransport } from "./broker-transport";
+import { interpretResponse, type AttemptResult, type Decision } from "./broker-response";
+import { withRetry, systemClock, type RetryClock } from "./broker-retry";
+
+export type { Decision, RiskTier } from "./broker-response";
+export type { BrokerClientConfig } from "./broker-config";
+export { brokerClientConfigFromEnv, validateBrokerClientConfig, BROKER_CLIENT_DEFAULTS } from "./broker-config";
+
+export const DECIDE_PATH = "/api/v1/decide";
+
+export interface DecideTarget {
+  kind: string;
+  name: string;
+  namespace: string;
+}
+
+export interface DecideRequest {
+  /** k8s.<Kind>.<action>, e.g. k8s.Deployment.scale (see brokerAction). */
+  action: string;
+  /** The PoA JWT. Sent in the body only; never logged. */
+  token: string;
+  /** spec.agentId (the agent's SPIFFE ID); the broker checks it equals the PoA's sub. */
+  agentId: string;
+  target: DecideTarget;
+  /** What will be applied (e.g. {replicas: 5}). */
+  params: Record<string, unknown>;
+  /** What the operator observed: task {uid,name,namespace}, current {replicas,image,revision,...}. */
+  context: Record<string, unknown>;
+}
+
+export interface DecideOptions {
+  /** Give up by then; the caller never sets it past the PoA's exp (see poaExpiry). */
+  deadline: Date;
+  /** Derived from the task (e.g. its uid and generation); attempts send `<base>-a<n>`. */
+  requestIdBase: string;
+}
+
+export interface BrokerClient {
+  decide(request: DecideRequest, options: DecideOptions): Promise<Decision>;
+  close(): Promise<void>;
+}
+
+/** The contract's action string: brokerAction("Deployment", "scale") === "k8s.Deployment.scale". */
+export function brokerAction(kind: string, action: string): string {
+  return `k8s.${kind}.${action}`;
+}
+
+/**
+ * The PoA's exp as a Date, decoded WITHOUT verifying the signature (the broker verifies). Used
+ * only to bound the retry deadline. Throws TASK_INVALID (never quoting the token) when the
+ * token is not a JWT with a numeric exp.
+ */
+export function poaExpiry(token: string): Date {
+  const parts = token.split(".");
+  let exp: unknown;
+  try {
+    if (parts.length !== 3) throw new Error("not three segments");
+    exp = (JSON.parse(Buffer.from(parts[1] ?? "", "base64url").toString("utf8")) as { exp?: unknown }).exp;
+  } catch {
+    throw new AtbError("TASK_INVALID", "the PoA token is not a decodable JWT");
+  }
+  if (typeof exp !== "number" || !Number.isFinite(exp))
+    throw new AtbError("TASK_INVALID", "the PoA token has no numeric exp claim");
+  return new Date(exp * 1000);
+}
+
+/** Keeps request ids header-safe and bounded whatever the caller derives them from. */
+export function safeRequestIdBase(base: string): string {
+  const cleaned = base.replace(/[^A-Za-z0-9._:-]/g, "_").slice(0, 100);
+  return cleaned || "atb";
+}
+
+function warnInsecure(logger: Logger, when: string): void {
+  logger.warn(
+    `ATB_INSECURE=true: the broker's server certificate is NOT verified (${when}); never use this in production`,
+    {
+      insecure: true,
+    },
+  );
+}
+
+function bodyOf(request: DecideRequest): string {
+  return JSON.stringify({
+    action: request.action,
+    token: request.token,
+    agent_id: request.agentId,
+    target: request.target,
+    params: request.params,
+    context: request.context,
+  });
+}
+
+/** Creates the client: one keep-alive pool per client; call close() on shutdown. */
+export function createBrokerClient(
+  config: BrokerClientConfig,
+  logger: Logger,
+  clock: RetryClock = systemClock,
+): BrokerClient {
+  const cfg = validateBrokerClientConfig(config);
+  const log = logger.child({ subsystem: "broker-client" });
+  const transport: BrokerTransport = createTransport({
+    brokerUrl: cfg.brokerUrl,
+    tls: cfg.tls,
+    insecure: cfg.insecure,
+    connectTimeoutMs: cfg.attemptTimeoutMs,
+    connections: cfg.connections,
+  });
+  if (cfg.insecure) warnInsecure(log, "client created");
+
+  async function decide(request: DecideRequest, options: DecideOptions): Promise<Decision> {
+    if (cfg.insecure) warnInsecure(log, "decision requested");
+    const base = safeRequestIdBase(options.requestIdBase);
+    const body = bodyOf(request);
+    const attempt = async (n: number, timeoutMs: number): Promise<AttemptResult> => {
+      const requestId = `${base}-a${n}`;
+      log.debug("broker attempt", { requestId, attempt: n, timeoutMs, action: request.action });
+      try {
+        const answer = await transport.post(DECIDE_PATH, body, requestId, timeoutMs);
+        return interpretResponse(answer, requestId, clock.now());
+      } catch (err) {
+        if (err instanceof AtbError) return { ok: false, error: err };
+        throw err;
+      }
+    };
+    const onRetry = (n: number, delayMs: number, error: AtbError): void =>
+      void log.warn("broker attempt failed, retrying", {
+        requestId: `${base}-a${n}`,
+        attempt: n,
+        delayMs,
+        code: error.code,
+        error: error.message,
+      });
+    try {
+      const decision = await withRetry(attempt, cfg, options.deadline.getTime(), { clock, onRetry });
+      log.info("broker decision", {
+        requestId: decision.requestId,
+        action: request.action,
+        allowed: decision.allowed,
+        riskTier: decision.riskTier,
+        reason: decision.reason,
+      });
+      return decision;
+    } catch (err) {
+      if (err instanceof AtbError)
+        log.warn("broker decision failed", {
+          requestIdBase: base,
+          action: request.action,
+          code: err.code,
+          error: err.message,
+        });
+      throw err;
+    }
+  }
+
+  return { decide, close: () => transport.close() };
+}

@@ -1,0 +1,83 @@
+// Deployment rollback as `kubectl rollout undo` (DeploymentRollbacker): the ReplicaSet of the
+// wanted revision gives the pod template, which replaces spec.template (without the
+// pod-template-hash label) in one JSON patch. The controller then re-uses that ReplicaSet and
+// gives it the next revision number.
+import type { KubeObject, Plan, TaskContext, VerifyResult } from "../lib/action";
+import { AtbError } from "../lib/errors";
+import { resourcePath } from "../lib/kube";
+import { isApplied, markerPatchOps } from "../lib/marker";
+import { containerImages, deploymentStatus, getTarget, targetGone } from "../lib/rollout";
+import { history, pickRevision, revisionOf, sameTemplate, withoutHash } from "./history";
+
+export async function planDeploymentRollback(ctx: TaskContext, target: KubeObject): Promise<Plan> {
+  const name = target.metadata.name;
+  // kubectl refuses too: a paused Deployment would take the template but never roll it out.
+  if (target.spec?.paused === true) {
+    throw new AtbError("TASK_INVALID", `deployment ${name} is paused; resume it first (kubectl rollout resume)`);
+  }
+  const replicaSets = await history(ctx, "ReplicaSet", target);
+  const current = revisionOf(target);
+  const wanted = ctx.spec.payload?.revision as number | undefined;
+  const from = pickRevision(replicaSets, current, wanted, `deployment ${name}`);
+  const revision = revisionOf(from);
+  if (sameTemplate(from.spec?.template, target.spec?.template)) {
+    throw new AtbError(
+      "TASK_INVALID",
+      `skipped rollback: the current template of deployment ${name} already matches revision ${revision}`,
+    );
+  }
+  const template = withoutHash(from.spec?.template);
+  return {
+    params: { revision, requestedRevision: wanted ?? "previous" },
+    context: {
+      currentRevision: current,
+      targetRevision: revision,
+      revisions: replicaSets.map(revisionOf),
+      currentImages: containerImages(target),
+      targetImages: containerImages({ metadata: { name }, spec: { template } }),
+    },
+    // JSON patch `replace` swaps the whole template (a merge patch would keep keys the old
+    // template lacks, such as a later restartedAt). Replacing resourceVersion with the observed one
+    // makes the write conditional: the API server answers 409 Conflict if the Deployment moved on.
+    write: {
+      method: "PATCH",
+      path: resourcePath("Deployment", target.metadata.namespace, name),
+      patchType: "json",
+      body: [
+        { op: "replace", path: "/metadata/resourceVersion", value: target.metadata.resourceVersion },
+        { op: "replace", path: "/spec/template", value: template },
+        ...markerPatchOps(target, ctx.uid),
+      ],
+    },
+    // An explicit revision names the same template after any conflict; "previous" may not.
+    retryOnConflict: wanted !== undefined,
+  };
+}
+
+/** Done when the rollout is complete and the newest ReplicaSet runs the Deployment's template
+ * (the one this task restored, as long as the marker says this task wrote it). */
+export async function verifyDeploymentRollback(ctx: TaskContext): Promise<VerifyResult> {
+  const d = await getTarget(ctx);
+  if (!d) return targetGone(ctx);
+  const name = d.metadata.name;
+  if (!isApplied(d, ctx.uid)) {
+    return {
+      state: "failed",
+      reason: "TargetChanged",
+      message: `deployment ${name} does not carry this task's marker`,
+    };
+  }
+  const rollout = deploymentStatus(d);
+  if (rollout.state !== "done") return rollout;
+  const newest = (await history(ctx, "ReplicaSet", d)).pop();
+  if (!newest || !sameTemplate(newest.spec?.template, d.spec?.template)) {
+    return {
+      state: "waiting",
+      message: `waiting for deployment ${name} to create the ReplicaSet of the restored template`,
+    };
+  }
+  return {
+    state: "done",
+    message: `deployment ${name} rolled back: revision ${revisionOf(newest)} is running (${rollout.message})`,
+  };
+}

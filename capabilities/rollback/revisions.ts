@@ -1,0 +1,80 @@
+// StatefulSet and DaemonSet rollback as kubectl's StatefulSetRollbacker / DaemonSetRollbacker:
+// a ControllerRevision's `data` is a strategic merge patch of the workload
+// ({"spec":{"template":{..., "$patch":"replace"}}}), and restoring the revision is applying that
+// patch to the object. Our marker and the observed resourceVersion ride in the same patch.
+import type { KubeObject, Plan, TaskContext, VerifyResult } from "../lib/action";
+import { AtbError } from "../lib/errors";
+import { resourcePath } from "../lib/kube";
+import { isApplied, markerAnnotations } from "../lib/marker";
+import { containerImages, getTarget, rolloutStatus, targetGone } from "../lib/rollout";
+import { history, pickRevision, revisionOf, sameTemplate } from "./history";
+
+type Kind = "StatefulSet" | "DaemonSet";
+
+function revisionTemplate(cr: KubeObject | undefined): unknown {
+  const data = cr?.data as unknown as { spec?: { template?: unknown } } | undefined;
+  return data?.spec?.template;
+}
+
+/** The current revision: the StatefulSet's updateRevision, else the newest ControllerRevision. */
+function currentRevision(target: KubeObject, entries: KubeObject[]): number {
+  const updateRevision = target.status?.updateRevision;
+  const named = entries.find(e => e.metadata.name === updateRevision);
+  return named ? revisionOf(named) : revisionOf(entries[entries.length - 1] ?? { metadata: { name: "" } });
+}
+
+export async function planRevisionRollback(ctx: TaskContext, target: KubeObject, kind: Kind): Promise<Plan> {
+  const name = target.metadata.name;
+  const what = `${kind === "StatefulSet" ? "statefulset" : "daemon set"} ${name}`;
+  const entries = await history(ctx, "ControllerRevision", target);
+  const current = currentRevision(target, entries);
+  const wanted = ctx.spec.payload?.revision as number | undefined;
+  const from = pickRevision(entries, current, wanted, what);
+  const revision = revisionOf(from);
+  const template = revisionTemplate(from);
+  if (!template) throw new AtbError("TASK_INVALID", `revision ${revision} of ${what} holds no pod template`);
+  if (sameTemplate(template, target.spec?.template)) {
+    throw new AtbError(
+      "TASK_INVALID",
+      `skipped rollback: the current template of ${what} already matches revision ${revision}`,
+    );
+  }
+  const body = structuredClone(from.data as unknown as Record<string, unknown>);
+  body.metadata = { resourceVersion: target.metadata.resourceVersion, annotations: markerAnnotations(target, ctx.uid) };
+  return {
+    params: { revision, requestedRevision: wanted ?? "previous" },
+    context: {
+      currentRevision: current,
+      targetRevision: revision,
+      revisions: entries.map(revisionOf),
+      currentImages: containerImages(target),
+      targetImages: containerImages({ metadata: { name }, spec: { template } }),
+    },
+    write: { method: "PATCH", path: resourcePath(kind, target.metadata.namespace, name), patchType: "strategic", body },
+    retryOnConflict: wanted !== undefined,
+  };
+}
+
+/** Done when the rollout is complete and the newest ControllerRevision (the controller re-uses
+ * and renumbers the restored one) holds the workload's current template. */
+export async function verifyRevisionRollback(ctx: TaskContext, kind: Kind): Promise<VerifyResult> {
+  const obj = await getTarget(ctx);
+  if (!obj) return targetGone(ctx);
+  const name = obj.metadata.name;
+  if (!isApplied(obj, ctx.uid)) {
+    return { state: "failed", reason: "TargetChanged", message: `${kind} ${name} does not carry this task's marker` };
+  }
+  const rollout = rolloutStatus(kind, obj);
+  if (rollout.state !== "done") return rollout;
+  const newest = (await history(ctx, "ControllerRevision", obj)).pop();
+  if (!newest || !sameTemplate(revisionTemplate(newest), obj.spec?.template)) {
+    return {
+      state: "waiting",
+      message: `waiting for ${kind} ${name} to record the restored template as its newest revision`,
+    };
+  }
+  return {
+    state: "done",
+    message: `${kind} ${name} rolled back: revision ${revisionOf(newest)} is running (${rollout.message})`,
+  };
+}

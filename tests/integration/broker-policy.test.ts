@@ -1,0 +1,254 @@
+// GIVEN the reference broker (real OPA on policies/, real mTLS) and the operator's broker client
+// WHEN the client asks for decisions with freshly minted PoAs
+// THEN each tier, binding and approval rule answers with its documented reason code.
+import { writeFileSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import type { BrokerClient, DecideRequest } from "../../capabilities/lib/broker-client";
+import { mintPoa, type MintOptions } from "../../broker/poa";
+import type { RunningBroker } from "../../broker/server";
+import {
+  AGENT,
+  LogCapture,
+  makePki,
+  makePoaKeys,
+  makeTempDir,
+  secretPieces,
+  soon,
+  startTestBroker,
+  testClient,
+} from "./helpers";
+
+const logs = new LogCapture();
+const keys = makePoaKeys();
+const tokens: string[] = [];
+const tmp = makeTempDir("atb-policy-");
+let broker: RunningBroker;
+let frozen: RunningBroker;
+let client: BrokerClient;
+let frozenClient: BrokerClient;
+let seq = 0;
+
+type Spec = Partial<MintOptions> & {
+  verb?: string;
+  kind?: string;
+  name?: string;
+  params?: Record<string, unknown>;
+  current?: number;
+};
+
+async function mint(s: Spec): Promise<string> {
+  const kind = s.kind ?? "Deployment";
+  const token = await mintPoa({
+    key: keys.es256,
+    agent: AGENT,
+    action: s.verb ?? "scale",
+    target: { kind, namespace: "shop", name: "web" },
+    ...s,
+  });
+  tokens.push(token);
+  return token;
+}
+
+function request(s: Spec, token: string): DecideRequest {
+  const kind = s.kind ?? "Deployment";
+  return {
+    action: `k8s.${kind}.${s.verb ?? "scale"}`,
+    token,
+    agentId: AGENT,
+    target: { kind, namespace: "shop", name: s.name ?? "web" },
+    params: s.params ?? { replicas: 5 },
+    context: { task: { uid: `uid-${seq}`, name: "t", namespace: "agents" }, current: { replicas: s.current ?? 3 } },
+  };
+}
+
+async function decide(s: Spec, via: BrokerClient = client) {
+  const token = await mint(s);
+  return via.decide(request(s, token), { deadline: soon(), requestIdBase: `task-${++seq}` });
+}
+
+beforeAll(async () => {
+  const pki = makePki(tmp.dir);
+  const data = JSON.parse(readFileSync(join(__dirname, "../../policies/data.json"), "utf8"));
+  const now = Date.now();
+  data.atb_config.maintenance_windows = [
+    {
+      name: "test-freeze",
+      start: new Date(now - 3_600_000).toISOString(),
+      end: new Date(now + 3_600_000).toISOString(),
+    },
+  ];
+  const frozenData = join(tmp.dir, "frozen.json");
+  writeFileSync(frozenData, JSON.stringify(data));
+  broker = await startTestBroker(pki, keys, logs);
+  frozen = await startTestBroker(pki, keys, logs, { dataFile: frozenData });
+  client = testClient(broker.url, pki, logs);
+  frozenClient = testClient(frozen.url, pki, logs);
+});
+
+afterAll(async () => {
+  await client?.close();
+  await frozenClient?.close();
+  await broker?.stop();
+  await frozen?.stop();
+  tmp.remove();
+});
+
+describe("allow", () => {
+  it("allows a LOW scale with a valid bound PoA and reports the decision metadata", async () => {
+    const d = await decide({ maxReplicas: 5 });
+    expect(d).toMatchObject({ allowed: true, riskTier: "LOW", reason: "allowed", requestId: `task-${seq}-a1` });
+    expect(d.decisionId).toMatch(/^[0-9a-f-]{36}$/);
+    expect(d.policyRevision).toBe(broker.policyRevision);
+    expect(d.evaluateMs).toBeGreaterThan(0);
+  });
+});
+
+describe("tiers and approvals", () => {
+  it.each([
+    [
+      "MEDIUM without approval",
+      { verb: "restart", params: {} },
+      { allowed: false, riskTier: "MEDIUM", reason: "medium_risk_approval_required" },
+    ],
+    [
+      "MEDIUM with an approval",
+      { verb: "restart", params: {}, approvers: ["alice"] },
+      { allowed: true, riskTier: "MEDIUM", reason: "allowed" },
+    ],
+    [
+      "MEDIUM approved by the agent itself",
+      { verb: "restart", params: {}, approvers: [AGENT] },
+      { allowed: false, riskTier: "MEDIUM", reason: "self_approval_not_allowed" },
+    ],
+    [
+      "risky scale (to zero) without approval",
+      { params: { replicas: 0 } },
+      { allowed: false, riskTier: "MEDIUM", reason: "medium_risk_approval_required" },
+    ],
+    [
+      "update-config without approval",
+      { verb: "update-config", kind: "ConfigMap", params: {} },
+      { allowed: false, riskTier: "MEDIUM", reason: "medium_risk_approval_required" },
+    ],
+    [
+      "HIGH with one approver",
+      { verb: "deploy", params: {}, approvers: ["alice"] },
+      { allowed: false, riskTier: "HIGH", reason: "high_risk_dual_control_required" },
+    ],
+    [
+      "HIGH with two identical approvers",
+      { verb: "deploy", params: {}, approvers: ["alice", "alice"] },
+      { allowed: false, riskTier: "HIGH", reason: "duplicate_approvers" },
+    ],
+    [
+      "HIGH with the agent as approver",
+      { verb: "rollback", params: {}, approvers: ["alice", AGENT] },
+      { allowed: false, riskTier: "HIGH", reason: "self_approval_not_allowed" },
+    ],
+    [
+      "HIGH with two distinct approvers",
+      { verb: "deploy", params: {}, approvers: ["alice", "bob"] },
+      { allowed: true, riskTier: "HIGH", reason: "allowed" },
+    ],
+    [
+      "patch with two distinct approvers",
+      { verb: "patch", params: {}, approvers: ["alice", "bob"] },
+      { allowed: true, riskTier: "HIGH", reason: "allowed" },
+    ],
+    [
+      "token asserting a higher tier",
+      { tier: "HIGH", approvers: ["alice"] },
+      { allowed: false, riskTier: "HIGH", reason: "high_risk_dual_control_required" },
+    ],
+    [
+      "token asserting an unknown tier",
+      { tier: "urgent" },
+      { allowed: false, riskTier: "LOW", reason: "risk_tier_invalid" },
+    ],
+  ] as [string, Spec, object][])("%s", async (_name, spec, expected) => {
+    const d = await decide(spec);
+    expect({ allowed: d.allowed, riskTier: d.riskTier, reason: d.reason }).toEqual(expected);
+  });
+
+  it("CRITICAL (protected namespace) needs two executive approvers", async () => {
+    const crit = (o: Spec) => ({ ...o, target: { kind: "Deployment", namespace: "kube-system", name: "coredns" } });
+    const ask = async (o: Spec) => {
+      const token = await mint(crit(o));
+      const req = { ...request(o, token), target: { kind: "Deployment", namespace: "kube-system", name: "coredns" } };
+      return client.decide(req, { deadline: soon(), requestIdBase: `task-${++seq}` });
+    };
+    await expect(ask({ approvers: ["alice", "bob"] })).resolves.toMatchObject({
+      allowed: false,
+      riskTier: "CRITICAL",
+      reason: "critical_risk_executive_approval_required",
+    });
+    await expect(ask({ executiveApprovers: ["cto", "ciso"] })).resolves.toMatchObject({
+      allowed: true,
+      riskTier: "CRITICAL",
+    });
+  });
+});
+
+describe("binding", () => {
+  it("denies a token for another deployment", async () => {
+    await expect(decide({ name: "api" })).resolves.toMatchObject({ allowed: false, reason: "target_mismatch" });
+  });
+
+  it("denies a larger change than the token allows", async () => {
+    await expect(decide({ maxReplicas: 4, params: { replicas: 5 } })).resolves.toMatchObject({
+      allowed: false,
+      reason: "payload_exceeds_constraints",
+    });
+  });
+
+  it.each([
+    ["a token for another action", { action: "k8s.Deployment.restart" }, "action_mismatch"],
+    ["constraints without the target name", { constraints: { name: undefined } }, "constraints_missing_target"],
+    ["replicas that are not an integer", { params: { replicas: "5" } }, "params_invalid"],
+    ["replicas above the global limit", { params: { replicas: 500 }, current: 495 }, "replicas_above_limit"],
+  ] as const)("denies %s", async (_n, spec, reason) => {
+    await expect(decide(spec as Spec)).resolves.toMatchObject({ allowed: false, reason });
+  });
+
+  it("denies an unknown action and an action whose kind is not the target's", async () => {
+    const unknown = await mint({ action: "k8s.Deployment.delete" });
+    const r1 = { ...request({}, unknown), action: "k8s.Deployment.delete" };
+    await expect(client.decide(r1, { deadline: soon(), requestIdBase: "unknown" })).resolves.toMatchObject({
+      allowed: false,
+      reason: "unknown_action",
+      riskTier: "CRITICAL",
+    });
+    const mismatch = await mint({ action: "k8s.StatefulSet.scale" });
+    const r2 = { ...request({}, mismatch), action: "k8s.StatefulSet.scale" };
+    await expect(client.decide(r2, { deadline: soon(), requestIdBase: "kind" })).resolves.toMatchObject({
+      allowed: false,
+      reason: "action_target_kind_mismatch",
+    });
+  });
+});
+
+describe("maintenance window (data file, request time)", () => {
+  it("denies a deploy inside the window and allows it on a broker without the window", async () => {
+    const spec: Spec = { verb: "deploy", params: {}, approvers: ["alice", "bob"] };
+    await expect(decide(spec, frozenClient)).resolves.toMatchObject({
+      allowed: false,
+      riskTier: "HIGH",
+      reason: "maintenance_window",
+    });
+    await expect(decide(spec, client)).resolves.toMatchObject({ allowed: true });
+  });
+
+  it("does not freeze a scale", async () => {
+    await expect(decide({}, frozenClient)).resolves.toMatchObject({ allowed: true });
+  });
+});
+
+describe("secrets", () => {
+  it("never writes a token (or a segment of one) to any client, broker or audit line", () => {
+    expect(tokens.length).toBeGreaterThan(20);
+    expect(logs.lines.some(l => l.includes('"type":"audit"'))).toBe(true);
+    expect(logs.lines.some(l => l.includes('"subsystem":"broker-client"'))).toBe(true);
+    const text = logs.text();
+    for (const token of tokens) for (const piece of secretPieces(token)) expect(text).not.toContain(piece);
+  });
+});
