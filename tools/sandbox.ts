@@ -1,65 +1,61 @@
 // npm run sandbox [-- --once]: the one-command demo. Starts the local control plane with KWOK
-// nodes, installs the CRD, starts the operator, creates the sample workloads and AgentTasks from
-// samples/, and prints `kubectl get agenttasks -A` as tasks progress. Without --once it keeps
-// running until Ctrl-C and then stops everything it started; with --once it exits 0 only when
-// every sample task reached the phase samples/expectations.json gives for it.
-import { existsSync, readFileSync, readdirSync } from "node:fs";
-import { join } from "node:path";
+// nodes, the reference broker (mTLS, a fresh dev signing key, real OPA; policy data from
+// samples/broker-data.json) and the operator with its admission webhooks; creates the sample
+// workloads; mints a PoA for every sample task as samples/expectations.json describes; applies
+// the tasks and prints `kubectl get agenttasks -A` as they finish. Without --once it keeps running
+// until Ctrl-C and then stops everything it started; with --once it exits 0 only when every
+// sample reached its expected phase and risk tier.
+import { readFileSync, readdirSync } from "node:fs";
+import { join, relative } from "node:path";
 import { load } from "js-yaml";
-import { binDirs, ensureBinaries } from "./controlplane/binaries";
+import { binDirs, ensureBinaries, type Binaries } from "./controlplane/binaries";
 import { down, kubectl, up, type ClusterState } from "./controlplane/cluster";
-import { startOperator, type OperatorHandle } from "./operator";
-import type { Binaries } from "./controlplane/binaries";
+import { startStack, type Stack } from "./stack";
 
 const root = join(__dirname, "..");
 const dataDir = process.env.ATB_SANDBOX_DIR ?? join(root, ".data", "sandbox");
 const samples = join(root, "samples");
 
 interface Expectation {
-  namespace: string;
   name: string;
+  namespace: string;
   phase: string;
+  risk: string;
+  poa: { approvers?: string[]; target?: string; maxReplicas?: number };
 }
 
-function expectations(): Expectation[] {
-  return JSON.parse(readFileSync(join(samples, "expectations.json"), "utf8")) as Expectation[];
+interface TaskDoc {
+  metadata: { name: string; namespace: string };
+  spec: { agentId: string; poaToken: string; action: string; target: { kind: string; name: string; namespace: string } };
 }
 
-function applyDir(b: Binaries, kubeconfig: string, dir: string): void {
-  for (const f of readdirSync(dir)
-    .filter(f => f.endsWith(".yaml"))
-    .sort()) {
-    kubectl(b, kubeconfig, ["apply", "-f", join(dir, f)]);
-  }
-}
+const expectations = (): Expectation[] => JSON.parse(readFileSync(join(samples, "expectations.json"), "utf8")) as Expectation[];
 
-/** Sample tasks carry a placeholder token; it is replaced here with one minted for this run. */
-function applyTasks(b: Binaries, kubeconfig: string, mint: (doc: Record<string, unknown>) => string): void {
+async function applyTasks(stack: Stack): Promise<void> {
+  const want = new Map(expectations().map(e => [`${e.namespace}/${e.name}`, e]));
   const dir = join(samples, "tasks");
-  for (const f of readdirSync(dir)
-    .filter(f => f.endsWith(".yaml"))
-    .sort()) {
-    const doc = load(readFileSync(join(dir, f), "utf8")) as { spec: Record<string, unknown> };
-    doc.spec.poaToken = mint(doc as unknown as Record<string, unknown>);
-    kubectl(b, kubeconfig, ["apply", "-f", "-"], JSON.stringify(doc));
+  for (const f of readdirSync(dir).filter(f => f.endsWith(".yaml")).sort()) {
+    const doc = load(readFileSync(join(dir, f), "utf8")) as TaskDoc;
+    const e = want.get(`${doc.metadata.namespace}/${doc.metadata.name}`);
+    if (!e) throw new Error(`samples/tasks/${f}: no entry in samples/expectations.json`);
+    const t = doc.spec.target;
+    doc.spec.poaToken = await stack.mint({
+      agent: doc.spec.agentId,
+      action: doc.spec.action,
+      target: e.poa.target ?? { kind: t.kind, namespace: t.namespace, name: t.name },
+      approvers: e.poa.approvers,
+      maxReplicas: e.poa.maxReplicas,
+      ttlSeconds: 300,
+    });
+    kubectl(stack.bin, stack.cluster.kubeconfig, ["apply", "-f", "-"], JSON.stringify(doc));
   }
 }
 
-function phases(b: Binaries, kubeconfig: string): Map<string, string> {
-  const out = kubectl(b, kubeconfig, [
-    "get",
-    "agenttasks",
-    "-A",
-    "-o",
-    "jsonpath={range .items[*]}{.metadata.namespace}/{.metadata.name}={.status.phase}{'\\n'}{end}",
-  ]);
-  return new Map(
-    out
-      .trim()
-      .split("\n")
-      .filter(Boolean)
-      .map(l => l.split("=") as [string, string]),
-  );
+function observed(b: Binaries, kubeconfig: string): Map<string, { phase: string; risk: string }> {
+  const out = kubectl(b, kubeconfig, ["get", "agenttasks", "-A", "-o",
+    "jsonpath={range .items[*]}{.metadata.namespace}/{.metadata.name} {.status.phase} {.status.atbResult.riskTier}{'\\n'}{end}"]);
+  const rows = out.trim().split("\n").filter(Boolean).map(l => l.split(" "));
+  return new Map(rows.map(([key, phase, risk]) => [key, { phase: phase ?? "", risk: risk ?? "" }]));
 }
 
 async function waitForSamples(b: Binaries, s: ClusterState, timeoutMs: number): Promise<boolean> {
@@ -68,16 +64,17 @@ async function waitForSamples(b: Binaries, s: ClusterState, timeoutMs: number): 
   let lastTable = "";
   for (;;) {
     const table = kubectl(b, s.kubeconfig, ["get", "agenttasks", "-A"]);
-    if (table !== lastTable) {
-      console.log(`\n$ kubectl get agenttasks -A\n${table}`);
-      lastTable = table;
-    }
-    const got = phases(b, s.kubeconfig);
-    if (want.every(e => got.get(`${e.namespace}/${e.name}`) === e.phase)) return true;
+    if (table !== lastTable) console.log(`\n$ kubectl get agenttasks -A\n${(lastTable = table)}`);
+    const got = observed(b, s.kubeconfig);
+    const wrong = want.filter(e => {
+      const g = got.get(`${e.namespace}/${e.name}`);
+      return g?.phase !== e.phase || g?.risk !== e.risk;
+    });
+    if (wrong.length === 0) return true;
     if (Date.now() > deadline) {
-      for (const e of want) {
-        const p = got.get(`${e.namespace}/${e.name}`) ?? "(none)";
-        if (p !== e.phase) console.log(`[sandbox] ${e.namespace}/${e.name}: expected ${e.phase}, got ${p}`);
+      for (const e of wrong) {
+        const g = got.get(`${e.namespace}/${e.name}`);
+        console.log(`[sandbox] ${e.namespace}/${e.name}: expected ${e.phase} ${e.risk}, got ${g?.phase || "(none)"} ${g?.risk || "(none)"}`);
       }
       return false;
     }
@@ -85,48 +82,50 @@ async function waitForSamples(b: Binaries, s: ClusterState, timeoutMs: number): 
   }
 }
 
+function newcomerHelp(stack: Stack, b: Binaries): string {
+  const key = relative(root, stack.material.poaPrivateKey);
+  return [
+    "Try it yourself (in another shell, from the repository folder):",
+    "",
+    `  export KUBECONFIG=${stack.cluster.kubeconfig}`,
+    `  export PATH=${binDirs(b).join(":")}:$PATH`,
+    "",
+    `  TOKEN=$(npm run -s poa -- mint --key ${key} --agent spiffe://atb.example.com/agent/me --action scale --target Deployment/production/web-frontend --max-replicas 10)`,
+    `  sed "s/TOKEN_HERE/$TOKEN/" samples/my-task.yaml | kubectl apply -f - && kubectl get agenttask my-task -n production -w`,
+    "",
+    "Ctrl-C stops the sandbox and everything it started.",
+  ].join("\n");
+}
+
 async function main(): Promise<number> {
   const once = process.argv.includes("--once");
   const b = ensureBinaries(l => console.log(l));
   const s = await up({ dataDir: join(dataDir, "cluster"), nodes: 3, log: l => console.log(l) });
-  let operator: OperatorHandle | undefined;
+  let stack: Stack | undefined;
   const cleanup = async () => {
-    await operator?.stop();
+    await stack?.stop().catch(() => undefined);
     await down(s.dataDir, l => console.log(l));
   };
   process.once("SIGINT", () => void cleanup().then(() => process.exit(130)));
+  process.once("SIGTERM", () => void cleanup().then(() => process.exit(143)));
   try {
-    kubectl(b, s.kubeconfig, [
-      "apply",
-      "--server-side",
-      "-f",
-      join(root, "crds", "agenttask.yaml"),
-      "-f",
-      join(root, "tests", "fixtures", "peprstore-crd.yaml"),
-    ]);
-    kubectl(b, s.kubeconfig, [
-      "wait",
-      "--for=condition=Established",
-      "--timeout=60s",
-      "crd/agenttasks.atb.siemens.com",
-      "crd/peprstores.pepr.dev",
-    ]);
-    operator = await startOperator({ kubeconfig: s.kubeconfig, workDir: join(dataDir, "operator"), mode: "watch" });
-    console.log(`[sandbox] operator running (logs: ${operator.logFile})`);
-    applyDir(b, s.kubeconfig, join(samples, "workloads"));
-    applyTasks(b, s.kubeconfig, sampleToken);
-    const ok = await waitForSamples(b, s, 180_000);
-    console.log(
-      ok
-        ? "[sandbox] every sample task reached its expected phase"
-        : "[sandbox] some sample tasks did not reach their expected phase",
-    );
+    kubectl(b, s.kubeconfig, ["apply", "--server-side", "-f", join(root, "crds", "agenttask.yaml"), "-f", join(root, "tests", "fixtures", "peprstore-crd.yaml")]);
+    kubectl(b, s.kubeconfig, ["wait", "--for=condition=Established", "--timeout=60s", "crd/agenttasks.atb.siemens.com", "crd/peprstores.pepr.dev"]);
+    stack = await startStack({ cluster: s, workDir: dataDir, brokerDataFile: join(samples, "broker-data.json") });
+    console.log(`[sandbox] broker at https://127.0.0.1:${stack.brokerPort} (audit: ${stack.auditFile})`);
+    console.log(`[sandbox] operator running (logs: ${stack.operator.logFile}; metrics: http://127.0.0.1:${stack.metricsPort}/metrics)`);
+    for (const f of readdirSync(join(samples, "workloads")).filter(f => f.endsWith(".yaml"))) {
+      kubectl(b, s.kubeconfig, ["apply", "-f", join(samples, "workloads", f)]);
+    }
+    kubectl(b, s.kubeconfig, ["rollout", "status", "deployment/payment-service", "-n", "production", "--timeout=120s"]);
+    await applyTasks(stack);
+    const ok = await waitForSamples(b, s, 240_000);
+    console.log(ok ? "\n[sandbox] every sample task reached its expected phase and risk tier" : "\n[sandbox] some sample tasks did not reach their expected phase");
     if (once) {
       await cleanup();
       return ok ? 0 : 1;
     }
-    console.log(`\nThe sandbox keeps running; Ctrl-C stops it and everything it started.\n`);
-    console.log(`export KUBECONFIG=${s.kubeconfig}\nexport PATH=${binDirs(b).join(":")}:$PATH`);
+    console.log(`\n${newcomerHelp(stack, b)}`);
     await new Promise<never>(() => undefined);
     return 0;
   } catch (err) {
@@ -136,18 +135,10 @@ async function main(): Promise<number> {
   }
 }
 
-/** Placeholder until PoA minting lands: a well-formed compact JWS that the operator does not yet verify. */
-function sampleToken(): string {
-  const enc = (o: object) => Buffer.from(JSON.stringify(o)).toString("base64url");
-  return `${enc({ alg: "ES256", typ: "JWT" })}.${enc({ note: "sandbox placeholder" })}.${enc({ sig: "none" })}`;
-}
-
-if (existsSync(samples)) {
-  main().then(
-    code => process.exit(code),
-    (err: unknown) => {
-      console.error(err);
-      process.exit(1);
-    },
-  );
-}
+main().then(
+  code => process.exit(code),
+  (err: unknown) => {
+    console.error(err);
+    process.exit(1);
+  },
+);

@@ -22,6 +22,8 @@ export interface StackOptions {
   /** Where the broker writes its audit lines (default: a file in workDir). */
   auditFile?: string;
   brokerLogFile?: string;
+  /** Policy data for the broker (default policies/data.json). */
+  brokerDataFile?: string;
 }
 
 export interface Stack {
@@ -69,6 +71,7 @@ export async function startStack(o: StackOptions): Promise<Stack> {
         poa: { publicKeyFiles: [material.poaPublicKey] },
         audit: auditFile,
         logger: log,
+        ...(o.brokerDataFile ? { dataFile: o.brokerDataFile } : {}),
       });
       stack.broker = broker;
       return broker;

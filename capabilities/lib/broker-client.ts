@@ -11,7 +11,7 @@ import { withRetry, systemClock, type RetryClock } from "./broker-retry";
 
 export type { Decision, RiskTier } from "./broker-response";
 export type { BrokerClientConfig } from "./broker-config";
-export { brokerClientConfigFromEnv, validateBrokerClientConfig, BROKER_CLIENT_DEFAULTS } from "./broker-config";
+export { validateBrokerClientConfig, BROKER_CLIENT_DEFAULTS } from "./broker-config";
 
 export const DECIDE_PATH = "/api/v1/decide";
 

@@ -17,6 +17,7 @@ export interface OperatorConfig {
     maxAttempts: number;
     baseBackoffMs: number;
     maxBackoffMs: number;
+    connections: number;
   };
   /** Bound on one task from creation to a terminal phase. */
   taskDeadlineMs: number;
@@ -121,8 +122,9 @@ export function parseConfig(env: Env): Readonly<OperatorConfig> {
       insecure: bool(env, "ATB_INSECURE", false),
       attemptTimeoutMs: int(env, "ATB_BROKER_TIMEOUT_MS", 5_000, 100, 120_000),
       maxAttempts: int(env, "ATB_BROKER_MAX_ATTEMPTS", 4, 1, 20),
-      baseBackoffMs: int(env, "ATB_BROKER_BACKOFF_MS", 200, 10, 60_000),
-      maxBackoffMs: int(env, "ATB_BROKER_MAX_BACKOFF_MS", 5_000, 10, 300_000),
+      baseBackoffMs: int(env, "ATB_BROKER_BACKOFF_BASE_MS", 200, 10, 60_000),
+      maxBackoffMs: int(env, "ATB_BROKER_BACKOFF_MAX_MS", 5_000, 10, 300_000),
+      connections: int(env, "ATB_BROKER_CONNECTIONS", 16, 1, 256),
     },
     taskDeadlineMs: int(env, "ATB_TASK_DEADLINE_SECONDS", 600, 5, 86_400) * 1000,
     rolloutTimeoutMs: int(env, "ATB_ROLLOUT_TIMEOUT_SECONDS", 300, 1, 86_400) * 1000,

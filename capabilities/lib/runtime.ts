@@ -29,6 +29,10 @@ export class OperatorRuntime {
   private kube?: KubeClient;
   private lastSweep = 0;
   private sweepError = "no sweep yet";
+  /** Non-terminal tasks the watch has delivered; the sweep compares it with what it lists. */
+  private readonly watched = new Set<string>();
+  /** Non-terminal tasks the last sweep found that the watch never delivered. */
+  private missed = 0;
 
   constructor(
     readonly config: Readonly<OperatorConfig>,
@@ -52,6 +56,7 @@ export class OperatorRuntime {
         maxAttempts: c.broker.maxAttempts,
         baseBackoffMs: c.broker.baseBackoffMs,
         maxBackoffMs: c.broker.maxBackoffMs,
+        connections: c.broker.connections,
       },
       this.log.child({ component: "broker-client" }),
     );
@@ -100,8 +105,12 @@ export class OperatorRuntime {
 
   /** Pepr's Reconcile callback: terminal tasks and echoes of our own writes cost nothing. */
   onEvent(task: AgentTask): void {
-    if (isTerminal(task.status?.phase)) return;
     const key = taskKey(task);
+    if (isTerminal(task.status?.phase)) {
+      this.watched.delete(key);
+      return;
+    }
+    this.watched.add(key);
     if (this.pipeline?.lastWritten.get(key) === task.metadata?.resourceVersion) return;
     if (!this.queue) this.early.add(key);
     else this.queue.add(key);
@@ -118,6 +127,8 @@ export class OperatorRuntime {
     try {
       const namespaces = this.config.watchNamespaces.length ? this.config.watchNamespaces : [undefined];
       const counts = new Map<string, number>(PHASES.map(p => [p, 0]));
+      const grace = Date.now() - 2 * this.config.sweepIntervalMs - 10_000;
+      let missed = 0;
       for (const ns of namespaces) {
         const list = await this.kube!.request<{ items: AgentTask[] }>({
           method: "GET",
@@ -127,10 +138,14 @@ export class OperatorRuntime {
         for (const t of list.items) {
           const phase = t.status?.phase ?? "Pending";
           counts.set(phase, (counts.get(phase) ?? 0) + 1);
-          if (!isTerminal(t.status?.phase)) this.queue!.add(taskKey(t));
+          if (isTerminal(t.status?.phase)) continue;
+          this.queue!.add(taskKey(t));
+          if (!this.watched.has(taskKey(t)) && Date.parse(String(t.metadata?.creationTimestamp)) < grace) missed++;
         }
       }
       for (const [phase, n] of counts) this.metrics.tasksByPhase.set({ phase }, n);
+      if (missed > 0) this.log.warn("the watch has not delivered some tasks; the sweep is driving them", { missed });
+      this.missed = missed;
       this.lastSweep = Date.now();
       this.metrics.sweeps.inc({ result: "ok" });
     } catch (err) {
@@ -144,6 +159,7 @@ export class OperatorRuntime {
     if (!this.queue) return { ok: false, reason: "starting" };
     if (Date.now() - this.lastSweep > 3 * this.config.sweepIntervalMs)
       return { ok: false, reason: `sweep failing: ${this.sweepError}` };
+    if (this.missed > 0) return { ok: false, reason: `watch not delivering: ${this.missed} open tasks seen only by the sweep` };
     return { ok: true, reason: "ok" };
   }
 

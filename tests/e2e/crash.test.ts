@@ -38,7 +38,7 @@ beforeAll(async () => {
     kind: "Deployment",
     metadata: { name: `app-${i}`, namespace: NS },
     spec: {
-      replicas: 1,
+      replicas: 2,
       selector: { matchLabels: { app: `app-${i}` } },
       template: { metadata: { labels: { app: `app-${i}` } }, spec: { containers: [{ name: "app", image: "nginx:1.27" }] } },
     },
@@ -53,13 +53,14 @@ test(`${TASKS} tasks survive random SIGKILLs of the operator`, async () => {
   for (let i = 0; i < TASKS; i++) {
     const target = `app-${i % TARGETS}`;
     // Every 10th task asks for more than its token allows: it must be denied and never applied.
+    // The others move between 2 and 3 replicas: LOW risk (less than a 2x change), so allowed.
     const over = i % 10 === 9;
-    const token = await stack.mint({ agent: AGENT, action: "scale", target: { kind: "Deployment", namespace: NS, name: target }, maxReplicas: 3, ttlSeconds: 600 });
+    const token = await stack.mint({ agent: AGENT, action: "scale", target: { kind: "Deployment", namespace: NS, name: target }, maxReplicas: 3, ttlSeconds: 300 });
     tasks.push({
       apiVersion: "atb.siemens.com/v1alpha1",
       kind: "AgentTask",
       metadata: { name: `t-${i}`, namespace: NS },
-      spec: { agentId: AGENT, poaToken: token, action: "scale", target: { kind: "Deployment", name: target, namespace: NS }, payload: { replicas: over ? 9 : 1 + (i % 3) } },
+      spec: { agentId: AGENT, poaToken: token, action: "scale", target: { kind: "Deployment", name: target, namespace: NS }, payload: { replicas: over ? 9 : 2 + (i % 2) } },
     });
   }
   kube.run(["create", "-f", "-"], JSON.stringify({ apiVersion: "v1", kind: "List", items: tasks }));
@@ -97,7 +98,7 @@ test(`${TASKS} tasks survive random SIGKILLs of the operator`, async () => {
   for (const t of all) if (executed(t)) expect(t.status?.atbResult?.allowed).toBe(true);
   const over = all.filter(t => Number(t.metadata.name.slice(2)) % 10 === 9);
   for (const t of over) expect({ name: t.metadata.name, phase: t.status?.phase }).toEqual({ name: t.metadata.name, phase: "Denied" });
-  expect(byPhase.Completed ?? 0).toBeGreaterThan(TASKS * 0.8);
+  expect(byPhase).toEqual({ Completed: TASKS - over.length, Denied: over.length });
 
   // After a last restart, finished tasks cost nothing.
   const callsBefore = brokerCalls();

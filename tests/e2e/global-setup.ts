@@ -5,14 +5,16 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { up } from "../../tools/controlplane/cluster";
 import { ensureBinaries } from "../../tools/controlplane/binaries";
-import { E2E_STATE_FILE, e2eDataDir } from "../helpers/cluster-env";
+import { e2eDataDir, stateFile } from "../helpers/cluster-env";
 import { Kube } from "../helpers/kube";
 
 export default async function globalSetup(): Promise<void> {
   const t0 = Date.now();
   const state = await up({ dataDir: e2eDataDir(), nodes: 3, log: l => console.log(l) });
-  mkdirSync(dirname(E2E_STATE_FILE), { recursive: true });
-  writeFileSync(E2E_STATE_FILE, JSON.stringify(state, null, 2));
+  const file = stateFile();
+  process.env.ATB_E2E_STATE = file;
+  mkdirSync(dirname(file), { recursive: true });
+  writeFileSync(file, JSON.stringify(state, null, 2));
   const kube = new Kube(ensureBinaries(), state.kubeconfig);
   const root = join(__dirname, "..", "..");
   kube.apply(join(root, "crds", "agenttask.yaml"));

@@ -5,7 +5,13 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { ClusterState } from "../../tools/controlplane/cluster";
 
-export const E2E_STATE_FILE = join(__dirname, "..", "e2e", ".tmp", "cluster.json");
+/**
+ * One state file per jest run (several runs may share a machine): globalSetup picks the path
+ * and exports it in ATB_E2E_STATE, which jest's workers inherit.
+ */
+export function stateFile(): string {
+  return process.env.ATB_E2E_STATE ?? join(__dirname, "..", "e2e", ".tmp", `cluster-${process.pid}.json`);
+}
 
 export function e2eDataDir(): string {
   const base = existsSync("/dev/shm") ? "/dev/shm" : tmpdir();
@@ -13,7 +19,7 @@ export function e2eDataDir(): string {
 }
 
 export function e2eCluster(): ClusterState {
-  if (!existsSync(E2E_STATE_FILE))
-    throw new Error(`no e2e control plane: ${E2E_STATE_FILE} is missing (globalSetup did not run?)`);
-  return JSON.parse(readFileSync(E2E_STATE_FILE, "utf8")) as ClusterState;
+  const file = stateFile();
+  if (!existsSync(file)) throw new Error(`no e2e control plane: ${file} is missing (globalSetup did not run?)`);
+  return JSON.parse(readFileSync(file, "utf8")) as ClusterState;
 }

@@ -13,6 +13,27 @@ describe("parseConfig", () => {
     expect(Object.isFrozen(c)).toBe(true);
   });
 
+  test("broker client settings: URL, TLS files, retry bounds", () => {
+    const c = parseConfig({
+      ATB_BROKER_URL: "https://atb-broker.atb-system.svc:8443/",
+      TLS_CERT_FILE: "/tls/tls.crt",
+      TLS_KEY_FILE: "/tls/tls.key",
+      TLS_CA_FILE: "/tls/ca.crt",
+      ATB_BROKER_TIMEOUT_MS: "750",
+      ATB_BROKER_MAX_ATTEMPTS: "3",
+      ATB_BROKER_BACKOFF_BASE_MS: "50",
+      ATB_BROKER_BACKOFF_MAX_MS: "400",
+    });
+    expect(c.broker).toMatchObject({
+      url: "https://atb-broker.atb-system.svc:8443",
+      tls: { certFile: "/tls/tls.crt", keyFile: "/tls/tls.key", caFile: "/tls/ca.crt" },
+      attemptTimeoutMs: 750,
+      maxAttempts: 3,
+      baseBackoffMs: 50,
+      maxBackoffMs: 400,
+    });
+  });
+
   test("WATCH_NAMESPACE lists namespaces; empty means all", () => {
     expect(parseConfig({ WATCH_NAMESPACE: "production, staging" }).watchNamespaces).toEqual(["production", "staging"]);
     expect(parseConfig({ WATCH_NAMESPACE: "" }).watchNamespaces).toEqual([]);

@@ -1,0 +1,232 @@
+// Command atb-submit submits one AgentTask to the ATB operator and waits for its outcome.
+//
+// The seed's Go example, made complete: it loads a kubeconfig (or the in-cluster config), creates
+// the task in the target's namespace with the dynamic client, then watches it (list + watch, which
+// survives dropped watches and expired resource versions) until the operator records a terminal
+// phase. It prints the phase, the risk tier the broker computed and the reason.
+//
+// Usage:
+//
+//	export ATB_POA_TOKEN=...   # never on the command line: argv is visible to every local user
+//	atb-submit --agent-id spiffe://example.org/agent/planner --action scale \
+//	    --target Deployment/production/web-frontend --payload '{"replicas":5}' [--name NAME]
+//	    [--namespace NS] [--kubeconfig PATH] [--timeout 5m]
+//
+// Exit codes: 0 Completed; 1 Denied or Failed; 2 anything else (bad arguments, admission rejected
+// the task, API errors, timeout).
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/clientcmd"
+	watchtools "k8s.io/client-go/tools/watch"
+)
+
+// agentTaskGVR is the AgentTask resource (crds/agenttask.yaml).
+var agentTaskGVR = schema.GroupVersionResource{Group: "atb.siemens.com", Version: "v1alpha1", Resource: "agenttasks"}
+
+const (
+	exitCompleted = 0
+	exitRejected  = 1 // Denied or Failed
+	exitError     = 2
+)
+
+type options struct {
+	kubeconfig string
+	namespace  string
+	name       string
+	agentID    string
+	action     string
+	target     string
+	payload    string
+	timeout    time.Duration
+}
+
+// errorf reports an error with the token redacted (an API server message may quote the object).
+type redactor struct{ secret string }
+
+func (r redactor) clean(s string) string {
+	if r.secret == "" {
+		return s
+	}
+	return strings.ReplaceAll(s, r.secret, "[REDACTED]")
+}
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	token := os.Getenv("ATB_POA_TOKEN")
+	red := redactor{secret: token}
+	fail := func(format string, a ...any) int {
+		fmt.Fprintln(stderr, "error: "+red.clean(fmt.Sprintf(format, a...)))
+		return exitError
+	}
+
+	var o options
+	fs := flag.NewFlagSet("atb-submit", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&o.kubeconfig, "kubeconfig", "", "path to a kubeconfig (default: $KUBECONFIG, ~/.kube/config, then the in-cluster config)")
+	fs.StringVar(&o.namespace, "namespace", "", "namespace of the AgentTask (default: the target's namespace)")
+	fs.StringVar(&o.name, "name", "", "name of the AgentTask (default: generated from the action and target)")
+	fs.StringVar(&o.agentID, "agent-id", os.Getenv("ATB_AGENT_ID"), "the agent's SPIFFE ID, the PoA token's subject (default: $ATB_AGENT_ID)")
+	fs.StringVar(&o.action, "action", "", "scale, restart, update-config, deploy, rollback or patch")
+	fs.StringVar(&o.target, "target", "", "the target as KIND/NAMESPACE/NAME, e.g. Deployment/production/web-frontend")
+	fs.StringVar(&o.payload, "payload", "{}", "the action's payload as a JSON object, e.g. '{\"replicas\":5}'")
+	fs.DurationVar(&o.timeout, "timeout", 5*time.Minute, "how long to wait for a terminal phase")
+	if err := fs.Parse(args); err != nil {
+		return exitError
+	}
+	if fs.NArg() > 0 {
+		return fail("unexpected arguments %q (the token is read from $ATB_POA_TOKEN, never from the command line)", fs.Args())
+	}
+	if token == "" {
+		return fail("ATB_POA_TOKEN is not set: export the agent's PoA token in the environment")
+	}
+	if o.agentID == "" || o.action == "" || o.target == "" {
+		return fail("--agent-id (or $ATB_AGENT_ID), --action and --target are required")
+	}
+	parts := strings.Split(o.target, "/")
+	if len(parts) != 3 || parts[0] == "" || parts[1] == "" || parts[2] == "" {
+		return fail("--target must be KIND/NAMESPACE/NAME, got %q", o.target)
+	}
+	kind, targetNS, targetName := parts[0], parts[1], parts[2]
+	if o.namespace == "" {
+		o.namespace = targetNS
+	}
+	var payload map[string]any
+	if err := json.Unmarshal([]byte(o.payload), &payload); err != nil || payload == nil {
+		return fail("--payload must be a JSON object: %v", err)
+	}
+
+	loading := clientcmd.NewDefaultClientConfigLoadingRules()
+	loading.ExplicitPath = o.kubeconfig
+	// Falls back to the in-cluster service account when no kubeconfig is found.
+	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(loading, &clientcmd.ConfigOverrides{}).ClientConfig()
+	if err != nil {
+		return fail("loading the Kubernetes configuration: %v", err)
+	}
+	cfg.UserAgent = "atb-submit-go/0.1"
+	client, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		return fail("creating the Kubernetes client: %v", err)
+	}
+	tasks := client.Resource(agentTaskGVR).Namespace(o.namespace)
+
+	metadata := map[string]any{"namespace": o.namespace}
+	if o.name != "" {
+		metadata["name"] = o.name
+	} else {
+		metadata["generateName"] = generateName(o.action, targetName)
+	}
+	task := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "atb.siemens.com/v1alpha1",
+		"kind":       "AgentTask",
+		"metadata":   metadata,
+		"spec": map[string]any{
+			"agentId":  o.agentID,
+			"poaToken": token,
+			"action":   o.action,
+			"target":   map[string]any{"kind": kind, "name": targetName, "namespace": targetNS},
+			"payload":  payload,
+		},
+	}}
+
+	ctx, cancel := context.WithTimeout(context.Background(), o.timeout)
+	defer cancel()
+	created, err := tasks.Create(ctx, task, metav1.CreateOptions{FieldManager: "atb-submit"})
+	if err != nil {
+		var status apierrors.APIStatus
+		if errors.As(err, &status) {
+			return fail("the API server rejected the AgentTask in namespace %s: %s", o.namespace, status.Status().Message)
+		}
+		return fail("creating the AgentTask in namespace %s: %v", o.namespace, err)
+	}
+	name := created.GetName()
+	fmt.Fprintf(stdout, "agenttask %s/%s created\n", o.namespace, name)
+
+	lastPhase := "(none yet)"
+	selector := fields.OneTermEqualSelector("metadata.name", name).String()
+	lw := &cache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, lo metav1.ListOptions) (runtime.Object, error) {
+			lo.FieldSelector = selector
+			return tasks.List(ctx, lo)
+		},
+		WatchFuncWithContext: func(ctx context.Context, lo metav1.ListOptions) (watch.Interface, error) {
+			lo.FieldSelector = selector
+			return tasks.Watch(ctx, lo)
+		},
+	}
+	ev, err := watchtools.UntilWithSync(ctx, lw, &unstructured.Unstructured{}, nil, func(e watch.Event) (bool, error) {
+		if e.Type == watch.Deleted {
+			return false, fmt.Errorf("AgentTask %s/%s was deleted before it finished", o.namespace, name)
+		}
+		u, ok := e.Object.(*unstructured.Unstructured)
+		if !ok {
+			return false, nil
+		}
+		phase, _, _ := unstructured.NestedString(u.Object, "status", "phase")
+		if phase != "" {
+			lastPhase = phase
+		}
+		return phase == "Completed" || phase == "Denied" || phase == "Failed", nil
+	})
+	if err != nil {
+		if errors.Is(err, watchtools.ErrWatchClosed) || ctx.Err() != nil {
+			return fail("timed out after %s waiting for AgentTask %s/%s to finish (last phase: %s)", o.timeout, o.namespace, name, lastPhase)
+		}
+		return fail("watching AgentTask %s/%s: %v", o.namespace, name, err)
+	}
+
+	u := ev.Object.(*unstructured.Unstructured)
+	phase, _, _ := unstructured.NestedString(u.Object, "status", "phase")
+	tier, _, _ := unstructured.NestedString(u.Object, "status", "atbResult", "riskTier")
+	reason, _, _ := unstructured.NestedString(u.Object, "status", "atbResult", "reason")
+	requestID, _, _ := unstructured.NestedString(u.Object, "status", "atbResult", "requestId")
+	message, _, _ := unstructured.NestedString(u.Object, "status", "message")
+	fmt.Fprintf(stdout, "phase: %s\n", phase)
+	fmt.Fprintf(stdout, "riskTier: %s\n", orDash(tier))
+	fmt.Fprintf(stdout, "reason: %s\n", orDash(red.clean(reason)))
+	fmt.Fprintf(stdout, "message: %s\n", orDash(red.clean(message)))
+	fmt.Fprintf(stdout, "requestId: %s\n", orDash(requestID))
+	if phase == "Completed" {
+		return exitCompleted
+	}
+	return exitRejected
+}
+
+// generateName is the metadata.generateName prefix for a task: "<action>-<target>-", shortened to
+// leave room for the API server's five-character suffix within a 63-character name.
+func generateName(action, target string) string {
+	prefix := strings.ToLower(action + "-" + target)
+	if len(prefix) > 57 {
+		prefix = strings.TrimRight(prefix[:57], "-.")
+	}
+	return prefix + "-"
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}

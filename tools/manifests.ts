@@ -1,0 +1,353 @@
+// Post-build step: `npx pepr build` writes dist/pepr-module-<uuid>.yaml; this adds what Pepr's
+// generator cannot express and writes dist/atb-operator.yaml, one file for `kubectl apply -f`:
+//   * the CRDs: AgentTask (crds/agenttask.yaml) and PeprStore (pepr's own definition, which the
+//     controller otherwise creates at start; shipping it lets the RBAC name that one CRD);
+//   * the broker client certificate: Secret atb-operator-tls mounted read-only into the watcher
+//     at TLS_MOUNT, where the module env (package.json "pepr".env) points TLS_*_FILE;
+//   * hardening Pepr leaves out: seccompProfile RuntimeDefault on both pods, an explicit
+//     readOnlyRootFilesystem: false (see docs/deployment.md: the controller writes /app), and the
+//     Pod Security "restricted" labels on the namespace;
+//   * a Service for the operator's own metrics port and a ServiceMonitor for it.
+// Pepr's own objects (RBAC, Secrets, webhooks, Services) pass through unchanged.
+// Usage: npx pepr build && npm run manifests   (docs/deployment.md)
+import { readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { dump, loadAll } from "js-yaml";
+
+export const NAMESPACE = "pepr-system";
+export const TLS_SECRET = "atb-operator-tls";
+export const TLS_MOUNT = "/etc/atb/tls";
+export const TLS_VOLUME = "atb-broker-tls";
+export const METRICS_PORT = 9464;
+export const METRICS_SERVICE = "atb-operator-metrics";
+export const OUTPUT = "atb-operator.yaml";
+const PART_OF = { "app.kubernetes.io/name": "atb-operator", "app.kubernetes.io/part-of": "atb" };
+
+/** The parts of a Kubernetes object this step reads or changes. */
+export interface K8sObject {
+  apiVersion: string;
+  kind: string;
+  metadata: { name: string; namespace?: string; labels?: Record<string, string>; [k: string]: unknown };
+  [k: string]: unknown;
+}
+
+interface Container {
+  name: string;
+  env?: { name: string; value?: string }[];
+  ports?: { containerPort: number; name?: string }[];
+  securityContext?: Record<string, unknown>;
+  volumeMounts?: { name: string; mountPath: string; readOnly?: boolean }[];
+  [k: string]: unknown;
+}
+
+interface PodSpec {
+  containers: Container[];
+  securityContext?: Record<string, unknown>;
+  volumes?: Record<string, unknown>[];
+  [k: string]: unknown;
+}
+
+function podSpec(d: K8sObject): PodSpec {
+  return (d as unknown as { spec: { template: { spec: PodSpec } } }).spec.template.spec;
+}
+
+function controllerOf(d: K8sObject): string | undefined {
+  return d.kind === "Deployment" ? d.metadata.labels?.["pepr.dev/controller"] : undefined;
+}
+
+/** Settings every container of the module must run with (docs/deployment.md, "Security measures"). */
+export const CONTAINER_SECURITY = {
+  runAsNonRoot: true,
+  allowPrivilegeEscalation: false,
+  capabilities: { drop: ["ALL"] },
+  // Not permitted: Pepr 1.1.4's controller.js writes the module to /app/module-<sha>.js, next to
+  // /app/node_modules, at every start (docs/deployment.md, "Read-only root filesystem").
+  readOnlyRootFilesystem: false,
+} as const;
+
+function harden(d: K8sObject): void {
+  const spec = podSpec(d);
+  spec.securityContext = { ...spec.securityContext, runAsNonRoot: true, seccompProfile: { type: "RuntimeDefault" } };
+  for (const c of spec.containers) c.securityContext = { ...c.securityContext, ...CONTAINER_SECURITY };
+}
+
+function envOf(c: Container): Record<string, string | undefined> {
+  return Object.fromEntries((c.env ?? []).map(e => [e.name, e.value]));
+}
+
+/** The watcher gets the broker certificate and the metrics port; its env must point at them. */
+function wireWatcher(d: K8sObject): void {
+  const spec = podSpec(d);
+  const c = spec.containers[0];
+  const env = envOf(c);
+  const expected: Record<string, string> = {
+    TLS_CERT_FILE: `${TLS_MOUNT}/tls.crt`,
+    TLS_KEY_FILE: `${TLS_MOUNT}/tls.key`,
+    TLS_CA_FILE: `${TLS_MOUNT}/ca.crt`,
+    ATB_METRICS_HOST: "0.0.0.0",
+    ATB_METRICS_PORT: String(METRICS_PORT),
+  };
+  for (const [name, value] of Object.entries(expected)) {
+    if (env[name] !== value) {
+      throw new Error(
+        `watcher env ${name} is ${JSON.stringify(env[name])}, expected "${value}": set it in package.json "pepr".env and rebuild`,
+      );
+    }
+  }
+  if (!env.ATB_BROKER_URL) throw new Error('watcher env ATB_BROKER_URL is not set: set it in package.json "pepr".env');
+  spec.volumes = [
+    ...(spec.volumes ?? []).filter(v => v.name !== TLS_VOLUME),
+    // 0440 + the pod's fsGroup: readable by the module's group only, not world-readable.
+    { name: TLS_VOLUME, secret: { secretName: TLS_SECRET, defaultMode: 0o440, optional: false } },
+  ];
+  c.volumeMounts = [
+    ...(c.volumeMounts ?? []).filter(m => m.name !== TLS_VOLUME),
+    { name: TLS_VOLUME, mountPath: TLS_MOUNT, readOnly: true },
+  ];
+  c.ports = [
+    ...(c.ports ?? []).filter(p => p.containerPort !== METRICS_PORT),
+    { containerPort: METRICS_PORT, name: "metrics" },
+  ];
+}
+
+function metricsService(watcherLabels: Record<string, string>): K8sObject {
+  return {
+    apiVersion: "v1",
+    kind: "Service",
+    metadata: {
+      name: METRICS_SERVICE,
+      namespace: NAMESPACE,
+      labels: { ...PART_OF, "app.kubernetes.io/component": "metrics" },
+    },
+    spec: {
+      selector: watcherLabels,
+      ports: [{ name: "metrics", port: METRICS_PORT, targetPort: METRICS_PORT, protocol: "TCP" }],
+    },
+  };
+}
+
+function serviceMonitor(): K8sObject {
+  return {
+    apiVersion: "monitoring.coreos.com/v1",
+    kind: "ServiceMonitor",
+    metadata: { name: "atb-operator", namespace: NAMESPACE, labels: { ...PART_OF } },
+    spec: {
+      selector: { matchLabels: { ...PART_OF, "app.kubernetes.io/component": "metrics" } },
+      namespaceSelector: { matchNames: [NAMESPACE] },
+      endpoints: [{ port: "metrics", path: "/metrics", scheme: "http", interval: "30s" }],
+    },
+  };
+}
+
+export interface ExtraObjects {
+  /** crds/agenttask.yaml */
+  agentTaskCrd: K8sObject;
+  /** pepr's PeprStore CRD (pepr/src/lib/assets/store.ts) */
+  peprStoreCrd: K8sObject;
+}
+
+/** Pure: Pepr's module objects in, the complete install out (namespace and CRDs first). */
+export function buildManifests(moduleDocs: K8sObject[], extra: ExtraObjects): K8sObject[] {
+  const docs = structuredClone(moduleDocs.filter(Boolean));
+  const watcher = docs.find(d => controllerOf(d) === "watcher");
+  if (!watcher)
+    throw new Error("no watcher Deployment in the module manifests (does the module have Watch/Reconcile bindings?)");
+  const ns = docs.find(d => d.kind === "Namespace" && d.metadata.name === NAMESPACE);
+  if (!ns) throw new Error(`no Namespace ${NAMESPACE} in the module manifests`);
+  // Pod Security Admission: pods that break the "restricted" profile are refused in this namespace.
+  ns.metadata.labels = {
+    ...ns.metadata.labels,
+    "pod-security.kubernetes.io/enforce": "restricted",
+    "pod-security.kubernetes.io/enforce-version": "latest",
+    "pod-security.kubernetes.io/warn": "restricted",
+    "pod-security.kubernetes.io/warn-version": "latest",
+  };
+  for (const d of docs) if (d.kind === "Deployment") harden(d);
+  wireWatcher(watcher);
+  const watcherLabels = (watcher as unknown as { spec: { selector: { matchLabels: Record<string, string> } } }).spec
+    .selector.matchLabels;
+  const rest = docs.filter(d => d !== ns);
+  return [ns, extra.peprStoreCrd, extra.agentTaskCrd, ...rest, metricsService(watcherLabels), serviceMonitor()];
+}
+
+// ---- RBAC: what the operator's ServiceAccount is granted, and the documented list ----------
+
+export const SERVICE_ACCOUNT = "pepr-atb-operator";
+export const RBAC_DOC = join("docs", "deployment.md");
+
+/** One grant: API group ("" = core), resource (with /subresource), verb, resource name ("*" = any). */
+export interface Grant {
+  group: string;
+  resource: string;
+  verb: string;
+  name: string;
+  /** "cluster" (ClusterRole via ClusterRoleBinding) or the namespace of a Role. */
+  scope: string;
+}
+
+export function grantKey(g: Grant): string {
+  return `${g.scope} ${g.group || "core"} ${g.resource} ${g.verb} ${g.name}`;
+}
+
+interface PolicyRule {
+  apiGroups?: string[];
+  resources?: string[];
+  verbs?: string[];
+  resourceNames?: string[];
+  nonResourceURLs?: string[];
+}
+
+function expand(rules: PolicyRule[], scope: string): Grant[] {
+  const out: Grant[] = [];
+  for (const r of rules) {
+    for (const group of r.apiGroups ?? [])
+      for (const resource of r.resources ?? [])
+        for (const verb of r.verbs ?? [])
+          for (const name of r.resourceNames?.length ? r.resourceNames : ["*"])
+            out.push({ group, resource, verb, name, scope });
+  }
+  return out;
+}
+
+function boundTo(binding: K8sObject, sa: string, namespace: string): boolean {
+  const subjects = (binding.subjects ?? []) as { kind: string; name: string; namespace?: string }[];
+  return subjects.some(s => s.kind === "ServiceAccount" && s.name === sa && s.namespace === namespace);
+}
+
+/** Every grant the ServiceAccount receives through the RBAC objects in docs (bindings followed). */
+export function rbacGrants(docs: K8sObject[], sa = SERVICE_ACCOUNT, namespace = NAMESPACE): Grant[] {
+  const roles = new Map(
+    docs
+      .filter(d => /Role$/.test(d.kind) && !/Binding/.test(d.kind))
+      .map(d => [`${d.kind}/${d.metadata.namespace ?? ""}/${d.metadata.name}`, d]),
+  );
+  const out: Grant[] = [];
+  for (const b of docs.filter(d => d.kind === "ClusterRoleBinding" || d.kind === "RoleBinding")) {
+    if (!boundTo(b, sa, namespace)) continue;
+    const ref = b.roleRef as { kind: string; name: string };
+    const ns = ref.kind === "ClusterRole" ? "" : (b.metadata.namespace ?? "");
+    const role = roles.get(`${ref.kind}/${ns}/${ref.name}`);
+    if (!role)
+      throw new Error(`${b.kind} ${b.metadata.name} refers to ${ref.kind} ${ref.name}, which is not in the manifests`);
+    out.push(
+      ...expand(
+        (role.rules ?? []) as PolicyRule[],
+        b.kind === "ClusterRoleBinding" ? "cluster" : (b.metadata.namespace ?? ""),
+      ),
+    );
+  }
+  return out;
+}
+
+/** "*" anywhere in any Role/ClusterRole rule (bound or not), and cluster-admin bindings. */
+export function rbacWildcards(docs: K8sObject[]): string[] {
+  const found: string[] = [];
+  for (const d of docs) {
+    if (/Role$/.test(d.kind) && !/Binding/.test(d.kind)) {
+      for (const [i, r] of ((d.rules ?? []) as PolicyRule[]).entries()) {
+        for (const field of ["apiGroups", "resources", "verbs", "resourceNames", "nonResourceURLs"] as const) {
+          if ((r[field] ?? []).some(v => v.includes("*")))
+            found.push(`${d.kind} ${d.metadata.name} rule ${i} ${field}`);
+        }
+      }
+    }
+    if (/Binding$/.test(d.kind) && (d.roleRef as { name?: string })?.name === "cluster-admin") {
+      found.push(`${d.kind} ${d.metadata.name} binds cluster-admin`);
+    }
+  }
+  return found;
+}
+
+/**
+ * The documented list: the RBAC table in docs/deployment.md (between the rbac-table markers),
+ * one row per rule: | API group | Resource | Verbs | Names | Scope | Added by | Why |.
+ */
+export function documentedGrants(markdown: string): Grant[] {
+  const m = /<!-- rbac-table:start -->([\s\S]*?)<!-- rbac-table:end -->/.exec(markdown);
+  if (!m) throw new Error(`${RBAC_DOC} has no <!-- rbac-table:start --> ... <!-- rbac-table:end --> block`);
+  const rows = m[1]
+    .split("\n")
+    .filter(l => l.trim().startsWith("|"))
+    .slice(2); // header and separator
+  const out: Grant[] = [];
+  for (const row of rows) {
+    const cells = row
+      .split("|")
+      .slice(1, -1)
+      .map(c => c.trim().replace(/`/g, ""));
+    if (cells.length < 7) throw new Error(`RBAC table row has ${cells.length} cells, expected 7: ${row}`);
+    const [group, resource, verbs, names, scope, , why] = cells;
+    if (!why) throw new Error(`RBAC table row without a reason: ${row}`);
+    const g = group === "core" || group === '""' ? "" : group;
+    for (const verb of verbs
+      .split(",")
+      .map(v => v.trim())
+      .filter(Boolean))
+      for (const name of names === "any" ? ["*"] : names.split(",").map(n => n.trim()))
+        out.push({ group: g, resource, verb, name, scope });
+  }
+  return out;
+}
+
+/** Differences between two grant lists, as readable keys (empty when they are equal as sets). */
+export function grantDiff(actual: Grant[], documented: Grant[]): { undocumented: string[]; missing: string[] } {
+  const a = new Set(actual.map(grantKey));
+  const d = new Set(documented.map(grantKey));
+  return { undocumented: [...a].filter(k => !d.has(k)).sort(), missing: [...d].filter(k => !a.has(k)).sort() };
+}
+
+/** The post-build gate: no wildcard, and exactly the documented grants. Throws otherwise. */
+export function checkRbac(docs: K8sObject[], markdown: string): void {
+  const wild = rbacWildcards(docs);
+  if (wild.length) throw new Error(`wildcards in RBAC: ${wild.join("; ")}`);
+  const { undocumented, missing } = grantDiff(rbacGrants(docs), documentedGrants(markdown));
+  if (undocumented.length || missing.length) {
+    throw new Error(
+      `RBAC differs from the table in ${RBAC_DOC}:` +
+        (undocumented.length ? ` granted but not documented: ${undocumented.join(", ")};` : "") +
+        (missing.length ? ` documented but not granted: ${missing.join(", ")}` : ""),
+    );
+  }
+}
+
+export function moduleManifestPath(root: string): string {
+  const uuid = (JSON.parse(readFileSync(join(root, "package.json"), "utf8")) as { pepr: { uuid: string } }).pepr.uuid;
+  const file = join(root, "dist", `pepr-module-${uuid}.yaml`);
+  if (!readdirSync(join(root, "dist")).includes(`pepr-module-${uuid}.yaml`)) {
+    throw new Error(`${file} does not exist: run \`npx pepr build\` first`);
+  }
+  return file;
+}
+
+export async function peprStoreCrd(): Promise<K8sObject> {
+  // Pepr's own definition, as `pepr deploy` and the controller apply it. A non-literal specifier
+  // keeps tsc from type-checking pepr's sources under this project's stricter settings.
+  const specifier: string = "pepr/src/lib/assets/store";
+  const m = (await import(specifier)) as { peprStoreCRD: K8sObject };
+  return structuredClone(m.peprStoreCRD);
+}
+
+export async function main(root = join(__dirname, "..")): Promise<string> {
+  const moduleDocs = loadAll(readFileSync(moduleManifestPath(root), "utf8")) as K8sObject[];
+  const crdDocs = loadAll(readFileSync(join(root, "crds", "agenttask.yaml"), "utf8")) as K8sObject[];
+  const agentTaskCrd = crdDocs.find(d => d?.kind === "CustomResourceDefinition");
+  if (!agentTaskCrd) throw new Error("crds/agenttask.yaml holds no CustomResourceDefinition");
+  const out = buildManifests(moduleDocs, { agentTaskCrd, peprStoreCrd: await peprStoreCrd() });
+  checkRbac(out, readFileSync(join(root, RBAC_DOC), "utf8"));
+  const file = join(root, "dist", OUTPUT);
+  const header =
+    "# Generated by tools/manifests.ts from the output of `npx pepr build`; do not edit.\n" +
+    "# Install: see docs/deployment.md (the Secret atb-operator-tls must exist in pepr-system).\n";
+  writeFileSync(file, header + out.map(d => dump(d, { lineWidth: -1, noRefs: true })).join("---\n"));
+  return file;
+}
+
+if (require.main === module) {
+  main().then(
+    file => console.log(`wrote ${file}`),
+    (err: unknown) => {
+      console.error(`manifests: ${err instanceof Error ? err.message : String(err)}`);
+      process.exit(1);
+    },
+  );
+}
