@@ -111,7 +111,12 @@ async function main(): Promise<number> {
   try {
     kubectl(b, s.kubeconfig, ["apply", "--server-side", "-f", join(root, "crds", "agenttask.yaml"), "-f", join(root, "tests", "fixtures", "peprstore-crd.yaml")]);
     kubectl(b, s.kubeconfig, ["wait", "--for=condition=Established", "--timeout=60s", "crd/agenttasks.atb.siemens.com", "crd/peprstores.pepr.dev"]);
-    stack = await startStack({ cluster: s, workDir: dataDir, brokerDataFile: join(samples, "broker-data.json") });
+    stack = await startStack({
+      cluster: s,
+      workDir: dataDir,
+      namespaces: ["production", "staging"],
+      brokerDataFile: join(samples, "broker-data.json"),
+    });
     console.log(`[sandbox] broker at https://127.0.0.1:${stack.brokerPort} (audit: ${stack.auditFile})`);
     console.log(`[sandbox] operator running (logs: ${stack.operator.logFile}; metrics: http://127.0.0.1:${stack.metricsPort}/metrics)`);
     for (const f of readdirSync(join(samples, "workloads")).filter(f => f.endsWith(".yaml"))) {

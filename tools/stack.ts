@@ -17,6 +17,12 @@ import { webhookConfigurations } from "./webhooks";
 export interface StackOptions {
   cluster: ClusterState;
   workDir: string;
+  /**
+   * The namespaces this stack's operator acts in (WATCH_NAMESPACE) and its webhooks serve; they
+   * are created if missing. Several stacks can then share one control plane (jest runs e2e files
+   * in parallel) without two operators handling the same task. Empty: all namespaces.
+   */
+  namespaces: string[];
   /** Extra operator environment (deadlines, workers, ...). */
   operatorEnv?: Record<string, string>;
   /** Where the broker writes its audit lines (default: a file in workDir). */
@@ -53,7 +59,12 @@ export async function startStack(o: StackOptions): Promise<Stack> {
   const brokerPort = await freePort();
   const metricsPort = await freePort();
   const opPort = await freePort();
-  const log = createLogger("info", "broker", (await import("node:fs")).createWriteStream(o.brokerLogFile ?? join(o.workDir, "broker.log"), { flags: "a" }));
+  const webhookName = `atb-operator-local-${opPort}`;
+  const log = createLogger(
+    "info",
+    "broker",
+    (await import("node:fs")).createWriteStream(o.brokerLogFile ?? join(o.workDir, "broker.log"), { flags: "a" }),
+  );
   let broker: RunningBroker | undefined;
   const stack: Stack = {
     cluster: o.cluster,
@@ -90,17 +101,31 @@ export async function startStack(o: StackOptions): Promise<Stack> {
     async stop() {
       await stack.operator?.stop();
       for (const kind of ["mutatingwebhookconfiguration", "validatingwebhookconfiguration"]) {
-        kubectl(bin, o.cluster.kubeconfig, ["delete", kind, "atb-operator-local", "--ignore-not-found"]);
+        kubectl(bin, o.cluster.kubeconfig, ["delete", kind, webhookName, "--ignore-not-found"]);
       }
       await stack.stopBroker();
     },
   };
+  for (const ns of o.namespaces) {
+    kubectl(
+      bin,
+      o.cluster.kubeconfig,
+      ["apply", "-f", "-"],
+      JSON.stringify({ apiVersion: "v1", kind: "Namespace", metadata: { name: ns } }),
+    );
+  }
   await stack.startBroker();
   stack.operator = await launch(stack, o, opPort);
-  for (const cfg of webhookConfigurations(opPort, stack.operator.apiPath, stack.operator.caFile)) {
+  for (const cfg of webhookConfigurations(
+    opPort,
+    stack.operator.apiPath,
+    stack.operator.caFile,
+    webhookName,
+    o.namespaces,
+  )) {
     kubectl(bin, o.cluster.kubeconfig, ["apply", "-f", "-"], JSON.stringify(cfg));
   }
-  await waitForWebhook(stack);
+  await waitForWebhook(stack, o.namespaces[0] ?? "default");
   return stack;
 }
 
@@ -119,17 +144,18 @@ function launch(stack: Stack, o: StackOptions, port: number, apiPath?: string): 
       ATB_METRICS_PORT: String(stack.metricsPort),
       ATB_METRICS_HOST: "127.0.0.1",
       ATB_SWEEP_INTERVAL_SECONDS: "5",
+      WATCH_NAMESPACE: o.namespaces.join(","),
       ...o.operatorEnv,
     },
   });
 }
 
 /** The API server reaches the webhook once it has loaded the configuration: probe with a dry run. */
-async function waitForWebhook(stack: Stack): Promise<void> {
+async function waitForWebhook(stack: Stack, namespace: string): Promise<void> {
   const probe = {
     apiVersion: "atb.siemens.com/v1alpha1",
     kind: "AgentTask",
-    metadata: { name: "webhook-probe", namespace: "default" },
+    metadata: { name: "webhook-probe", namespace },
     spec: {
       agentId: "spiffe://atb.local/agent/probe",
       poaToken: "a.b.c",

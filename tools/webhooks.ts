@@ -5,9 +5,23 @@ import { readFileSync } from "node:fs";
 
 export const WEBHOOK_NAME = "atb-operator-local";
 
-function webhook(kind: "mutate" | "validate", port: number, apiPath: string, caFile: string) {
+function webhook(
+  kind: "mutate" | "validate",
+  port: number,
+  apiPath: string,
+  caFile: string,
+  name: string,
+  namespaces: string[],
+) {
   return {
-    name: `${kind}.${WEBHOOK_NAME}.atb.siemens.com`,
+    name: `${kind}.${name}.atb.siemens.com`,
+    ...(namespaces.length
+      ? {
+          namespaceSelector: {
+            matchExpressions: [{ key: "kubernetes.io/metadata.name", operator: "In", values: namespaces }],
+          },
+        }
+      : {}),
     admissionReviewVersions: ["v1"],
     clientConfig: {
       url: `https://localhost:${port}/${kind}/${apiPath}`,
@@ -29,20 +43,26 @@ function webhook(kind: "mutate" | "validate", port: number, apiPath: string, caF
   };
 }
 
-/** The two webhook configurations as JSON objects for kubectl apply. */
-export function webhookConfigurations(port: number, apiPath: string, caFile: string): object[] {
+/** The two webhook configurations as JSON objects for kubectl apply; namespaces empty = all. */
+export function webhookConfigurations(
+  port: number,
+  apiPath: string,
+  caFile: string,
+  name = WEBHOOK_NAME,
+  namespaces: string[] = [],
+): object[] {
   return [
     {
       apiVersion: "admissionregistration.k8s.io/v1",
       kind: "MutatingWebhookConfiguration",
-      metadata: { name: WEBHOOK_NAME },
-      webhooks: [{ ...webhook("mutate", port, apiPath, caFile), reinvocationPolicy: "Never" }],
+      metadata: { name },
+      webhooks: [{ ...webhook("mutate", port, apiPath, caFile, name, namespaces), reinvocationPolicy: "Never" }],
     },
     {
       apiVersion: "admissionregistration.k8s.io/v1",
       kind: "ValidatingWebhookConfiguration",
-      metadata: { name: WEBHOOK_NAME },
-      webhooks: [webhook("validate", port, apiPath, caFile)],
+      metadata: { name },
+      webhooks: [webhook("validate", port, apiPath, caFile, name, namespaces)],
     },
   ];
 }

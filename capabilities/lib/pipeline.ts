@@ -17,6 +17,7 @@ import type { OperatorMetrics } from "./metrics";
 import { conditionOf, isTerminal, type Transition } from "./status";
 import type { StatusWriter } from "./status-writer";
 import { authorize, execute, verify } from "./pipeline-steps";
+import { TargetLocks } from "./target-locks";
 
 export interface PipelineDeps {
   kube: KubeClient;
@@ -27,12 +28,18 @@ export interface PipelineDeps {
   metrics: OperatorMetrics;
   status: StatusWriter;
   now?: () => Date;
+  /** Re-queues a task at once (a waiter whose target was released). */
+  wake?: (taskKey: string) => void;
 }
 
 /** What a step asks for: continue with the stored task, wait, or stop. */
 export type Step = { next: AgentTask } | { requeueAfterMs: number } | { done: true };
 
 export const taskKey = (t: AgentTask): string => `${t.metadata?.namespace}/${t.metadata?.name}`;
+const targetKey = (t: AgentTask): string => {
+  const x = t.spec!.target;
+  return `${x.kind}/${x.namespace}/${x.name}`;
+};
 
 export class Pipeline {
   /** Plans the broker allowed, by task UID, not yet applied; empty after a restart. */
@@ -40,15 +47,18 @@ export class Pipeline {
   /** The resourceVersion of our own last status write per task: its echo needs no work. */
   readonly lastWritten = new Map<string, string>();
   readonly now: () => Date;
+  readonly locks: TargetLocks;
 
   constructor(readonly deps: PipelineDeps) {
     this.now = deps.now ?? (() => new Date());
+    this.locks = new TargetLocks(deps.wake);
   }
 
   /** Runs the task as far as it can go now. Returns when to look again, if ever. */
   async reconcile(key: string): Promise<{ requeueAfterMs?: number }> {
     const [namespace, name] = key.split("/");
     let task = await this.deps.kube.get<AgentTask>(resourcePath("AgentTask", namespace, name));
+    if (!task) this.locks.release(key);
     for (let i = 0; task && i < 12; i++) {
       const step = await this.step(task).catch(err => this.onStepError(task!, err));
       if ("done" in step) break;
@@ -78,10 +88,12 @@ export class Pipeline {
     const due = task.status?.nextAttemptAt ? Date.parse(task.status.nextAttemptAt) - now.getTime() : 0;
     if (due > 0) return { requeueAfterMs: due };
     const ctx = this.context(task);
+    if (phase === "Processing" || phase === "Executing") this.locks.claim(targetKey(task), taskKey(task));
     switch (phase) {
       case undefined:
         return this.to(task, { phase: "Pending", reason: "Queued", message: "Task received; waiting for a worker" });
       case "Pending":
+        if (!this.locks.acquire(targetKey(task), taskKey(task))) return { requeueAfterMs: 5_000 };
         return this.to(task, {
           phase: "Processing",
           reason: "Authorizing",
@@ -123,7 +135,9 @@ export class Pipeline {
     const key = taskKey(updated);
     if (updated.metadata?.resourceVersion) this.lastWritten.set(key, updated.metadata.resourceVersion);
     this.record(updated, t);
-    return isTerminal(t.phase) ? { done: true } : { next: updated };
+    if (!isTerminal(t.phase)) return { next: updated };
+    this.locks.release(key);
+    return { done: true };
   }
 
   /** Terminal failure: the conditions that were still open are closed with the reason. */

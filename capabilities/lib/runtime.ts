@@ -129,6 +129,7 @@ export class OperatorRuntime {
       const counts = new Map<string, number>(PHASES.map(p => [p, 0]));
       const grace = Date.now() - 2 * this.config.sweepIntervalMs - 10_000;
       let missed = 0;
+      const open = new Set<string>();
       for (const ns of namespaces) {
         const list = await this.kube!.request<{ items: AgentTask[] }>({
           method: "GET",
@@ -139,11 +140,13 @@ export class OperatorRuntime {
           const phase = t.status?.phase ?? "Pending";
           counts.set(phase, (counts.get(phase) ?? 0) + 1);
           if (isTerminal(t.status?.phase)) continue;
+          open.add(taskKey(t));
           this.queue!.add(taskKey(t));
           if (!this.watched.has(taskKey(t)) && Date.parse(String(t.metadata?.creationTimestamp)) < grace) missed++;
         }
       }
       for (const [phase, n] of counts) this.metrics.tasksByPhase.set({ phase }, n);
+      this.pipeline!.locks.retain(open);
       if (missed > 0) this.log.warn("the watch has not delivered some tasks; the sweep is driving them", { missed });
       this.missed = missed;
       this.lastSweep = Date.now();

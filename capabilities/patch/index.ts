@@ -1,13 +1,14 @@
 // The patch action: an RFC 6902 JSON Patch applied to exactly the object the broker judged. The
-// write opens with a precondition on the observed resourceVersion, so if the object changed after
-// the decision the API server refuses the whole patch and the task fails: nothing is re-planned,
-// because the broker approved these operations against that version.
+// write opens with a precondition, so if the object changed after the decision the API server
+// refuses the whole patch and the task fails: nothing is re-planned, because the broker approved
+// these operations against that object.
 //
-// The precondition is `replace /metadata/resourceVersion <observed>` rather than `test`: both are
-// atomic, but a failed `test` comes back as a bare 422 "the server rejected our request due to an
-// error in our request" (the API server drops json-patch's own message), indistinguishable from
-// any other patch error, while a resourceVersion mismatch is a 409 Conflict "the object has been
-// modified", which the pipeline already maps to Failed because retryOnConflict is false.
+// The precondition: for objects with a generation (workloads), `test /metadata/generation` — the
+// generation moves with every spec change but not with the controllers' status updates, which
+// would otherwise make a patch of a live Deployment fail at random; a failed test is a bare 422,
+// which the pipeline maps to TargetChanged (retryOnConflict is false; the dry run on the observed
+// object succeeded, so only a change in between explains it). For objects without a generation
+// (ConfigMap, Service) the resourceVersion itself (`replace /metadata/resourceVersion`, a 409).
 import { applyPatch, validate as validateOps } from "fast-json-patch";
 import { Capability } from "pepr";
 import { AgentTask, LABEL_ACTION, type AgentTaskSpec } from "../../crds/agenttask";
@@ -100,10 +101,17 @@ async function plan(ctx: TaskContext, target: KubeObject | undefined): Promise<P
       method: "PATCH",
       path: resourcePath(kind, namespace, name),
       patchType: "json",
-      body: [{ op: "replace", path: "/metadata/resourceVersion", value: observed }, ...marker, ...parsed.ops],
+      body: [precondition(target), ...marker, ...parsed.ops],
     },
     retryOnConflict: false,
   };
+}
+
+function precondition(target: KubeObject): Op {
+  const generation = target.metadata.generation;
+  return typeof generation === "number"
+    ? ({ op: "test", path: "/metadata/generation", value: generation } as Op)
+    : ({ op: "replace", path: "/metadata/resourceVersion", value: target.metadata.resourceVersion } as Op);
 }
 
 async function verify(ctx: TaskContext): Promise<VerifyResult> {

@@ -69,8 +69,9 @@ def api_message(err: ApiException) -> str:
 
 def load_api_client(kubeconfig: Optional[str]) -> client.ApiClient:
     cfg = client.Configuration()
-    default_file = os.path.expanduser(os.environ.get("KUBECONFIG", "~/.kube/config"))
-    if kubeconfig or os.path.exists(default_file) or not os.environ.get("KUBERNETES_SERVICE_HOST"):
+    in_cluster = bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
+    has_kubeconfig = bool(kubeconfig or os.environ.get("KUBECONFIG")) or os.path.exists(os.path.expanduser("~/.kube/config"))
+    if has_kubeconfig or not in_cluster:
         config.load_kube_config(config_file=kubeconfig, client_configuration=cfg)
     else:
         config.load_incluster_config(client_configuration=cfg)

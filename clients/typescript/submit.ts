@@ -79,7 +79,8 @@ function loadConfig(kubeconfig: SubmitOptions["kubeconfig"]): KubeConfig {
   return kc;
 }
 
-const isTerminal = (phase: string | undefined): phase is TerminalPhase => (TERMINAL as readonly string[]).includes(phase ?? "");
+const isTerminal = (phase: string | undefined): phase is TerminalPhase =>
+  (TERMINAL as readonly string[]).includes(phase ?? "");
 
 export async function submitAgentTask(task: AgentTaskRequest, opts: SubmitOptions = {}): Promise<SubmitResult> {
   const timeoutMs = opts.timeoutMs ?? 300_000;
@@ -142,11 +143,13 @@ export async function submitAgentTask(task: AgentTaskRequest, opts: SubmitOption
       if (obj.metadata?.resourceVersion) resourceVersion = obj.metadata.resourceVersion;
       const phase = obj.status?.phase;
       if (phase) lastPhase = phase;
-      if (isTerminal(phase)) finish(undefined, { phase, status: obj.status!, name: task.name, namespace: task.namespace });
+      if (isTerminal(phase))
+        finish(undefined, { phase, status: obj.status!, name: task.name, namespace: task.namespace });
     };
 
     const deadlineTimer = setTimeout(
-      () => finish(new Error(`timed out after ${timeoutMs}ms waiting for ${where} to finish (last phase: ${lastPhase})`)),
+      () =>
+        finish(new Error(`timed out after ${timeoutMs}ms waiting for ${where} to finish (last phase: ${lastPhase})`)),
       Math.max(0, timeoutMs - (Date.now() - started)),
     );
 
@@ -154,9 +157,18 @@ export async function submitAgentTask(task: AgentTaskRequest, opts: SubmitOption
       if (polling || settled) return;
       polling = true;
       try {
-        observe((await api.getNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: task.namespace, plural: PLURAL, name: task.name })) as TaskObject);
+        observe(
+          (await api.getNamespacedCustomObject({
+            group: GROUP,
+            version: VERSION,
+            namespace: task.namespace,
+            plural: PLURAL,
+            name: task.name,
+          })) as TaskObject,
+        );
       } catch (err) {
-        if (err instanceof ApiException && err.code === 404) finish(new Error(`${where} was deleted before it finished`));
+        if (err instanceof ApiException && err.code === 404)
+          finish(new Error(`${where} was deleted before it finished`));
         // Other errors are transient here: the watch, the next poll or the deadline decide.
       } finally {
         polling = false;

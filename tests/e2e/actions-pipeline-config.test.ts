@@ -4,14 +4,20 @@
 // under-approved tokens are Denied with the policy's reason and leave the target untouched; and a
 // patch whose target changed after the broker's decision is not applied.
 import { randomBytes } from "node:crypto";
-import { createWriteStream, readFileSync } from "node:fs";
-import { createServer, request, type Server } from "node:https";
-import { join } from "node:path";
-import { startBroker } from "../../broker/server";
-import { createLogger } from "../../capabilities/lib/logger";
 import { ANNOTATION_APPLIED_TASKS } from "../../capabilities/lib/marker";
 import { e2eCluster } from "../helpers/cluster-env";
-import { checkAtMostOnce, checkNoLeaks, executed, Harness, images, revisionOf, revisionTemplate, TIER, type Task } from "../helpers/pipeline-tasks";
+import {
+  checkAtMostOnce,
+  checkNoLeaks,
+  executed,
+  holdDecisions,
+  Harness,
+  images,
+  revisionOf,
+  revisionTemplate,
+  TIER,
+  type Task,
+} from "../helpers/pipeline-tasks";
 
 const h = new Harness(e2eCluster(), "ap-config", "stack-actions-pipeline-config");
 
@@ -20,26 +26,57 @@ beforeAll(() => h.start({ ATB_BROKER_TIMEOUT_MS: "30000" }));
 afterAll(() => h.stop());
 
 function completed(t: Task): void {
-  expect({ phase: t.status?.phase, message: t.status?.message }).toEqual({ phase: "Completed", message: expect.any(String) });
+  expect({ phase: t.status?.phase, message: t.status?.message }).toEqual({
+    phase: "Completed",
+    message: expect.any(String),
+  });
   expect(t.status?.atbResult).toMatchObject({ allowed: true, riskTier: TIER[t.spec.action], reason: "allowed" });
 }
 
-const configMap = (name: string, data: Record<string, string>) => ({ apiVersion: "v1", kind: "ConfigMap", metadata: { name, namespace: h.ns }, data });
-const decoded = (data: Record<string, string>) => Object.fromEntries(Object.entries(data).map(([k, v]) => [k, Buffer.from(v, "base64").toString("utf8")]));
+const configMap = (name: string, data: Record<string, string>) => ({
+  apiVersion: "v1",
+  kind: "ConfigMap",
+  metadata: { name, namespace: h.ns },
+  data,
+});
+const decoded = (data: Record<string, string>) =>
+  Object.fromEntries(Object.entries(data).map(([k, v]) => [k, Buffer.from(v, "base64").toString("utf8")]));
 
 describe("update-config (MEDIUM)", () => {
   test("ConfigMap: keys merged, a key removed, the others untouched", async () => {
     h.create(configMap("cfg", { keep: "1", old: "2", LOG_LEVEL: "info" }));
-    const t = await h.run("cfg", "update-config", "ConfigMap", "cfg", { data: { LOG_LEVEL: "debug", added: "x" }, remove: ["old"] });
+    const t = await h.run("cfg", {
+      action: "update-config",
+      kind: "ConfigMap",
+      target: "cfg",
+      payload: {
+        data: { LOG_LEVEL: "debug", added: "x" },
+        remove: ["old"],
+      },
+    });
     completed(t);
     expect(h.get("configmap", "cfg").data).toEqual({ keep: "1", LOG_LEVEL: "debug", added: "x" });
   });
 
   test("Secret: stored base64-encoded, decoded equals the input", async () => {
-    const input = { password: `p@ss wörd ${randomBytes(8).toString("hex")}\nline2`, user: `admin-${randomBytes(6).toString("hex")}` };
+    const input = {
+      password: `p@ss wörd ${randomBytes(8).toString("hex")}\nline2`,
+      user: `admin-${randomBytes(6).toString("hex")}`,
+    };
     h.secrets.push(...Object.values(input), ...Object.values(input).map(v => Buffer.from(v).toString("base64")));
-    h.create({ apiVersion: "v1", kind: "Secret", metadata: { name: "creds", namespace: h.ns }, type: "Opaque", data: { user: Buffer.from("root").toString("base64"), old: "eA==" } });
-    const t = await h.run("creds", "update-config", "Secret", "creds", { data: input, remove: ["old"] });
+    h.create({
+      apiVersion: "v1",
+      kind: "Secret",
+      metadata: { name: "creds", namespace: h.ns },
+      type: "Opaque",
+      data: { user: Buffer.from("root").toString("base64"), old: "eA==" },
+    });
+    const t = await h.run("creds", {
+      action: "update-config",
+      kind: "Secret",
+      target: "creds",
+      payload: { data: input, remove: ["old"] },
+    });
     completed(t);
     const data = h.get("secret", "creds").data!;
     expect(Object.keys(data).sort()).toEqual(["password", "user"]);
@@ -50,11 +87,19 @@ describe("update-config (MEDIUM)", () => {
 describe("patch (HIGH)", () => {
   test("Deployment: replicas and a label", async () => {
     await h.ready("Deployment", "patch-deployment");
+    await h.quiet("deployment", "patch-deployment");
     const ops = [
       { op: "replace", path: "/spec/replicas", value: 3 },
       { op: "add", path: "/metadata/labels", value: { tier: "frontend" } },
     ];
-    completed(await h.run("patch-deployment", "patch", "Deployment", "patch-deployment", { patch: ops }));
+    completed(
+      await h.run("patch-deployment", {
+        action: "patch",
+        kind: "Deployment",
+        target: "patch-deployment",
+        payload: { patch: ops },
+      }),
+    );
     const d = h.get("deployment", "patch-deployment");
     expect([d.spec?.replicas, d.metadata.labels]).toEqual([3, { tier: "frontend" }]);
   });
@@ -62,44 +107,94 @@ describe("patch (HIGH)", () => {
   test("ConfigMap: a key added (patch sent as a JSON string, as the upstream example does)", async () => {
     h.create(configMap("patch-cm", { a: "1" }));
     const patch = JSON.stringify([{ op: "add", path: "/data/b", value: "2" }]);
-    completed(await h.run("patch-cm", "patch", "ConfigMap", "patch-cm", { patch }));
+    completed(await h.run("patch-cm", { action: "patch", kind: "ConfigMap", target: "patch-cm", payload: { patch } }));
     expect(h.get("configmap", "patch-cm").data).toEqual({ a: "1", b: "2" });
   });
 
   test("Service: the port replaced", async () => {
-    h.create({ apiVersion: "v1", kind: "Service", metadata: { name: "patch-svc", namespace: h.ns }, spec: { selector: { app: "x" }, ports: [{ port: 80 }] } });
-    completed(await h.run("patch-svc", "patch", "Service", "patch-svc", { patch: [{ op: "replace", path: "/spec/ports/0/port", value: 8080 }] }));
+    h.create({
+      apiVersion: "v1",
+      kind: "Service",
+      metadata: { name: "patch-svc", namespace: h.ns },
+      spec: { selector: { app: "x" }, ports: [{ port: 80 }] },
+    });
+    completed(
+      await h.run("patch-svc", {
+        action: "patch",
+        kind: "Service",
+        target: "patch-svc",
+        payload: {
+          patch: [{ op: "replace", path: "/spec/ports/0/port", value: 8080 }],
+        },
+      }),
+    );
     const ports = (h.get("service", "patch-svc").spec as { ports: { port: number }[] }).ports;
     expect(ports.map(p => p.port)).toEqual([8080]);
   });
 
-  test.each(["StatefulSet", "DaemonSet"] as const)("%s: the image replaced and rolled out to a new ControllerRevision", async kind => {
-    const name = `patch-${kind.toLowerCase()}`;
-    await h.ready(kind, name);
-    const t = await h.run(name, "patch", kind, name, { patch: [{ op: "replace", path: "/spec/template/spec/containers/0/image", value: "nginx:1.28" }] });
-    completed(t);
-    const o = h.get(kind, name);
-    const crs = h.owned("ControllerRevision", o);
-    expect(crs.map(cr => [revisionOf(cr), images(revisionTemplate(cr))])).toEqual([
-      [1, ["nginx:1.27"]],
-      [2, ["nginx:1.28"]],
-    ]);
-    if (kind === "StatefulSet") expect([o.status?.currentRevision, o.status?.readyReplicas]).toEqual([crs[1].metadata.name, 2]);
-    else expect([o.status?.updatedNumberScheduled, o.status?.numberAvailable]).toEqual([3, 3]);
-  });
+  test.each(["StatefulSet", "DaemonSet"] as const)(
+    "%s: the image replaced and rolled out to a new ControllerRevision",
+    async kind => {
+      const name = `patch-${kind.toLowerCase()}`;
+      await h.ready(kind, name);
+      await h.quiet(kind, name);
+      const t = await h.run(name, {
+        action: "patch",
+        kind,
+        target: name,
+        payload: {
+          patch: [{ op: "replace", path: "/spec/template/spec/containers/0/image", value: "nginx:1.28" }],
+        },
+      });
+      completed(t);
+      const o = h.get(kind, name);
+      const crs = h.owned("ControllerRevision", o);
+      expect(crs.map(cr => [revisionOf(cr), images(revisionTemplate(cr))])).toEqual([
+        [1, ["nginx:1.27"]],
+        [2, ["nginx:1.28"]],
+      ]);
+      if (kind === "StatefulSet")
+        expect([o.status?.currentRevision, o.status?.readyReplicas]).toEqual([crs[1].metadata.name, 2]);
+      else expect([o.status?.updatedNumberScheduled, o.status?.numberAvailable]).toEqual([3, 3]);
+    },
+  );
 
   test("ReplicaSet: replicas replaced", async () => {
     await h.ready("ReplicaSet", "patch-replicaset");
-    completed(await h.run("patch-replicaset", "patch", "ReplicaSet", "patch-replicaset", { patch: [{ op: "replace", path: "/spec/replicas", value: 1 }] }));
+    await h.quiet("replicaset", "patch-replicaset");
+    completed(
+      await h.run("patch-replicaset", {
+        action: "patch",
+        kind: "ReplicaSet",
+        target: "patch-replicaset",
+        payload: {
+          patch: [{ op: "replace", path: "/spec/replicas", value: 1 }],
+        },
+      }),
+    );
     expect(h.get("replicaset", "patch-replicaset").spec?.replicas).toBe(1);
   });
 
   test.each([
-    ["/metadata/ownerReferences", /spec\.payload\.patch\[0\]\.path: "\/metadata\/ownerReferences" touches \/metadata\/ownerReferences/],
+    [
+      "/metadata/ownerReferences",
+      /spec\.payload\.patch\[0\]\.path: "\/metadata\/ownerReferences" touches \/metadata\/ownerReferences/,
+    ],
     ["/status/replicas", /spec\.payload\.patch\[0\]\.path: "\/status\/replicas" touches \/status/],
   ])("a forbidden path (%s) is rejected at admission by the webhook", async (path, message) => {
     const token = await h.token("patch", "Deployment", "patch-deployment");
-    const r = h.kube.create(h.task("forbidden", "patch", "Deployment", "patch-deployment", token, { patch: [{ op: "add", path, value: [] }] }));
+    const r = h.kube.create(
+      h.task(
+        "forbidden",
+        {
+          action: "patch",
+          kind: "Deployment",
+          target: "patch-deployment",
+          payload: { patch: [{ op: "add", path, value: [] }] },
+        },
+        token,
+      ),
+    );
     expect(r.ok).toBe(false);
     expect(r.stderr).toMatch(/admission webhook .* denied the request/);
     expect(r.stderr).toMatch(message);
@@ -111,85 +206,83 @@ describe("denials leave the target unchanged", () => {
   test("HIGH with one approver: Denied, high_risk_dual_control_required", async () => {
     h.create(configMap("deny-high", { a: "1" }));
     const before = h.get("configmap", "deny-high");
-    const t = await h.run("deny-high", "patch", "ConfigMap", "deny-high", { patch: [{ op: "replace", path: "/data/a", value: "2" }] }, ["alice@example.com"]);
-    expect([t.status?.phase, t.status?.message]).toEqual(["Denied", "ATB denied the action: high_risk_dual_control_required"]);
-    expect(t.status?.atbResult).toMatchObject({ allowed: false, riskTier: "HIGH", reason: "high_risk_dual_control_required" });
+    const t = await h.run("deny-high", {
+      action: "patch",
+      kind: "ConfigMap",
+      target: "deny-high",
+      payload: { patch: [{ op: "replace", path: "/data/a", value: "2" }] },
+      approvers: ["alice@example.com"],
+    });
+    expect([t.status?.phase, t.status?.message]).toEqual([
+      "Denied",
+      "ATB denied the action: high_risk_dual_control_required",
+    ]);
+    expect(t.status?.atbResult).toMatchObject({
+      allowed: false,
+      riskTier: "HIGH",
+      reason: "high_risk_dual_control_required",
+    });
     expect(h.get("configmap", "deny-high")).toEqual(before);
   });
 
   test("MEDIUM without approval: Denied, medium_risk_approval_required", async () => {
     const before = await h.ready("Deployment", "deny-medium");
-    const t = await h.run("deny-medium", "restart", "Deployment", "deny-medium", undefined, []);
-    expect([t.status?.phase, t.status?.message]).toEqual(["Denied", "ATB denied the action: medium_risk_approval_required"]);
-    expect(t.status?.atbResult).toMatchObject({ allowed: false, riskTier: "MEDIUM", reason: "medium_risk_approval_required" });
+    const t = await h.run("deny-medium", {
+      action: "restart",
+      kind: "Deployment",
+      target: "deny-medium",
+      approvers: [],
+    });
+    expect([t.status?.phase, t.status?.message]).toEqual([
+      "Denied",
+      "ATB denied the action: medium_risk_approval_required",
+    ]);
+    expect(t.status?.atbResult).toMatchObject({
+      allowed: false,
+      riskTier: "MEDIUM",
+      reason: "medium_risk_approval_required",
+    });
     const after = h.get("deployment", "deny-medium");
-    expect([after.metadata.generation, after.metadata.annotations, after.spec]).toEqual([before.metadata.generation, before.metadata.annotations, before.spec]);
+    expect([after.metadata.generation, after.metadata.annotations, after.spec]).toEqual([
+      before.metadata.generation,
+      before.metadata.annotations,
+      before.spec,
+    ]);
     expect(h.owned("ReplicaSet", after)).toHaveLength(1);
   });
 });
 
-/**
- * Puts a relay on the broker's address, in front of a broker of its own: each decision is
- * forwarded, and `hold` runs after the broker decided and before the operator gets the answer.
- */
-async function holdDecisions(hold: (decision: { allowed?: boolean; request_id?: string }) => Promise<void>): Promise<() => Promise<void>> {
-  const m = h.stack.material;
-  await h.stack.stopBroker();
-  const log = createLogger("info", "broker", createWriteStream(join(h.cluster.dataDir, h.workDir, "broker.log"), { flags: "a" }));
-  const broker = await startBroker({
-    port: 0,
-    tls: { certFile: m.server.cert, keyFile: m.server.key, clientCaFile: m.ca.cert },
-    poa: { publicKeyFiles: [m.poaPublicKey] },
-    audit: h.stack.auditFile,
-    logger: log,
-  });
-  const client = { cert: readFileSync(m.client.cert), key: readFileSync(m.client.key), ca: readFileSync(m.ca.cert) };
-  const relay: Server = createServer({ cert: readFileSync(m.server.cert), key: readFileSync(m.server.key), ca: client.ca, requestCert: true, rejectUnauthorized: true }, (req, res) => {
-    const body: Buffer[] = [];
-    req.on("data", (c: Buffer) => body.push(c));
-    req.on("end", () => {
-      const up = request({ host: "127.0.0.1", port: broker.port, path: req.url, method: req.method, headers: req.headers, ...client }, answer => {
-        const out: Buffer[] = [];
-        answer.on("data", (c: Buffer) => out.push(c));
-        answer.on("end", () => {
-          const text = Buffer.concat(out);
-          void hold(JSON.parse(text.toString("utf8")) as { allowed?: boolean }).finally(() => {
-            res.writeHead(answer.statusCode ?? 502, answer.headers);
-            res.end(text);
-          });
-        });
-      });
-      up.on("error", () => res.destroy());
-      up.end(Buffer.concat(body));
-    });
-  });
-  await new Promise<void>((resolve, reject) => relay.once("error", reject).listen(h.stack.brokerPort, "127.0.0.1", resolve));
-  return async () => {
-    relay.closeAllConnections();
-    await new Promise(r => relay.close(r));
-    await broker.stop();
-    await h.stack.startBroker();
-  };
-}
-
 test("a patch whose target changed after the broker's decision is not applied: Failed, TargetChanged", async () => {
   h.create(configMap("stale", { a: "1" }));
   const decisions: { allowed?: boolean }[] = [];
-  const restore = await holdDecisions(async decision => {
+  const restore = await holdDecisions(h, async decision => {
     decisions.push(decision);
     // Only the first answer is held: a retried decide (after a client timeout) is answered at once.
-    if (decisions.length === 1) h.kube.run(["patch", "configmap", "stale", "-n", h.ns, "--type=merge", "-p", '{"data":{"a":"human"}}']);
+    if (decisions.length === 1)
+      h.kube.run(["patch", "configmap", "stale", "-n", h.ns, "--type=merge", "-p", '{"data":{"a":"human"}}']);
   });
   let t: Task;
   try {
-    t = await h.run("stale", "patch", "ConfigMap", "stale", { patch: [{ op: "replace", path: "/data/a", value: "agent" }] });
+    t = await h.run("stale", {
+      action: "patch",
+      kind: "ConfigMap",
+      target: "stale",
+      payload: {
+        patch: [{ op: "replace", path: "/data/a", value: "agent" }],
+      },
+    });
   } finally {
     await restore();
   }
   expect(decisions[0]).toMatchObject({ allowed: true, risk_tier: "HIGH" });
   expect(t.status?.phase).toBe("Failed");
-  expect(t.status?.message).toMatch(/^the target changed after the broker's decision, so the change was not applied: .*the object has been modified/);
-  expect(t.status?.conditions?.find(c => c.type === "Succeeded")).toMatchObject({ status: "False", reason: "TargetChanged" });
+  expect(t.status?.message).toMatch(
+    /^the target changed after the broker's decision, so the change was not applied: .*the object has been modified/,
+  );
+  expect(t.status?.conditions?.find(c => c.type === "Succeeded")).toMatchObject({
+    status: "False",
+    reason: "TargetChanged",
+  });
   expect(executed(t)).toBe(false);
   const cm = h.get("configmap", "stale");
   expect(cm.data).toEqual({ a: "human" });
@@ -198,4 +291,5 @@ test("a patch whose target changed after the broker's decision is not applied: F
 
 test("at most once: one write per applied task, none after an operator restart", () => checkAtMostOnce(h));
 
-test("no token and no Secret value leaks into logs, the broker's audit, events or task statuses", () => checkNoLeaks(h));
+test("no token and no Secret value leaks into logs, the broker's audit, events or task statuses", () =>
+  checkNoLeaks(h));

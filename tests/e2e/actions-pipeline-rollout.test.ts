@@ -24,7 +24,10 @@ beforeAll(() => h.start());
 afterAll(() => h.stop());
 
 function completed(t: Task): void {
-  expect({ phase: t.status?.phase, message: t.status?.message }).toEqual({ phase: "Completed", message: expect.any(String) });
+  expect({ phase: t.status?.phase, message: t.status?.message }).toEqual({
+    phase: "Completed",
+    message: expect.any(String),
+  });
   expect(t.status?.atbResult).toMatchObject({ allowed: true, riskTier: TIER[t.spec.action], reason: "allowed" });
 }
 
@@ -32,7 +35,12 @@ describe("scale", () => {
   test.each(["Deployment", "StatefulSet", "ReplicaSet"] as const)("%s: 2 → 4 replicas, all ready (LOW)", async kind => {
     const name = `scale-${kind.toLowerCase()}`;
     await h.ready(kind, name);
-    const t = await h.run(`scale-${kind.toLowerCase()}`, "scale", kind, name, { replicas: 4 });
+    const t = await h.run(`scale-${kind.toLowerCase()}`, {
+      action: "scale",
+      kind,
+      target: name,
+      payload: { replicas: 4 },
+    });
     completed(t);
     expect(t.status?.atbResult?.riskTier).toBe("LOW");
     const o = h.get(kind, name);
@@ -44,7 +52,11 @@ describe("restart", () => {
   test("Deployment: restartedAt set, a new ReplicaSet rolled out (MEDIUM)", async () => {
     const before = await h.ready("Deployment", "restart-deployment");
     expect(h.owned("ReplicaSet", before)).toHaveLength(1);
-    const t = await h.run("restart-deployment", "restart", "Deployment", "restart-deployment");
+    const t = await h.run("restart-deployment", {
+      action: "restart",
+      kind: "Deployment",
+      target: "restart-deployment",
+    });
     completed(t);
     const d = h.get("Deployment", "restart-deployment");
     const stamp = d.spec!.template!.metadata!.annotations![RESTARTED_AT];
@@ -58,20 +70,23 @@ describe("restart", () => {
     expect(rs[1].status?.readyReplicas).toBe(2);
   });
 
-  test.each(["StatefulSet", "DaemonSet"] as const)("%s: restartedAt set, a new ControllerRevision rolled out (MEDIUM)", async kind => {
-    const name = `restart-${kind.toLowerCase()}`;
-    const before = await h.ready(kind, name);
-    const t = await h.run(name, "restart", kind, name);
-    completed(t);
-    const o = h.get(kind, name);
-    const stamp = o.spec!.template!.metadata!.annotations![RESTARTED_AT];
-    expect(Date.parse(stamp)).toBe(Date.parse(t.metadata.creationTimestamp));
-    const crs = h.owned("ControllerRevision", o);
-    expect(crs.map(revisionOf)).toEqual([1, 2]);
-    expect(revisionTemplate(crs[0]).metadata?.annotations?.[RESTARTED_AT]).toBeUndefined();
-    expect(revisionTemplate(crs[1]).metadata!.annotations![RESTARTED_AT]).toBe(stamp);
-    rolledOutTo(kind, before, o, crs[1]);
-  });
+  test.each(["StatefulSet", "DaemonSet"] as const)(
+    "%s: restartedAt set, a new ControllerRevision rolled out (MEDIUM)",
+    async kind => {
+      const name = `restart-${kind.toLowerCase()}`;
+      const before = await h.ready(kind, name);
+      const t = await h.run(name, { action: "restart", kind, target: name });
+      completed(t);
+      const o = h.get(kind, name);
+      const stamp = o.spec!.template!.metadata!.annotations![RESTARTED_AT];
+      expect(Date.parse(stamp)).toBe(Date.parse(t.metadata.creationTimestamp));
+      const crs = h.owned("ControllerRevision", o);
+      expect(crs.map(revisionOf)).toEqual([1, 2]);
+      expect(revisionTemplate(crs[0]).metadata?.annotations?.[RESTARTED_AT]).toBeUndefined();
+      expect(revisionTemplate(crs[1]).metadata!.annotations![RESTARTED_AT]).toBe(stamp);
+      rolledOutTo(kind, before, o, crs[1]);
+    },
+  );
 });
 
 /** The controller finished rolling the workload to revision `cr`. */
@@ -79,7 +94,12 @@ function rolledOutTo(kind: Workload, before: Obj, after: Obj, cr: Obj): void {
   const s = after.status!;
   if (kind === "StatefulSet") {
     expect(s.updateRevision).not.toBe(before.status?.updateRevision);
-    expect([s.currentRevision, s.updateRevision, s.readyReplicas, s.updatedReplicas]).toEqual([cr.metadata.name, cr.metadata.name, 2, 2]);
+    expect([s.currentRevision, s.updateRevision, s.readyReplicas, s.updatedReplicas]).toEqual([
+      cr.metadata.name,
+      cr.metadata.name,
+      2,
+      2,
+    ]);
   } else {
     expect(s.desiredNumberScheduled).toBe(3);
     expect([s.updatedNumberScheduled, s.numberAvailable]).toEqual([3, 3]);
@@ -89,43 +109,73 @@ function rolledOutTo(kind: Workload, before: Obj, after: Obj, cr: Obj): void {
 describe("deploy", () => {
   test("Deployment image: the latest ReplicaSet runs the new image (HIGH)", async () => {
     await h.ready("Deployment", "deploy-deployment");
-    const t = await h.run("deploy-deployment", "deploy", "Deployment", "deploy-deployment", { image: "nginx:1.28" });
+    const t = await h.run("deploy-deployment", {
+      action: "deploy",
+      kind: "Deployment",
+      target: "deploy-deployment",
+      payload: { image: "nginx:1.28" },
+    });
     completed(t);
     const d = h.get("Deployment", "deploy-deployment");
     expect(images(d.spec!.template)).toEqual(["nginx:1.28"]);
     const rs = h.owned("ReplicaSet", d);
     const latest = rs[rs.length - 1];
-    expect([revisionOf(latest), images(latest.spec!.template), latest.status?.readyReplicas]).toEqual([2, ["nginx:1.28"], 2]);
+    expect([revisionOf(latest), images(latest.spec!.template), latest.status?.readyReplicas]).toEqual([
+      2,
+      ["nginx:1.28"],
+      2,
+    ]);
     expect(rs.slice(0, -1).map(r => r.spec?.replicas)).toEqual([0]);
   });
 
-  test.each(["StatefulSet", "DaemonSet"] as const)("%s image: the newest ControllerRevision holds the new image (HIGH)", async kind => {
-    const name = `deploy-${kind.toLowerCase()}`;
-    const before = await h.ready(kind, name);
-    const t = await h.run(name, "deploy", kind, name, { image: "nginx:1.28" });
-    completed(t);
-    const o = h.get(kind, name);
-    expect(images(o.spec!.template)).toEqual(["nginx:1.28"]);
-    const crs = h.owned("ControllerRevision", o);
-    expect(crs.map(cr => [revisionOf(cr), images(revisionTemplate(cr))])).toEqual([
-      [1, ["nginx:1.27"]],
-      [2, ["nginx:1.28"]],
-    ]);
-    rolledOutTo(kind, before, o, crs[1]);
-  });
+  test.each(["StatefulSet", "DaemonSet"] as const)(
+    "%s image: the newest ControllerRevision holds the new image (HIGH)",
+    async kind => {
+      const name = `deploy-${kind.toLowerCase()}`;
+      const before = await h.ready(kind, name);
+      const t = await h.run(name, { action: "deploy", kind, target: name, payload: { image: "nginx:1.28" } });
+      completed(t);
+      const o = h.get(kind, name);
+      expect(images(o.spec!.template)).toEqual(["nginx:1.28"]);
+      const crs = h.owned("ControllerRevision", o);
+      expect(crs.map(cr => [revisionOf(cr), images(revisionTemplate(cr))])).toEqual([
+        [1, ["nginx:1.27"]],
+        [2, ["nginx:1.28"]],
+      ]);
+      rolledOutTo(kind, before, o, crs[1]);
+    },
+  );
 
   test("Deployment manifest: server-side applied under the operator's field manager and rolled out (HIGH)", async () => {
     await h.ready("Deployment", "deploy-manifest");
     const manifest = h.workload("Deployment", "deploy-manifest", "nginx:1.29", { replicas: 3 });
-    const t = await h.run("deploy-manifest", "deploy", "Deployment", "deploy-manifest", { manifest });
+    const t = await h.run("deploy-manifest", {
+      action: "deploy",
+      kind: "Deployment",
+      target: "deploy-manifest",
+      payload: { manifest },
+    });
     completed(t);
     const d = h.get("Deployment", "deploy-manifest");
-    expect([d.spec?.replicas, images(d.spec!.template), d.status?.readyReplicas, d.status?.updatedReplicas]).toEqual([3, ["nginx:1.29"], 3, 3]);
-    const fields = JSON.parse(h.kube.run(["get", "deployment", "deploy-manifest", "-n", h.ns, "--show-managed-fields", "-o", "json"])) as Obj;
-    expect(fields.metadata.managedFields!.some(f => f.manager === "atb-operator" && f.operation === "Apply")).toBe(true);
+    expect([d.spec?.replicas, images(d.spec!.template), d.status?.readyReplicas, d.status?.updatedReplicas]).toEqual([
+      3,
+      ["nginx:1.29"],
+      3,
+      3,
+    ]);
+    const fields = JSON.parse(
+      h.kube.run(["get", "deployment", "deploy-manifest", "-n", h.ns, "--show-managed-fields", "-o", "json"]),
+    ) as Obj;
+    expect(fields.metadata.managedFields!.some(f => f.manager === "atb-operator" && f.operation === "Apply")).toBe(
+      true,
+    );
     const rs = h.owned("ReplicaSet", d);
     const latest = rs[rs.length - 1];
-    expect([revisionOf(latest), images(latest.spec!.template), latest.status?.readyReplicas]).toEqual([2, ["nginx:1.29"], 3]);
+    expect([revisionOf(latest), images(latest.spec!.template), latest.status?.readyReplicas]).toEqual([
+      2,
+      ["nginx:1.29"],
+      3,
+    ]);
   });
 });
 

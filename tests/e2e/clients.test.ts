@@ -10,7 +10,17 @@
 // Go binary (cached under ~/.cache/atb-operator/clients/go-<hash of the module's files>).
 import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
-import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import {
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  readdirSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import { homedir } from "node:os";
 import { dirname, join } from "node:path";
 import { e2eCluster } from "../helpers/cluster-env";
@@ -45,14 +55,22 @@ interface RunResult {
 }
 
 /** Runs a program without a shell; never throws for a non-zero exit. Records what it printed. */
-function run(cmd: string, args: string[], o: { env?: NodeJS.ProcessEnv; cwd?: string; timeoutMs?: number; logFile?: string } = {}): Promise<RunResult> {
+function run(
+  cmd: string,
+  args: string[],
+  o: { env?: NodeJS.ProcessEnv; cwd?: string; timeoutMs?: number; logFile?: string } = {},
+): Promise<RunResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { cwd: o.cwd ?? ROOT, env: o.env ?? process.env, stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(cmd, args, {
+      cwd: o.cwd ?? ROOT,
+      env: o.env ?? process.env,
+      stdio: ["ignore", "pipe", "pipe"],
+    });
     let stdout = "";
     let stderr = "";
     child.stdout.on("data", (c: Buffer) => (stdout += c.toString()));
     child.stderr.on("data", (c: Buffer) => (stderr += c.toString()));
-    const timer = setTimeout(() => child.kill("SIGKILL"), o.timeoutMs ?? 240_000);
+    const timer = setTimeout(() => child.kill("SIGKILL"), o.timeoutMs ?? 290_000);
     child.on("error", err => {
       clearTimeout(timer);
       reject(err);
@@ -75,9 +93,13 @@ function docBlock(id: string): string {
 }
 
 /** Runs a bash block from the docs in the repository folder with the agent's environment. */
-function runDoc(ids: string[], env: Record<string, string>, timeoutMs = 240_000, logFile?: string): Promise<RunResult> {
+function runDoc(ids: string[], env: Record<string, string>, timeoutMs = 290_000, logFile?: string): Promise<RunResult> {
   const script = ["set -euo pipefail", ...ids.map(docBlock)].join("\n");
-  return run("bash", ["-c", script], { env: { ...process.env, KUBECONFIG: cluster.kubeconfig, ATB_AGENT_ID: AGENT, ...env }, timeoutMs, logFile });
+  return run("bash", ["-c", script], {
+    env: { ...process.env, KUBECONFIG: cluster.kubeconfig, ATB_AGENT_ID: AGENT, ...env },
+    timeoutMs,
+    logFile,
+  });
 }
 
 /** "key: value" lines of a client's output. */
@@ -96,6 +118,28 @@ function sha256(...parts: (string | Buffer)[]): string {
   return h.digest("hex");
 }
 
+/** Whether the process that holds a lock still runs (true while its pid file is being written). */
+function lockOwnerAlive(dir: string): boolean {
+  let owner = 0;
+  try {
+    owner = Number(readFileSync(join(dir, "pid"), "utf8"));
+  } catch {
+    // No pid file: being written right now, or left by a process that died in between.
+    try {
+      return Date.now() - statSync(dir).mtimeMs < 30_000;
+    } catch {
+      return false;
+    }
+  }
+  if (!owner) return true;
+  try {
+    process.kill(owner, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** A cross-process lock (mkdir is atomic): other e2e runs on this machine share .venv and the Go cache. */
 async function withLock<T>(dir: string, fn: () => Promise<T>): Promise<T> {
   mkdirSync(dirname(dir), { recursive: true });
@@ -106,21 +150,7 @@ async function withLock<T>(dir: string, fn: () => Promise<T>): Promise<T> {
       writeFileSync(join(dir, "pid"), String(process.pid));
       break;
     } catch {
-      let owner = 0;
-      try {
-        owner = Number(readFileSync(join(dir, "pid"), "utf8"));
-      } catch {
-        /* being created or removed */
-      }
-      let alive = true;
-      if (owner) {
-        try {
-          process.kill(owner, 0);
-        } catch {
-          alive = false;
-        }
-      }
-      if (!alive) rmSync(dir, { recursive: true, force: true });
+      if (!lockOwnerAlive(dir)) rmSync(dir, { recursive: true, force: true });
       if (Date.now() > deadline) throw new Error(`could not take the lock ${dir}`);
       await new Promise(r => setTimeout(r, 1_000));
     }
@@ -144,9 +174,12 @@ async function ensureVenv(logDir: string): Promise<void> {
       return;
     }
     const t0 = Date.now();
-    progress(`creating the Python virtualenv .venv and installing clients/python/requirements.txt (${version}; about a minute on a cold machine)...`);
+    progress(
+      `creating the Python virtualenv .venv and installing clients/python/requirements.txt (${version}; about a minute on a cold machine)...`,
+    );
     const r = await runDoc(["python-setup"], {}, 15 * 60_000, join(logDir, "python-setup.log"));
-    if (r.code !== 0) throw new Error(`python-setup failed (exit ${r.code}):\n${r.stdout.slice(-2000)}\n${r.stderr.slice(-2000)}`);
+    if (r.code !== 0)
+      throw new Error(`python-setup failed (exit ${r.code}):\n${r.stdout.slice(-2000)}\n${r.stderr.slice(-2000)}`);
     writeFileSync(VENV_STAMP, `${want}\n`);
     progress(`Python virtualenv ready in ${((Date.now() - t0) / 1000).toFixed(1)}s`);
   });
@@ -154,15 +187,24 @@ async function ensureVenv(logDir: string): Promise<void> {
 
 async function ensureGoClient(logDir: string): Promise<void> {
   const dir = join(ROOT, "clients", "go");
-  const files = ["go.mod", "go.sum", ...readdirSync(dir).filter(f => f.endsWith(".go")).sort()];
+  const files = [
+    "go.mod",
+    "go.sum",
+    ...readdirSync(dir)
+      .filter(f => f.endsWith(".go"))
+      .sort(),
+  ];
   const key = sha256(...files.flatMap(f => [f, readFileSync(join(dir, f))])).slice(0, 16);
   const cached = join(cacheRoot, `go-${key}`, "atb-submit");
   await withLock(join(cacheRoot, "go-build.lock"), async () => {
     if (!existsSync(cached)) {
       const t0 = Date.now();
-      progress(`building the Go client (clients/go, k8s.io/client-go v0.36.3): the first build takes a few minutes on 2 cores...`);
+      progress(
+        `building the Go client (clients/go, k8s.io/client-go v0.36.3): the first build takes a few minutes on 2 cores...`,
+      );
       const r = await runDoc(["go-build"], {}, 20 * 60_000, join(logDir, "go-build.log"));
-      if (r.code !== 0) throw new Error(`go-build failed (exit ${r.code}):\n${r.stdout.slice(-2000)}\n${r.stderr.slice(-4000)}`);
+      if (r.code !== 0)
+        throw new Error(`go-build failed (exit ${r.code}):\n${r.stdout.slice(-2000)}\n${r.stderr.slice(-4000)}`);
       mkdirSync(dirname(cached), { recursive: true });
       const tmp = `${cached}.${process.pid}`;
       copyFileSync(GO_BIN, tmp);
@@ -179,7 +221,14 @@ async function ensureGoClient(logDir: string): Promise<void> {
 }
 
 async function mint(target = TARGET, extra: { approvers?: string[] } = {}): Promise<string> {
-  const token = await stack.mint({ agent: AGENT, action: "scale", target: { kind: "Deployment", namespace: NS, name: target }, maxReplicas: 10, ttlSeconds: 300, ...extra });
+  const token = await stack.mint({
+    agent: AGENT,
+    action: "scale",
+    target: { kind: "Deployment", namespace: NS, name: target },
+    maxReplicas: 10,
+    ttlSeconds: 300,
+    ...extra,
+  });
   minted.push(token);
   return token;
 }
@@ -208,7 +257,7 @@ beforeAll(async () => {
   progress("preparing the clients (logs in " + logDir + ")");
   await Promise.all([ensureVenv(logDir), ensureGoClient(logDir)]);
   progress(`clients ready in ${((Date.now() - t0) / 1000).toFixed(1)}s; starting broker and operator...`);
-  stack = await startStack({ cluster, workDir: WORK });
+  stack = await startStack({ cluster, workDir: WORK, namespaces: [NS] });
   kube = new Kube(stack.bin, cluster.kubeconfig);
   kube.namespace(NS);
   kube.applyObject(deployment(TARGET, 2));
@@ -218,9 +267,10 @@ beforeAll(async () => {
 
 afterAll(async () => stack?.stop());
 
+// 3 -> 5 replicas is LOW under policies/data.json (within a factor of 2, fewer than 10 apart).
 describe("a LOW scale task, submitted as docs/agents.md shows, ends Completed and changes the Deployment", () => {
   test("Python (.venv/bin/python clients/python/submit_task.py)", async () => {
-    resetReplicas(TARGET, 2);
+    resetReplicas(TARGET, 3);
     const r = await runDoc(["python-submit"], { ATB_POA_TOKEN: await mint() });
     expect({ code: r.code, stderr: r.stderr }).toEqual({ code: 0, stderr: "" });
     expect(r.stdout).toMatch(new RegExp(`^agenttask ${NS}/scale-${TARGET}-[a-z0-9]{5} created$`, "m"));
@@ -229,7 +279,7 @@ describe("a LOW scale task, submitted as docs/agents.md shows, ends Completed an
   });
 
   test("Go (clients/go/bin/atb-submit)", async () => {
-    resetReplicas(TARGET, 2);
+    resetReplicas(TARGET, 3);
     const r = await runDoc(["go-submit"], { ATB_POA_TOKEN: await mint() });
     expect({ code: r.code, stderr: r.stderr }).toEqual({ code: 0, stderr: "" });
     expect(r.stdout).toMatch(new RegExp(`^agenttask ${NS}/scale-${TARGET}-[a-z0-9]{5} created$`, "m"));
@@ -238,13 +288,18 @@ describe("a LOW scale task, submitted as docs/agents.md shows, ends Completed an
   });
 
   test("TypeScript (the docs' my-agent.ts, run with tsx)", async () => {
-    resetReplicas(TARGET, 2);
+    resetReplicas(TARGET, 3);
     // The one change to the docs' code: the relative import, since the file is not in the repository folder.
-    const code = docBlock("typescript").replace(`from "./clients/typescript"`, `from ${JSON.stringify(join(ROOT, "clients", "typescript"))}`);
+    const code = docBlock("typescript").replace(
+      `from "./clients/typescript"`,
+      `from ${JSON.stringify(join(ROOT, "clients", "typescript"))}`,
+    );
     expect(code).toContain(join(ROOT, "clients", "typescript"));
     const file = join(WORK, "my-agent.ts");
     writeFileSync(file, code);
-    const r = await run(join(ROOT, "node_modules", ".bin", "tsx"), [file], { env: { ...process.env, KUBECONFIG: cluster.kubeconfig, ATB_AGENT_ID: AGENT, ATB_POA_TOKEN: await mint() } });
+    const r = await run(join(ROOT, "node_modules", ".bin", "tsx"), [file], {
+      env: { ...process.env, KUBECONFIG: cluster.kubeconfig, ATB_AGENT_ID: AGENT, ATB_POA_TOKEN: await mint() },
+    });
     expect({ code: r.code, stderr: r.stderr }).toEqual({ code: 0, stderr: "" });
     expect(fields(r.stdout)).toEqual({ phase: "Completed", riskTier: "LOW", reason: "allowed" });
     expect(replicasOf(TARGET)).toBe(5);
@@ -254,10 +309,23 @@ describe("a LOW scale task, submitted as docs/agents.md shows, ends Completed an
     resetReplicas(TARGET, 2);
     const name = uniq("ts-low");
     const result = await submitAgentTask(
-      { name, namespace: NS, agentId: AGENT, poaToken: await mint(), action: "scale", target: { kind: "Deployment", name: TARGET, namespace: NS }, payload: { replicas: 3 } },
+      {
+        name,
+        namespace: NS,
+        agentId: AGENT,
+        poaToken: await mint(),
+        action: "scale",
+        target: { kind: "Deployment", name: TARGET, namespace: NS },
+        payload: { replicas: 3 },
+      },
       { timeoutMs: 180_000, kubeconfig: cluster.kubeconfig, pollMs: 1_000 },
     );
-    expect(result).toMatchObject({ phase: "Completed", name, namespace: NS, status: { phase: "Completed", atbResult: { allowed: true, riskTier: "LOW" } } });
+    expect(result).toMatchObject({
+      phase: "Completed",
+      name,
+      namespace: NS,
+      status: { phase: "Completed", atbResult: { allowed: true, riskTier: "LOW" } },
+    });
     expect(result.status.atbResult?.requestId).toBeTruthy();
     expect(replicasOf(TARGET)).toBe(3);
   });
@@ -269,36 +337,87 @@ describe("a MEDIUM task without approval (scale to 0) is Denied and leaves the D
     expect(before).toBeGreaterThan(0);
     const r = await runDoc(["token", "python-denied"], { ATB_POA_KEY: stack.material.poaPrivateKey });
     expect({ code: r.code, stderr: r.stderr }).toEqual({ code: 1, stderr: "" });
-    expect(fields(r.stdout)).toMatchObject({ phase: "Denied", riskTier: "MEDIUM", reason: "medium_risk_approval_required" });
+    expect(fields(r.stdout)).toMatchObject({
+      phase: "Denied",
+      riskTier: "MEDIUM",
+      reason: "medium_risk_approval_required",
+    });
     expect(fields(r.stdout).message).toContain("medium_risk_approval_required");
     expect(replicasOf(TARGET)).toBe(before);
   });
 
   test("Go: exit code 1 with the broker's reason", async () => {
     const before = replicasOf(TARGET);
-    const r = await run(GO_BIN, ["--agent-id", AGENT, "--action", "scale", "--target", `Deployment/${NS}/${TARGET}`, "--payload", '{"replicas":0}'], {
-      env: { ...process.env, KUBECONFIG: cluster.kubeconfig, ATB_POA_TOKEN: await mint() },
-    });
+    const r = await run(
+      GO_BIN,
+      [
+        "--agent-id",
+        AGENT,
+        "--action",
+        "scale",
+        "--target",
+        `Deployment/${NS}/${TARGET}`,
+        "--payload",
+        '{"replicas":0}',
+      ],
+      {
+        env: { ...process.env, KUBECONFIG: cluster.kubeconfig, ATB_POA_TOKEN: await mint() },
+      },
+    );
     expect({ code: r.code, stderr: r.stderr }).toEqual({ code: 1, stderr: "" });
-    expect(fields(r.stdout)).toMatchObject({ phase: "Denied", riskTier: "MEDIUM", reason: "medium_risk_approval_required" });
+    expect(fields(r.stdout)).toMatchObject({
+      phase: "Denied",
+      riskTier: "MEDIUM",
+      reason: "medium_risk_approval_required",
+    });
     expect(replicasOf(TARGET)).toBe(before);
   });
 
   test("TypeScript: submitAgentTask resolves (does not reject) with phase Denied", async () => {
     const before = replicasOf(TARGET);
     const result = await submitAgentTask(
-      { name: uniq("ts-zero"), namespace: NS, agentId: AGENT, poaToken: await mint(), action: "scale", target: { kind: "Deployment", name: TARGET, namespace: NS }, payload: { replicas: 0 } },
+      {
+        name: uniq("ts-zero"),
+        namespace: NS,
+        agentId: AGENT,
+        poaToken: await mint(),
+        action: "scale",
+        target: { kind: "Deployment", name: TARGET, namespace: NS },
+        payload: { replicas: 0 },
+      },
       { timeoutMs: 180_000, kubeconfig: cluster.kubeconfig },
     );
     expect(result.phase).toBe("Denied");
-    expect(result.status.atbResult).toMatchObject({ allowed: false, riskTier: "MEDIUM", reason: "medium_risk_approval_required" });
+    expect(result.status.atbResult).toMatchObject({
+      allowed: false,
+      riskTier: "MEDIUM",
+      reason: "medium_risk_approval_required",
+    });
     expect(replicasOf(TARGET)).toBe(before);
   });
 
   test("with an approver in the token the same request Completes (the denial was the policy, not the client)", async () => {
-    const r = await run(VENV_PYTHON, ["clients/python/submit_task.py", "--agent-id", AGENT, "--action", "scale", "--target", `Deployment/${NS}/${TARGET}`, "--payload", '{"replicas":0}'], {
-      env: { ...process.env, KUBECONFIG: cluster.kubeconfig, ATB_POA_TOKEN: await mint(TARGET, { approvers: ["alice@example.com"] }) },
-    });
+    const r = await run(
+      VENV_PYTHON,
+      [
+        "clients/python/submit_task.py",
+        "--agent-id",
+        AGENT,
+        "--action",
+        "scale",
+        "--target",
+        `Deployment/${NS}/${TARGET}`,
+        "--payload",
+        '{"replicas":0}',
+      ],
+      {
+        env: {
+          ...process.env,
+          KUBECONFIG: cluster.kubeconfig,
+          ATB_POA_TOKEN: await mint(TARGET, { approvers: ["alice@example.com"] }),
+        },
+      },
+    );
     expect({ code: r.code, stderr: r.stderr }).toEqual({ code: 0, stderr: "" });
     expect(fields(r.stdout)).toMatchObject({ phase: "Completed", riskTier: "MEDIUM" });
     expect(replicasOf(TARGET)).toBe(0);
@@ -311,20 +430,39 @@ describe("admission rejections are reported with the API server's message", () =
   test("Python and Go exit 2 and print the webhook's message", async () => {
     const token = await mint();
     const env = { ...process.env, KUBECONFIG: cluster.kubeconfig, ATB_POA_TOKEN: token };
-    const args = ["--agent-id", AGENT, "--action", "scale", "--target", `Deployment/${NS}/${TARGET}`, "--payload", badPayload];
+    const args = [
+      "--agent-id",
+      AGENT,
+      "--action",
+      "scale",
+      "--target",
+      `Deployment/${NS}/${TARGET}`,
+      "--payload",
+      badPayload,
+    ];
     const py = await run(VENV_PYTHON, ["clients/python/submit_task.py", ...args], { env });
     const go = await run(GO_BIN, args, { env });
     for (const r of [py, go]) {
       expect(r.code).toBe(2);
       expect(r.stdout).toBe("");
-      expect(r.stderr).toMatch(/^error: the API server rejected the AgentTask in namespace production: .*spec\.payload\.image: not a field of action scale/m);
+      expect(r.stderr).toMatch(
+        /^error: the API server rejected the AgentTask in namespace production: .*spec\.payload\.image: not a field of action scale/m,
+      );
     }
   });
 
   test("TypeScript rejects with an Error carrying the message", async () => {
     const name = uniq("ts-bad");
     const p = submitAgentTask(
-      { name, namespace: NS, agentId: AGENT, poaToken: await mint(), action: "scale", target: { kind: "Deployment", name: TARGET, namespace: NS }, payload: JSON.parse(badPayload) as Record<string, unknown> },
+      {
+        name,
+        namespace: NS,
+        agentId: AGENT,
+        poaToken: await mint(),
+        action: "scale",
+        target: { kind: "Deployment", name: TARGET, namespace: NS },
+        payload: JSON.parse(badPayload) as Record<string, unknown>,
+      },
       { timeoutMs: 60_000, kubeconfig: cluster.kubeconfig },
     );
     await expect(p).rejects.toThrow(new RegExp(`rejected AgentTask ${NS}/${name}: .*spec\\.payload\\.image`));
@@ -333,9 +471,25 @@ describe("admission rejections are reported with the API server's message", () =
   });
 
   test("a task in another namespace than its target is rejected (cross-namespace targets are disabled)", async () => {
-    const r = await run(VENV_PYTHON, ["clients/python/submit_task.py", "--agent-id", AGENT, "--action", "scale", "--target", `Deployment/${NS}/${TARGET}`, "--namespace", "default", "--payload", '{"replicas":3}'], {
-      env: { ...process.env, KUBECONFIG: cluster.kubeconfig, ATB_POA_TOKEN: await mint() },
-    });
+    const r = await run(
+      VENV_PYTHON,
+      [
+        "clients/python/submit_task.py",
+        "--agent-id",
+        AGENT,
+        "--action",
+        "scale",
+        "--target",
+        `Deployment/${NS}/${TARGET}`,
+        "--namespace",
+        "default",
+        "--payload",
+        '{"replicas":3}',
+      ],
+      {
+        env: { ...process.env, KUBECONFIG: cluster.kubeconfig, ATB_POA_TOKEN: await mint() },
+      },
+    );
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/spec\.target\.namespace: must equal the task's namespace/);
   });
@@ -349,14 +503,18 @@ describe("usage errors exit 2 before anything is created", () => {
     const [bin, ...pre] = cmd() as [string, ...string[]];
     const env = { ...process.env, KUBECONFIG: cluster.kubeconfig, ATB_POA_TOKEN: "" };
     const base = ["--agent-id", AGENT, "--action", "scale"];
-    const noToken = await run(bin, [...pre, ...base, "--target", `Deployment/${NS}/${TARGET}`, "--payload", "{}"], { env });
+    const noToken = await run(bin, [...pre, ...base, "--target", `Deployment/${NS}/${TARGET}`, "--payload", "{}"], {
+      env,
+    });
     expect(noToken.code).toBe(2);
     expect(noToken.stderr).toMatch(/ATB_POA_TOKEN is not set/);
     const withToken = { ...env, ATB_POA_TOKEN: "a.b.c" };
     const badTarget = await run(bin, [...pre, ...base, "--target", `${NS}/${TARGET}`], { env: withToken });
     expect(badTarget.code).toBe(2);
     expect(badTarget.stderr).toMatch(/--target must be KIND\/NAMESPACE\/NAME/);
-    const badPayload = await run(bin, [...pre, ...base, "--target", `Deployment/${NS}/${TARGET}`, "--payload", "[1]"], { env: withToken });
+    const badPayload = await run(bin, [...pre, ...base, "--target", `Deployment/${NS}/${TARGET}`, "--payload", "[1]"], {
+      env: withToken,
+    });
     expect(badPayload.code).toBe(2);
     expect(badPayload.stderr).toMatch(/--payload must be a JSON object/);
   });
@@ -374,12 +532,35 @@ describe("with the broker down the task cannot finish: each client gives up at i
       [GO_BIN, [], "4s"],
     ] as const) {
       const name = uniq("slow");
-      const r = await run(bin, [...pre, "--name", name, "--timeout", timeout, "--agent-id", AGENT, "--action", "scale", "--target", `Deployment/${NS}/${SLOW_TARGET}`, "--payload", '{"replicas":3}'], {
-        env: { ...process.env, KUBECONFIG: cluster.kubeconfig, ATB_POA_TOKEN: await mint(SLOW_TARGET) },
-      });
+      const r = await run(
+        bin,
+        [
+          ...pre,
+          "--name",
+          name,
+          "--timeout",
+          timeout,
+          "--agent-id",
+          AGENT,
+          "--action",
+          "scale",
+          "--target",
+          `Deployment/${NS}/${SLOW_TARGET}`,
+          "--payload",
+          '{"replicas":3}',
+        ],
+        {
+          env: { ...process.env, KUBECONFIG: cluster.kubeconfig, ATB_POA_TOKEN: await mint(SLOW_TARGET) },
+        },
+      );
       expect(r.code).toBe(2);
       expect(r.stdout).toContain(`agenttask ${NS}/${name} created`);
-      expect(r.stderr).toMatch(new RegExp(`^error: timed out after 4s waiting for AgentTask ${NS}/${name} to finish \\(last phase: (\\(none yet\\)|Pending|Processing)\\)$`, "m"));
+      expect(r.stderr).toMatch(
+        new RegExp(
+          `^error: timed out after 4s waiting for AgentTask ${NS}/${name} to finish \\(last phase: (\\(none yet\\)|Pending|Processing)\\)$`,
+          "m",
+        ),
+      );
     }
     expect(replicasOf(SLOW_TARGET)).toBe(2);
   });
@@ -387,10 +568,22 @@ describe("with the broker down the task cannot finish: each client gives up at i
   test("TypeScript rejects with a timeout Error", async () => {
     const name = uniq("ts-slow");
     const p = submitAgentTask(
-      { name, namespace: NS, agentId: AGENT, poaToken: await mint(SLOW_TARGET), action: "scale", target: { kind: "Deployment", name: SLOW_TARGET, namespace: NS }, payload: { replicas: 3 } },
+      {
+        name,
+        namespace: NS,
+        agentId: AGENT,
+        poaToken: await mint(SLOW_TARGET),
+        action: "scale",
+        target: { kind: "Deployment", name: SLOW_TARGET, namespace: NS },
+        payload: { replicas: 3 },
+      },
       { timeoutMs: 4_000, kubeconfig: cluster.kubeconfig, pollMs: 500 },
     );
-    await expect(p).rejects.toThrow(new RegExp(`^timed out after 4000ms waiting for AgentTask ${NS}/${name} to finish \\(last phase: (\\(none yet\\)|Pending|Processing)\\)$`));
+    await expect(p).rejects.toThrow(
+      new RegExp(
+        `^timed out after 4000ms waiting for AgentTask ${NS}/${name} to finish \\(last phase: (\\(none yet\\)|Pending|Processing)\\)$`,
+      ),
+    );
     await p.catch((e: Error) => printed.push(e.message));
     expect(replicasOf(SLOW_TARGET)).toBe(2);
   });
@@ -400,4 +593,12 @@ test("no client printed a token, and no error message carried one", () => {
   expect(minted.length).toBeGreaterThan(8);
   expect(printed.length).toBeGreaterThan(20);
   expect(scanForSecrets(printed, minted)).toEqual([]);
+  // Nor any part of one: no 20-character piece of a token's signature appears anywhere.
+  const pieces = minted.flatMap(t => {
+    const sig = t.split(".")[2] ?? "";
+    return Array.from({ length: Math.max(0, sig.length - 19) }, (_, i) => sig.slice(i, i + 20));
+  });
+  expect(pieces.length).toBeGreaterThan(minted.length * 20);
+  const leaks = printed.flatMap((text, i) => (pieces.some(p => text.includes(p)) ? [`output #${i}`] : []));
+  expect(leaks).toEqual([]);
 });

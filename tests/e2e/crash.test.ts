@@ -30,7 +30,7 @@ const executed = (t: Task) => t.status?.conditions?.some(c => c.type === "Execut
 const brokerCalls = () => readFileSync(stack.auditFile, "utf8").split("\n").filter(Boolean).length;
 
 beforeAll(async () => {
-  stack = await startStack({ cluster, workDir: join(cluster.dataDir, "stack-crash"), operatorEnv: { ATB_SWEEP_INTERVAL_SECONDS: "2", ATB_WORKERS: "8", ATB_ROLLOUT_TIMEOUT_SECONDS: "60" } });
+  stack = await startStack({ cluster, workDir: join(cluster.dataDir, "stack-crash"), namespaces: [NS], operatorEnv: { ATB_SWEEP_INTERVAL_SECONDS: "2", ATB_WORKERS: "8", ATB_ROLLOUT_TIMEOUT_SECONDS: "60" } });
   kube = new Kube(stack.bin, cluster.kubeconfig);
   kube.namespace(NS);
   const items = Array.from({ length: TARGETS }, (_, i) => ({

@@ -121,6 +121,7 @@ describe("the Pepr module against the control plane", () => {
       kubeconfig: cluster.kubeconfig,
       workDir: join(cluster.dataDir, "operator-foundation"),
       mode: "watch",
+      env: { WATCH_NAMESPACE: NS, ATB_METRICS_PORT: "0" },
     });
   });
   afterAll(async () => operator?.stop());

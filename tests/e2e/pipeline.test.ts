@@ -70,6 +70,7 @@ beforeAll(async () => {
   stack = await startStack({
     cluster,
     workDir: join(cluster.dataDir, "stack-pipeline"),
+    namespaces: [NS],
     operatorEnv: { ATB_TASK_MAX_ATTEMPTS: "3", ATB_TASK_BACKOFF_MS: "300", ATB_BROKER_MAX_ATTEMPTS: "2", ATB_BROKER_TIMEOUT_MS: "1000" },
   });
   kube = new Kube(stack.bin, cluster.kubeconfig);

@@ -2,8 +2,11 @@
 // (AgentTask → admission webhooks → pipeline → broker with a minted PoA → action → verify): one
 // stack per test file, tokens approved as the policy's tier for the action demands, workloads
 // with real rollout history, and the checks every file ends with (at most once, no leaks).
-import { readFileSync } from "node:fs";
+import { createWriteStream, readFileSync } from "node:fs";
+import { createServer, request, type Server } from "node:https";
 import { join } from "node:path";
+import { startBroker } from "../../broker/server";
+import { createLogger } from "../../capabilities/lib/logger";
 import type { ClusterState } from "../../tools/controlplane/cluster";
 import { startStack, type Stack } from "../../tools/stack";
 import { operatorWrites } from "./audit";
@@ -26,6 +29,15 @@ export const TIER: Record<Action, "LOW" | "MEDIUM" | "HIGH"> = {
 };
 /** Approvers that satisfy each tier: none, one who is not the agent, two distinct ones. */
 export const APPROVERS = { LOW: [], MEDIUM: ["alice@example.com"], HIGH: ["alice@example.com", "bob@example.com"] };
+
+export interface TaskRequest {
+  action: Action;
+  kind: Kind;
+  /** The target's name (in the harness's namespace). */
+  target: string;
+  payload?: unknown;
+  approvers?: string[];
+}
 
 export interface Condition {
   type: string;
@@ -72,7 +84,9 @@ export const images = (t: Template | undefined): string[] => (t?.spec.containers
 export const revisionTemplate = (cr: Obj): Template =>
   (cr.data as unknown as { spec: { template: Template } }).spec.template;
 export const revisionOf = (o: Obj): number =>
-  typeof o.revision === "number" ? o.revision : Number(o.metadata.annotations?.["deployment.kubernetes.io/revision"] ?? 0);
+  typeof o.revision === "number"
+    ? o.revision
+    : Number(o.metadata.annotations?.["deployment.kubernetes.io/revision"] ?? 0);
 export const executed = (t: Task): boolean =>
   t.status?.conditions?.some(c => c.type === "Executed" && c.status === "True") ?? false;
 
@@ -89,7 +103,12 @@ export class Harness {
   ) {}
 
   async start(operatorEnv: Record<string, string> = {}): Promise<void> {
-    this.stack = await startStack({ cluster: this.cluster, workDir: join(this.cluster.dataDir, this.workDir), operatorEnv });
+    this.stack = await startStack({
+      cluster: this.cluster,
+      workDir: join(this.cluster.dataDir, this.workDir),
+      namespaces: [this.ns],
+      operatorEnv,
+    });
     this.kube = new Kube(this.stack.bin, this.cluster.kubeconfig);
     this.kube.namespace(this.ns);
   }
@@ -99,7 +118,12 @@ export class Harness {
   }
 
   /** A PoA for action on kind/name, approved as the tier requires unless approvers are given. */
-  async token(action: Action, kind: Kind, name: string, approvers: string[] = APPROVERS[TIER[action]]): Promise<string> {
+  async token(
+    action: Action,
+    kind: Kind,
+    name: string,
+    approvers: string[] = APPROVERS[TIER[action]],
+  ): Promise<string> {
     const token = await this.stack.mint({
       agent: AGENT,
       action,
@@ -112,26 +136,26 @@ export class Harness {
     return token;
   }
 
-  task(name: string, action: Action, kind: Kind, target: string, token: string, payload?: unknown): object {
+  task(name: string, r: TaskRequest, token: string): object {
     return {
       apiVersion: "atb.siemens.com/v1alpha1",
       kind: "AgentTask",
       metadata: { name, namespace: this.ns },
-      spec: { agentId: AGENT, poaToken: token, action, target: { kind, name: target, namespace: this.ns }, ...(payload === undefined ? {} : { payload }) },
+      spec: {
+        agentId: AGENT,
+        poaToken: token,
+        action: r.action,
+        target: { kind: r.kind, name: r.target, namespace: this.ns },
+        ...(r.payload === undefined ? {} : { payload: r.payload }),
+      },
     };
   }
 
-  /** Creates the task (admission must accept it) and waits for a terminal phase. */
-  async run(
-    name: string,
-    action: Action,
-    kind: Kind,
-    target: string,
-    payload?: unknown,
-    approvers?: string[],
-  ): Promise<Task> {
-    const token = await this.token(action, kind, target, approvers);
-    const created = this.kube.create(this.task(name, action, kind, target, token, payload));
+  /** Mints a token (approved as the tier requires unless r.approvers says otherwise), creates the
+   * task (admission must accept it) and waits for a terminal phase. */
+  async run(name: string, r: TaskRequest): Promise<Task> {
+    const token = await this.token(r.action, r.kind, r.target, r.approvers);
+    const created = this.kube.create(this.task(name, r, token));
     if (!created.ok) throw new Error(`creating task ${name} failed: ${created.stderr.trim()}`);
     return this.terminal(name);
   }
@@ -170,7 +194,12 @@ export class Harness {
   }
 
   /** Creates a workload and waits until the controllers finished its first rollout. */
-  async ready(kind: Workload | "ReplicaSet", name: string, image = "nginx:1.27", extra: Record<string, unknown> = {}): Promise<Obj> {
+  async ready(
+    kind: Workload | "ReplicaSet",
+    name: string,
+    image = "nginx:1.27",
+    extra: Record<string, unknown> = {},
+  ): Promise<Obj> {
     this.create(this.workload(kind, name, image, extra));
     return this.rolledOut(kind, name);
   }
@@ -180,18 +209,42 @@ export class Harness {
     if (kind === "ReplicaSet") {
       return eventually(`${kind} ${name} ready`, 120_000, () => {
         const o = this.get(kind, name);
-        return o.status?.readyReplicas === o.spec?.replicas && o.status?.observedGeneration === o.metadata.generation ? o : undefined;
+        return o.status?.readyReplicas === o.spec?.replicas && o.status?.observedGeneration === o.metadata.generation
+          ? o
+          : undefined;
       });
     }
-    await eventually(`${kind} ${name} rolled out`, 150_000, () =>
-      this.kube.try(["rollout", "status", `${kind.toLowerCase()}/${name}`, "-n", this.ns, "--timeout=20s"]).ok || undefined,
+    await eventually(
+      `${kind} ${name} rolled out`,
+      150_000,
+      () =>
+        this.kube.try(["rollout", "status", `${kind.toLowerCase()}/${name}`, "-n", this.ns, "--timeout=20s"]).ok ||
+        undefined,
     );
     return this.get(kind, name);
   }
 
+  /**
+   * Waits until the controllers stopped writing the object (the same resourceVersion on reads
+   * 2 s apart). A patch applies only to the version the broker judged: a late status write by a
+   * controller between the decision and the write would rightly fail the task.
+   */
+  async quiet(kind: string, name: string): Promise<Obj> {
+    let last = this.get(kind, name);
+    for (let i = 0; i < 60; i++) {
+      await sleep(2_000);
+      const o = this.get(kind, name);
+      if (o.metadata.resourceVersion === last.metadata.resourceVersion) return o;
+      last = o;
+    }
+    throw new Error(`${kind} ${name} kept changing for 120 s`);
+  }
+
   /** ReplicaSets or ControllerRevisions the controllers made for `owner`, oldest revision first. */
   owned(kind: "ReplicaSet" | "ControllerRevision", owner: Obj): Obj[] {
-    const list = JSON.parse(this.kube.run(["get", kind.toLowerCase(), "-n", this.ns, "-o", "json"])) as { items: Obj[] };
+    const list = JSON.parse(this.kube.run(["get", kind.toLowerCase(), "-n", this.ns, "-o", "json"])) as {
+      items: Obj[];
+    };
     return list.items
       .filter(i => i.metadata.ownerReferences?.some(r => r.uid === owner.metadata.uid))
       .sort((a, b) => revisionOf(a) - revisionOf(b));
@@ -204,7 +257,10 @@ export class Harness {
   /** The operator's successful writes to each object of this namespace (not to tasks), from the API server's audit log. */
   targetWrites(): Map<string, number> {
     const byName = new Map<string, number>();
-    const all = operatorWrites(this.cluster.dataDir, e => e.objectRef?.namespace === this.ns && !e.objectRef.resource?.startsWith("agenttasks"));
+    const all = operatorWrites(
+      this.cluster.dataDir,
+      e => e.objectRef?.namespace === this.ns && !e.objectRef.resource?.startsWith("agenttasks"),
+    );
     for (const [key, n] of all) {
       const name = key.split("/").pop()!;
       byName.set(name, (byName.get(name) ?? 0) + n);
@@ -258,13 +314,84 @@ export async function checkAtMostOnce(h: Harness): Promise<void> {
   expect(h.targetWrites()).toEqual(writes);
   expect(h.brokerLines()).toBe(calls);
   const after = h.tasks();
-  expect(after.map(t => [t.metadata.name, t.status?.phase])).toEqual(tasks.map(t => [t.metadata.name, t.status?.phase]));
+  expect(after.map(t => [t.metadata.name, t.status?.phase])).toEqual(
+    tasks.map(t => [t.metadata.name, t.status?.phase]),
+  );
 }
 
 /** No minted token and no Secret value written in the file appears in logs, audit, events or task statuses. */
 export function checkNoLeaks(h: Harness): void {
   expect(h.secrets.length).toBeGreaterThan(3);
   expect(scanForSecrets(h.leakSurfaces(), h.secrets)).toEqual([]);
+}
+
+/**
+ * Puts a relay on the broker's address, in front of a broker of its own: each decision is
+ * forwarded, and `hold` runs after the broker decided and before the operator gets the answer.
+ */
+export async function holdDecisions(
+  h: Harness,
+  hold: (decision: { allowed?: boolean; request_id?: string }) => Promise<void>,
+): Promise<() => Promise<void>> {
+  const m = h.stack.material;
+  await h.stack.stopBroker();
+  const log = createLogger(
+    "info",
+    "broker",
+    createWriteStream(join(h.cluster.dataDir, h.workDir, "broker.log"), { flags: "a" }),
+  );
+  const broker = await startBroker({
+    port: 0,
+    tls: { certFile: m.server.cert, keyFile: m.server.key, clientCaFile: m.ca.cert },
+    poa: { publicKeyFiles: [m.poaPublicKey] },
+    audit: h.stack.auditFile,
+    logger: log,
+  });
+  const client = { cert: readFileSync(m.client.cert), key: readFileSync(m.client.key), ca: readFileSync(m.ca.cert) };
+  const relay: Server = createServer(
+    {
+      cert: readFileSync(m.server.cert),
+      key: readFileSync(m.server.key),
+      ca: client.ca,
+      requestCert: true,
+      rejectUnauthorized: true,
+    },
+    (req, res) => {
+      const body: Buffer[] = [];
+      req.on("data", (c: Buffer) => body.push(c));
+      req.on("end", () => {
+        const up = request(
+          { host: "127.0.0.1", port: broker.port, path: req.url, method: req.method, headers: req.headers, ...client },
+          answer => {
+            const out: Buffer[] = [];
+            answer.on("data", (c: Buffer) => out.push(c));
+            answer.on("end", () => {
+              const text = Buffer.concat(out);
+              // A failed hold shows in the test's assertions on the target; the answer goes out regardless.
+              void Promise.resolve()
+                .then(() => hold(JSON.parse(text.toString("utf8")) as { allowed?: boolean }))
+                .catch(() => undefined)
+                .then(() => {
+                  res.writeHead(answer.statusCode ?? 502, answer.headers);
+                  res.end(text);
+                });
+            });
+          },
+        );
+        up.on("error", () => res.destroy());
+        up.end(Buffer.concat(body));
+      });
+    },
+  );
+  await new Promise<void>((resolve, reject) =>
+    relay.once("error", reject).listen(h.stack.brokerPort, "127.0.0.1", resolve),
+  );
+  return async () => {
+    relay.closeAllConnections();
+    await new Promise(r => relay.close(r));
+    await broker.stop();
+    await h.stack.startBroker();
+  };
 }
 
 export const sleep = (ms: number): Promise<void> => new Promise(r => setTimeout(r, ms));

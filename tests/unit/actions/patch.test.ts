@@ -115,7 +115,7 @@ describe("patch validate()", () => {
 });
 
 describe("patch plan()", () => {
-  test("JSON patch: the observed resourceVersion as precondition, marker, then the agent's operations; no retry on conflict", async () => {
+  test("JSON patch: the observed generation as precondition, marker, then the agent's operations; no retry on conflict", async () => {
     const target = workload("Deployment");
     const ops = [{ op: "replace", path: "/spec/replicas", value: 4 }];
     const plan = await PatchAction.plan(
@@ -124,7 +124,7 @@ describe("patch plan()", () => {
     );
     const body = plan.write.body as { op: string; path: string }[];
     expect(plan.write.patchType).toBe("json");
-    expect(body[0]).toEqual({ op: "replace", path: "/metadata/resourceVersion", value: "42" });
+    expect(body[0]).toEqual({ op: "test", path: "/metadata/generation", value: target.metadata.generation });
     expect(body[1]).toMatchObject({ op: "add", path: "/metadata/annotations" });
     expect(body.slice(-1)).toEqual(ops);
     expect(plan.retryOnConflict).toBe(false);
