@@ -4,7 +4,19 @@
 const esm = ["kubernetes-fluent-client", "@kubernetes/client-node", "openid-client", "oauth4webapi", "jose"];
 const common = {
   transform: {
-    "^.+\\.[tj]s$": ["ts-jest", { tsconfig: { allowJs: true, module: "commonjs", moduleResolution: "node", target: "ES2022", esModuleInterop: true, isolatedModules: true } }],
+    "^.+\\.[tj]s$": [
+      "ts-jest",
+      {
+        tsconfig: {
+          allowJs: true,
+          module: "commonjs",
+          moduleResolution: "node",
+          target: "ES2022",
+          esModuleInterop: true,
+          isolatedModules: true,
+        },
+      },
+    ],
   },
   transformIgnorePatterns: [`/node_modules/(?!(${esm.join("|")})/)`],
   testEnvironment: "node",
@@ -23,6 +35,17 @@ module.exports = {
       ...common,
       displayName: "e2e",
       testMatch: ["<rootDir>/tests/e2e/**/*.test.ts"],
+      globalSetup: "<rootDir>/tests/e2e/global-setup.ts",
+      globalTeardown: "<rootDir>/tests/e2e/global-teardown.ts",
+      setupFiles: ["<rootDir>/tests/e2e/setup-env.ts"],
+      setupFilesAfterEnv: ["<rootDir>/tests/e2e/setup-timeout.ts"],
+    },
+    // Tries to break the product (crashes, broker faults, API server restart, hostile input) on the
+    // e2e control plane; reduced sizes by default, ATB_RELIABILITY=full for the full counts.
+    {
+      ...common,
+      displayName: "reliability",
+      testMatch: ["<rootDir>/tests/reliability/**/*.test.ts"],
       globalSetup: "<rootDir>/tests/e2e/global-setup.ts",
       globalTeardown: "<rootDir>/tests/e2e/global-teardown.ts",
       setupFiles: ["<rootDir>/tests/e2e/setup-env.ts"],

@@ -26,15 +26,23 @@ interface Expectation {
 
 interface TaskDoc {
   metadata: { name: string; namespace: string };
-  spec: { agentId: string; poaToken: string; action: string; target: { kind: string; name: string; namespace: string } };
+  spec: {
+    agentId: string;
+    poaToken: string;
+    action: string;
+    target: { kind: string; name: string; namespace: string };
+  };
 }
 
-const expectations = (): Expectation[] => JSON.parse(readFileSync(join(samples, "expectations.json"), "utf8")) as Expectation[];
+const expectations = (): Expectation[] =>
+  JSON.parse(readFileSync(join(samples, "expectations.json"), "utf8")) as Expectation[];
 
 async function applyTasks(stack: Stack): Promise<void> {
   const want = new Map(expectations().map(e => [`${e.namespace}/${e.name}`, e]));
   const dir = join(samples, "tasks");
-  for (const f of readdirSync(dir).filter(f => f.endsWith(".yaml")).sort()) {
+  for (const f of readdirSync(dir)
+    .filter(f => f.endsWith(".yaml"))
+    .sort()) {
     const doc = load(readFileSync(join(dir, f), "utf8")) as TaskDoc;
     const e = want.get(`${doc.metadata.namespace}/${doc.metadata.name}`);
     if (!e) throw new Error(`samples/tasks/${f}: no entry in samples/expectations.json`);
@@ -52,9 +60,18 @@ async function applyTasks(stack: Stack): Promise<void> {
 }
 
 function observed(b: Binaries, kubeconfig: string): Map<string, { phase: string; risk: string }> {
-  const out = kubectl(b, kubeconfig, ["get", "agenttasks", "-A", "-o",
-    "jsonpath={range .items[*]}{.metadata.namespace}/{.metadata.name} {.status.phase} {.status.atbResult.riskTier}{'\\n'}{end}"]);
-  const rows = out.trim().split("\n").filter(Boolean).map(l => l.split(" "));
+  const out = kubectl(b, kubeconfig, [
+    "get",
+    "agenttasks",
+    "-A",
+    "-o",
+    "jsonpath={range .items[*]}{.metadata.namespace}/{.metadata.name} {.status.phase} {.status.atbResult.riskTier}{'\\n'}{end}",
+  ]);
+  const rows = out
+    .trim()
+    .split("\n")
+    .filter(Boolean)
+    .map(l => l.split(" "));
   return new Map(rows.map(([key, phase, risk]) => [key, { phase: phase ?? "", risk: risk ?? "" }]));
 }
 
@@ -74,7 +91,9 @@ async function waitForSamples(b: Binaries, s: ClusterState, timeoutMs: number): 
     if (Date.now() > deadline) {
       for (const e of wrong) {
         const g = got.get(`${e.namespace}/${e.name}`);
-        console.log(`[sandbox] ${e.namespace}/${e.name}: expected ${e.phase} ${e.risk}, got ${g?.phase || "(none)"} ${g?.risk || "(none)"}`);
+        console.log(
+          `[sandbox] ${e.namespace}/${e.name}: expected ${e.phase} ${e.risk}, got ${g?.phase || "(none)"} ${g?.risk || "(none)"}`,
+        );
       }
       return false;
     }
@@ -109,8 +128,21 @@ async function main(): Promise<number> {
   process.once("SIGINT", () => void cleanup().then(() => process.exit(130)));
   process.once("SIGTERM", () => void cleanup().then(() => process.exit(143)));
   try {
-    kubectl(b, s.kubeconfig, ["apply", "--server-side", "-f", join(root, "crds", "agenttask.yaml"), "-f", join(root, "tests", "fixtures", "peprstore-crd.yaml")]);
-    kubectl(b, s.kubeconfig, ["wait", "--for=condition=Established", "--timeout=60s", "crd/agenttasks.atb.siemens.com", "crd/peprstores.pepr.dev"]);
+    kubectl(b, s.kubeconfig, [
+      "apply",
+      "--server-side",
+      "-f",
+      join(root, "crds", "agenttask.yaml"),
+      "-f",
+      join(root, "tests", "fixtures", "peprstore-crd.yaml"),
+    ]);
+    kubectl(b, s.kubeconfig, [
+      "wait",
+      "--for=condition=Established",
+      "--timeout=60s",
+      "crd/agenttasks.atb.siemens.com",
+      "crd/peprstores.pepr.dev",
+    ]);
     stack = await startStack({
       cluster: s,
       workDir: dataDir,
@@ -118,14 +150,20 @@ async function main(): Promise<number> {
       brokerDataFile: join(samples, "broker-data.json"),
     });
     console.log(`[sandbox] broker at https://127.0.0.1:${stack.brokerPort} (audit: ${stack.auditFile})`);
-    console.log(`[sandbox] operator running (logs: ${stack.operator.logFile}; metrics: http://127.0.0.1:${stack.metricsPort}/metrics)`);
+    console.log(
+      `[sandbox] operator running (logs: ${stack.operator.logFile}; metrics: http://127.0.0.1:${stack.metricsPort}/metrics)`,
+    );
     for (const f of readdirSync(join(samples, "workloads")).filter(f => f.endsWith(".yaml"))) {
       kubectl(b, s.kubeconfig, ["apply", "-f", join(samples, "workloads", f)]);
     }
     kubectl(b, s.kubeconfig, ["rollout", "status", "deployment/payment-service", "-n", "production", "--timeout=120s"]);
     await applyTasks(stack);
     const ok = await waitForSamples(b, s, 240_000);
-    console.log(ok ? "\n[sandbox] every sample task reached its expected phase and risk tier" : "\n[sandbox] some sample tasks did not reach their expected phase");
+    console.log(
+      ok
+        ? "\n[sandbox] every sample task reached its expected phase and risk tier"
+        : "\n[sandbox] some sample tasks did not reach their expected phase",
+    );
     if (once) {
       await cleanup();
       return ok ? 0 : 1;

@@ -165,7 +165,11 @@ export class KubeClient {
     if (req.method !== "GET" && req.method !== "DELETE") query.set("fieldManager", FIELD_MANAGER);
     if (dryRun) query.set("dryRun", "All");
     const qs = query.toString();
-    const headers: Record<string, string> = { accept: "application/json", "user-agent": USER_AGENT, ...(await this.authHeaders()) };
+    const headers: Record<string, string> = {
+      accept: "application/json",
+      "user-agent": USER_AGENT,
+      ...(await this.authHeaders()),
+    };
     let body: string | undefined;
     if (req.body !== undefined) {
       body = JSON.stringify(req.body);

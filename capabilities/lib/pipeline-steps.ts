@@ -151,34 +151,63 @@ export async function execute(p: Pipeline, task: AgentTask, module: ActionModule
     } catch (err) {
       return settle(p, task, err, "ExecutionFailed");
     }
-    if (isApplied(target, ctx.uid)) return applied(p, task, "the change was already applied (marker found on the target)");
-    if (!plan) return reauthorize(p, task, ctx, "the operator restarted after authorization and before applying the change");
+    if (isApplied(target, ctx.uid))
+      return applied(p, task, "the change was already applied (marker found on the target)");
+    if (!plan)
+      return reauthorize(p, task, ctx, "the operator restarted after authorization and before applying the change");
     if (attempt > 0) {
-      try {
-        const again = await module.plan(ctx, target);
-        if (!isDeepStrictEqual(again.params, plan.params)) {
-          p.authorizedHere.delete(ctx.uid);
-          return reauthorize(p, task, ctx, "the target changed after the decision and the change would now differ from what was authorized");
-        }
-        plan = again;
-      } catch (err) {
-        return settle(p, task, err, "ExecutionFailed");
-      }
+      const next = await replan(p, task, module, ctx, { judged: plan, target });
+      if ("step" in next) return next.step;
+      plan = next.plan;
     }
-    try {
-      await ctx.kube.request(plan.write);
-      p.authorizedHere.delete(ctx.uid);
-      return applied(p, task, "change applied; waiting for it to take effect");
-    } catch (err) {
-      const stale = err instanceof KubeError && (err.status === 409 || (err.status === 422 && !plan.retryOnConflict));
-      if (!stale) return settle(p, task, err, "ExecutionFailed");
-      if (!plan.retryOnConflict) {
-        p.authorizedHere.delete(ctx.uid);
-        return p.fail(task, "TargetChanged", `the target changed after the broker's decision, so the change was not applied: ${(err as Error).message}`);
-      }
-    }
+    const step = await write(p, task, ctx, plan);
+    if (step) return step;
   }
   return p.retry(task, new AtbError("KUBE_TRANSIENT", "the target kept changing while the change was being applied"));
+}
+
+/** After a conflict: the same change planned on the new state, or re-authorization if it differs. */
+async function replan(
+  p: Pipeline,
+  task: AgentTask,
+  module: ActionModule,
+  ctx: TaskContext,
+  o: { judged: Plan; target: KubeObject | undefined },
+): Promise<{ plan: Plan } | { step: Promise<Step> }> {
+  try {
+    const again = await module.plan(ctx, o.target);
+    if (isDeepStrictEqual(again.params, o.judged.params)) return { plan: again };
+    p.authorizedHere.delete(ctx.uid);
+    return {
+      step: reauthorize(
+        p,
+        task,
+        ctx,
+        "the target changed after the decision and the change would now differ from what was authorized",
+      ),
+    };
+  } catch (err) {
+    return { step: settle(p, task, err, "ExecutionFailed") };
+  }
+}
+
+/** The one write. Undefined = the target changed and the change may be planned again. */
+async function write(p: Pipeline, task: AgentTask, ctx: TaskContext, plan: Plan): Promise<Step | undefined> {
+  try {
+    await ctx.kube.request(plan.write);
+    p.authorizedHere.delete(ctx.uid);
+    return applied(p, task, "change applied; waiting for it to take effect");
+  } catch (err) {
+    const stale = err instanceof KubeError && (err.status === 409 || (err.status === 422 && !plan.retryOnConflict));
+    if (!stale) return settle(p, task, err, "ExecutionFailed");
+    if (plan.retryOnConflict) return undefined;
+    p.authorizedHere.delete(ctx.uid);
+    return p.fail(
+      task,
+      "TargetChanged",
+      `the target changed after the broker's decision, so the change was not applied: ${(err as Error).message}`,
+    );
+  }
 }
 
 function applied(p: Pipeline, task: AgentTask, message: string): Promise<Step> {
@@ -227,7 +256,9 @@ export async function verify(p: Pipeline, task: AgentTask, module: ActionModule,
   let r;
   try {
     const later = await supersededBy(ctx);
-    r = later ? { state: "done" as const, message: `change applied; a later task (${later}) has since changed the target` } : await module.verify(ctx);
+    r = later
+      ? { state: "done" as const, message: `change applied; a later task (${later}) has since changed the target` }
+      : await module.verify(ctx);
   } catch (err) {
     if (err instanceof AtbError && err.retryable) return { requeueAfterMs: 2_000 };
     return settle(p, task, err, "VerificationFailed");

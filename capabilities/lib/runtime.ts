@@ -126,29 +126,20 @@ export class OperatorRuntime {
   async sweep(): Promise<void> {
     try {
       const namespaces = this.config.watchNamespaces.length ? this.config.watchNamespaces : [undefined];
-      const counts = new Map<string, number>(PHASES.map(p => [p, 0]));
-      const grace = Date.now() - 2 * this.config.sweepIntervalMs - 10_000;
-      let missed = 0;
-      const open = new Set<string>();
+      const tally = { counts: new Map<string, number>(PHASES.map(p => [p, 0])), open: new Set<string>(), missed: 0 };
       for (const ns of namespaces) {
         const list = await this.kube!.request<{ items: AgentTask[] }>({
           method: "GET",
           path: resourcePath("AgentTask", ns),
           query: { resourceVersion: "0" },
         });
-        for (const t of list.items) {
-          const phase = t.status?.phase ?? "Pending";
-          counts.set(phase, (counts.get(phase) ?? 0) + 1);
-          if (isTerminal(t.status?.phase)) continue;
-          open.add(taskKey(t));
-          this.queue!.add(taskKey(t));
-          if (!this.watched.has(taskKey(t)) && Date.parse(String(t.metadata?.creationTimestamp)) < grace) missed++;
-        }
+        this.visit(list.items, tally);
       }
-      for (const [phase, n] of counts) this.metrics.tasksByPhase.set({ phase }, n);
-      this.pipeline!.locks.retain(open);
-      if (missed > 0) this.log.warn("the watch has not delivered some tasks; the sweep is driving them", { missed });
-      this.missed = missed;
+      for (const [phase, n] of tally.counts) this.metrics.tasksByPhase.set({ phase }, n);
+      this.pipeline!.locks.retain(tally.open);
+      if (tally.missed > 0)
+        this.log.warn("the watch has not delivered some tasks; the sweep is driving them", { missed: tally.missed });
+      this.missed = tally.missed;
       this.lastSweep = Date.now();
       this.metrics.sweeps.inc({ result: "ok" });
     } catch (err) {
@@ -158,11 +149,26 @@ export class OperatorRuntime {
     }
   }
 
+  /** Queues the open tasks of one listing and counts phases and tasks the watch never delivered. */
+  private visit(items: AgentTask[], tally: { counts: Map<string, number>; open: Set<string>; missed: number }): void {
+    const grace = Date.now() - 2 * this.config.sweepIntervalMs - 10_000;
+    for (const t of items) {
+      const phase = t.status?.phase ?? "Pending";
+      tally.counts.set(phase, (tally.counts.get(phase) ?? 0) + 1);
+      if (isTerminal(t.status?.phase)) continue;
+      const key = taskKey(t);
+      tally.open.add(key);
+      this.queue!.add(key);
+      if (!this.watched.has(key) && Date.parse(String(t.metadata?.creationTimestamp)) < grace) tally.missed++;
+    }
+  }
+
   private readiness(): { ok: boolean; reason: string } {
     if (!this.queue) return { ok: false, reason: "starting" };
     if (Date.now() - this.lastSweep > 3 * this.config.sweepIntervalMs)
       return { ok: false, reason: `sweep failing: ${this.sweepError}` };
-    if (this.missed > 0) return { ok: false, reason: `watch not delivering: ${this.missed} open tasks seen only by the sweep` };
+    if (this.missed > 0)
+      return { ok: false, reason: `watch not delivering: ${this.missed} open tasks seen only by the sweep` };
     return { ok: true, reason: "ok" };
   }
 

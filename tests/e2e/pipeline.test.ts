@@ -29,7 +29,13 @@ interface Task {
 }
 
 async function mint(name: string, replicasMax = 10): Promise<string> {
-  const token = await stack.mint({ agent: AGENT, action: "scale", target: { kind: "Deployment", namespace: NS, name }, maxReplicas: replicasMax, ttlSeconds: 300 });
+  const token = await stack.mint({
+    agent: AGENT,
+    action: "scale",
+    target: { kind: "Deployment", namespace: NS, name },
+    maxReplicas: replicasMax,
+    ttlSeconds: 300,
+  });
   minted.push(token);
   return token;
 }
@@ -39,7 +45,13 @@ function scaleTask(name: string, target: string, replicas: number, token: string
     apiVersion: "atb.siemens.com/v1alpha1",
     kind: "AgentTask",
     metadata: { name, namespace: NS },
-    spec: { agentId: AGENT, poaToken: token, action: "scale", target: { kind: "Deployment", name: target, namespace: NS }, payload: { replicas } },
+    spec: {
+      agentId: AGENT,
+      poaToken: token,
+      action: "scale",
+      target: { kind: "Deployment", name: target, namespace: NS },
+      payload: { replicas },
+    },
   };
 }
 
@@ -71,7 +83,12 @@ beforeAll(async () => {
     cluster,
     workDir: join(cluster.dataDir, "stack-pipeline"),
     namespaces: [NS],
-    operatorEnv: { ATB_TASK_MAX_ATTEMPTS: "3", ATB_TASK_BACKOFF_MS: "300", ATB_BROKER_MAX_ATTEMPTS: "2", ATB_BROKER_TIMEOUT_MS: "1000" },
+    operatorEnv: {
+      ATB_TASK_MAX_ATTEMPTS: "3",
+      ATB_TASK_BACKOFF_MS: "300",
+      ATB_BROKER_MAX_ATTEMPTS: "2",
+      ATB_BROKER_TIMEOUT_MS: "1000",
+    },
   });
   kube = new Kube(stack.bin, cluster.kubeconfig);
   kube.namespace(NS);
@@ -81,7 +98,17 @@ beforeAll(async () => {
 afterAll(async () => stack?.stop());
 
 test("a LOW scale task goes Pending → Processing → Executing → Completed and changes the Deployment", async () => {
-  const watcher = spawn(stack.bin.kubectl, [`--kubeconfig=${cluster.kubeconfig}`, "get", "agenttask", "-n", NS, "--watch", "--field-selector=metadata.name=scale-low", "-o", "jsonpath={.status.phase}{'\\n'}"]);
+  const watcher = spawn(stack.bin.kubectl, [
+    `--kubeconfig=${cluster.kubeconfig}`,
+    "get",
+    "agenttask",
+    "-n",
+    NS,
+    "--watch",
+    "--field-selector=metadata.name=scale-low",
+    "-o",
+    "jsonpath={.status.phase}{'\\n'}",
+  ]);
   const phases: string[] = [];
   watcher.stdout.on("data", (c: Buffer) => phases.push(...c.toString().split("\n").filter(Boolean)));
   await new Promise(r => setTimeout(r, 500));
@@ -100,9 +127,21 @@ test("a LOW scale task goes Pending → Processing → Executing → Completed a
   expect(audit).toContain(atb.requestId!);
   const conds = Object.fromEntries((done.status!.conditions ?? []).map(c => [c.type, c.status]));
   expect(conds).toEqual({ Authorized: "True", Executed: "True", Succeeded: "True" });
-  const events = kube.run(["get", "events", "-n", NS, "--field-selector", "involvedObject.name=scale-low", "-o", "jsonpath={range .items[*]}{.reason}{' '}{end}"]);
-  for (const reason of ["Queued", "Authorizing", "Authorized", "Applied", "Completed"]) expect(events).toContain(reason);
-  expect(kube.try(["wait", "--for=condition=Succeeded", "agenttask/scale-low", "-n", NS, "--timeout=5s"]).ok).toBe(true);
+  const events = kube.run([
+    "get",
+    "events",
+    "-n",
+    NS,
+    "--field-selector",
+    "involvedObject.name=scale-low",
+    "-o",
+    "jsonpath={range .items[*]}{.reason}{' '}{end}",
+  ]);
+  for (const reason of ["Queued", "Authorizing", "Authorized", "Applied", "Completed"])
+    expect(events).toContain(reason);
+  expect(kube.try(["wait", "--for=condition=Succeeded", "agenttask/scale-low", "-n", NS, "--timeout=5s"]).ok).toBe(
+    true,
+  );
   const metrics = await stack.metrics();
   expect(metrics).toMatch(/atb_operator_tasks_total\{action="scale",phase="Completed"\} [1-9]/);
   expect(metrics).toMatch(/atb_operator_tasks_allowed\{action="scale",risk_tier="LOW"\} [1-9]/);
@@ -153,7 +192,9 @@ test("invalid tasks are rejected at admission with messages that name the field"
   const r1 = kube.create(cross);
   expect(r1.ok).toBe(false);
   expect(r1.stderr).toMatch(/spec\.target\.namespace: must equal the task's namespace/);
-  const extra = scaleTask("extra-field", "web-low", 3, token) as ReturnType<typeof scaleTask> & { spec: { payload: Record<string, unknown> } };
+  const extra = scaleTask("extra-field", "web-low", 3, token) as ReturnType<typeof scaleTask> & {
+    spec: { payload: Record<string, unknown> };
+  };
   extra.spec.payload.image = "evil:latest";
   const r2 = kube.create(extra);
   expect(r2.ok).toBe(false);

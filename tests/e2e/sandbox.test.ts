@@ -12,7 +12,11 @@ const root = join(__dirname, "..", "..");
 
 test("npm run sandbox: samples as expected, the printed commands work, Ctrl-C cleans up", async () => {
   const dir = mkdtempSync(join(existsShm() ? "/dev/shm" : tmpdir(), "atb-sandbox-"));
-  const child = spawn("npm", ["run", "sandbox"], { cwd: root, env: { ...process.env, ATB_SANDBOX_DIR: dir }, detached: true });
+  const child = spawn("npm", ["run", "sandbox"], {
+    cwd: root,
+    env: { ...process.env, ATB_SANDBOX_DIR: dir },
+    detached: true,
+  });
   let out = "";
   child.stdout.on("data", (c: Buffer) => (out += c.toString()));
   child.stderr.on("data", (c: Buffer) => (out += c.toString()));
@@ -27,7 +31,10 @@ test("npm run sandbox: samples as expected, the printed commands work, Ctrl-C cl
     const lines = out.split("\n").map(l => l.trim());
     const commands = lines.filter(l => /^(export |TOKEN=|sed )/.test(l)).map(l => l.replace(/ -w$/, ""));
     expect(commands).toHaveLength(4);
-    const script = [...commands, "kubectl wait --for=condition=Succeeded agenttask/my-task -n production --timeout=120s"].join("\n");
+    const script = [
+      ...commands,
+      "kubectl wait --for=condition=Succeeded agenttask/my-task -n production --timeout=120s",
+    ].join("\n");
     const r = spawnSync("bash", ["-euo", "pipefail", "-c", script], { cwd: root, encoding: "utf8" });
     expect({ status: r.status, stderr: r.stderr }).toEqual({ status: 0, stderr: expect.any(String) });
     expect(r.stdout).toContain("condition met");

@@ -10,7 +10,8 @@ export function scanForSecrets(texts: string[], secrets: string[]): string[] {
       if (s && text.includes(s)) findings.push(`text #${i} contains secret #${secrets.indexOf(s)}`);
       // The signature alone identifies a token as well as the whole.
       const sig = s.split(".")[2];
-      if (sig && sig.length > 16 && text.includes(sig)) findings.push(`text #${i} contains the signature of secret #${secrets.indexOf(s)}`);
+      if (sig && sig.length > 16 && text.includes(sig))
+        findings.push(`text #${i} contains the signature of secret #${secrets.indexOf(s)}`);
     }
     const m = text.match(JWS);
     if (m) findings.push(`text #${i} contains a JWS-shaped string at ${m.index}`);

@@ -153,10 +153,15 @@ describe("single use (jti)", () => {
 
   it("binds the token to the task that used it: the same task may ask again, another task may not", async () => {
     const token = await mint();
-    const forTask = (uid: string) => ({ context: { current: { replicas: 3 }, task: { uid, name: "t", namespace: "prod" } } });
+    const forTask = (uid: string) => ({
+      context: { current: { replicas: 3 }, task: { uid, name: "t", namespace: "prod" } },
+    });
     await expect(decide(token, client, forTask("task-1"))).resolves.toMatchObject({ allowed: true });
     await expect(decide(token, client, forTask("task-1"))).resolves.toMatchObject({ allowed: true });
-    await expect(decide(token, client, forTask("task-2"))).resolves.toMatchObject({ allowed: false, reason: "jti_replayed" });
+    await expect(decide(token, client, forTask("task-2"))).resolves.toMatchObject({
+      allowed: false,
+      reason: "jti_replayed",
+    });
     await expect(decide(token)).resolves.toMatchObject({ allowed: false, reason: "jti_replayed" });
   });
 

@@ -5,23 +5,38 @@ import { parseConfig } from "../../capabilities/lib/config";
 import type { ActionRegistry } from "../../capabilities/lib/action";
 import type { AgentTask } from "../../crds/agenttask";
 
-const actions = Object.fromEntries(["scale", "restart", "update-config", "deploy", "rollback", "patch"].map(a => [a, {}])) as unknown as ActionRegistry;
+const actions = Object.fromEntries(
+  ["scale", "restart", "update-config", "deploy", "rollback", "patch"].map(a => [a, {}]),
+) as unknown as ActionRegistry;
 const config = parseConfig({});
 const TOKEN = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln";
 
 function task(spec: Record<string, unknown>, namespace = "prod"): AgentTask {
   return {
     metadata: { name: "t", namespace },
-    spec: { agentId: "spiffe://atb.example.com/agent/a", poaToken: TOKEN, action: "scale", target: { kind: "Deployment", name: "w", namespace: "prod" }, payload: { replicas: 1 }, ...spec },
+    spec: {
+      agentId: "spiffe://atb.example.com/agent/a",
+      poaToken: TOKEN,
+      action: "scale",
+      target: { kind: "Deployment", name: "w", namespace: "prod" },
+      payload: { replicas: 1 },
+      ...spec,
+    },
   } as unknown as AgentTask;
 }
 
 test.each([
   [{ action: "delete" }, /^spec\.action: "delete" is not an action/],
-  [{ target: { kind: "Secret", name: "w", namespace: "prod" } }, /^spec\.target\.kind: Secret is not supported by action scale/],
+  [
+    { target: { kind: "Secret", name: "w", namespace: "prod" } },
+    /^spec\.target\.kind: Secret is not supported by action scale/,
+  ],
   [{ agentId: "agent-a" }, /^spec\.agentId: must be a SPIFFE ID/],
   [{ poaToken: "abc" }, /^spec\.poaToken: must be a compact JWS/],
-  [{ target: { kind: "Deployment", name: "w", namespace: "other" } }, /^spec\.target\.namespace: must equal the task's namespace "prod"/],
+  [
+    { target: { kind: "Deployment", name: "w", namespace: "other" } },
+    /^spec\.target\.namespace: must equal the task's namespace "prod"/,
+  ],
 ])("rejects %p", (spec, message) => {
   const errors = commonErrors(task(spec), actions, config);
   expect(errors).toHaveLength(1);
@@ -41,7 +56,9 @@ test("the token is never quoted in a message", () => {
 
 test("any spec change is refused on update", () => {
   expect(immutableErrors(task({}), task({}))).toEqual([]);
-  expect(immutableErrors(task({}), task({ payload: { replicas: 2 } }))).toEqual(["spec: is immutable after creation; create a new AgentTask instead"]);
+  expect(immutableErrors(task({}), task({ payload: { replicas: 2 } }))).toEqual([
+    "spec: is immutable after creation; create a new AgentTask instead",
+  ]);
 });
 
 test("hostile specs never throw and always yield messages naming a field", () => {

@@ -9,16 +9,20 @@ test("never runs more than `workers` handlers, nor one key twice at once", async
   const active = new Set<string>();
   let overlap = 0;
   const runs = new Map<string, number>();
-  const q = new WorkQueue(3, async key => {
-    if (active.has(key)) overlap++;
-    active.add(key);
-    running++;
-    peak = Math.max(peak, running);
-    runs.set(key, (runs.get(key) ?? 0) + 1);
-    await tick(5);
-    running--;
-    active.delete(key);
-  }, () => undefined);
+  const q = new WorkQueue(
+    3,
+    async key => {
+      if (active.has(key)) overlap++;
+      active.add(key);
+      running++;
+      peak = Math.max(peak, running);
+      runs.set(key, (runs.get(key) ?? 0) + 1);
+      await tick(5);
+      running--;
+      active.delete(key);
+    },
+    () => undefined,
+  );
   for (let i = 0; i < 50; i++) q.add(`k${i % 10}`);
   await q.idle();
   expect(peak).toBe(3);
@@ -30,14 +34,18 @@ test("never runs more than `workers` handlers, nor one key twice at once", async
 
 test("a key added while it runs runs once more afterwards", async () => {
   let runs = 0;
-  const q = new WorkQueue(2, async () => {
-    runs++;
-    if (runs === 1) {
-      q.add("a");
-      q.add("a");
-    }
-    await tick(2);
-  }, () => undefined);
+  const q = new WorkQueue(
+    2,
+    async () => {
+      runs++;
+      if (runs === 1) {
+        q.add("a");
+        q.add("a");
+      }
+      await tick(2);
+    },
+    () => undefined,
+  );
   q.add("a");
   await tick(30);
   await q.idle();
@@ -47,10 +55,14 @@ test("a key added while it runs runs once more afterwards", async () => {
 test("addAfter keeps the earliest timer and errors reach onError", async () => {
   const seen: string[] = [];
   const errors: string[] = [];
-  const q = new WorkQueue(1, async key => {
-    seen.push(key);
-    if (key === "bad") throw new Error("boom");
-  }, key => errors.push(key));
+  const q = new WorkQueue(
+    1,
+    async key => {
+      seen.push(key);
+      if (key === "bad") throw new Error("boom");
+    },
+    key => errors.push(key),
+  );
   q.addAfter("x", 200);
   q.addAfter("x", 10);
   q.add("bad");
