@@ -10,15 +10,15 @@
 // object succeeded, so only a change in between explains it). For objects without a generation
 // (ConfigMap, Service) the resourceVersion itself (`replace /metadata/resourceVersion`, a 409).
 import { applyPatch, validate as validateOps } from "fast-json-patch";
-import { Capability } from "pepr";
-import { AgentTask, LABEL_ACTION, type AgentTaskSpec } from "../../crds/agenttask";
+import type { AgentTaskSpec } from "../../crds/agenttask";
 import type { ActionModule, KubeObject, Plan, TaskContext, VerifyResult } from "../lib/action";
-import { loadConfig, type OperatorConfig } from "../lib/config";
+import type { OperatorConfig } from "../lib/config";
 import { AtbError, messageOf } from "../lib/errors";
 import { resourcePath } from "../lib/kube";
 import { markerPatchOps } from "../lib/marker";
 import { getTarget, targetGone, verifyRollout } from "../lib/rollout";
 import { parsePatch, pointerSegments, touchesPodTemplate, type Op } from "./ops";
+import { actionCapability } from "../lib/action-capability";
 
 const ALLOWED = ["patch"];
 
@@ -132,19 +132,11 @@ export function isStaleObjectError(err: unknown): boolean {
   return status === 409 || (status === 422 && BARE_PATCH_ERROR.test(messageOf(err)));
 }
 
-const capability = new Capability({
-  name: "agenttask-patch",
-  description: "Admission of patch AgentTasks: well-formed RFC 6902, bounded size, no protected paths",
-});
-
-capability
-  .When(AgentTask)
-  .IsCreated()
-  .WithLabel(LABEL_ACTION, "patch")
-  .Validate(function validatePatchTask(req) {
-    const errors = validatePatch(req.Raw.spec, loadConfig());
-    return errors.length ? req.Deny(errors.join("; "), 422) : req.Approve();
-  });
+const capability = actionCapability(
+  "patch",
+  "Admission of patch AgentTasks: well-formed RFC 6902, bounded size, no protected paths",
+  validatePatch,
+);
 
 export const PatchAction: ActionModule = {
   action: "patch",

@@ -1,14 +1,14 @@
 // The restart action, as `kubectl rollout restart`: stamp
 // spec.template.metadata.annotations["kubectl.kubernetes.io/restartedAt"] so the controller rolls
 // every pod, and count the task Completed when the rollout finishes.
-import { Capability } from "pepr";
-import { AgentTask, LABEL_ACTION, type AgentTaskSpec } from "../../crds/agenttask";
+import type { AgentTaskSpec } from "../../crds/agenttask";
 import type { ActionModule, KubeObject, Plan, TaskContext } from "../lib/action";
-import { loadConfig, type OperatorConfig } from "../lib/config";
+import type { OperatorConfig } from "../lib/config";
 import { AtbError } from "../lib/errors";
 import { resourcePath } from "../lib/kube";
 import { markerAnnotations } from "../lib/marker";
 import { podTemplate, verifyRollout } from "../lib/rollout";
+import { actionCapability } from "../lib/action-capability";
 
 export const RESTARTED_AT = "kubectl.kubernetes.io/restartedAt";
 
@@ -59,19 +59,11 @@ async function plan(ctx: TaskContext, target: KubeObject | undefined): Promise<P
   };
 }
 
-const capability = new Capability({
-  name: "agenttask-restart",
-  description: "Admission of restart AgentTasks (kubectl rollout restart semantics)",
-});
-
-capability
-  .When(AgentTask)
-  .IsCreated()
-  .WithLabel(LABEL_ACTION, "restart")
-  .Validate(function validateRestartTask(req) {
-    const errors = validateRestart(req.Raw.spec, loadConfig());
-    return errors.length ? req.Deny(errors.join("; "), 422) : req.Approve();
-  });
+const capability = actionCapability(
+  "restart",
+  "Admission of restart AgentTasks (kubectl rollout restart semantics)",
+  validateRestart,
+);
 
 export const RestartAction: ActionModule = {
   action: "restart",

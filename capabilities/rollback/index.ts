@@ -1,13 +1,13 @@
 // The rollback action: restore an earlier pod template from the history the controllers keep
 // (ReplicaSets for Deployments, ControllerRevisions for StatefulSets and DaemonSets), as
 // `kubectl rollout undo [--to-revision=N]`, and count the task Completed when it runs again.
-import { Capability } from "pepr";
-import { AgentTask, LABEL_ACTION, type AgentTaskSpec } from "../../crds/agenttask";
+import type { AgentTaskSpec } from "../../crds/agenttask";
 import type { ActionModule, KubeObject, Plan, TaskContext, VerifyResult } from "../lib/action";
-import { loadConfig, type OperatorConfig } from "../lib/config";
+import type { OperatorConfig } from "../lib/config";
 import { AtbError } from "../lib/errors";
 import { planDeploymentRollback, verifyDeploymentRollback } from "./deployment";
 import { planRevisionRollback, verifyRevisionRollback } from "./revisions";
+import { actionCapability } from "../lib/action-capability";
 
 const ALLOWED = ["revision"];
 
@@ -42,19 +42,11 @@ async function verify(ctx: TaskContext): Promise<VerifyResult> {
   return { state: "failed", reason: "InvalidTask", message: `kind ${kind} is not supported by action rollback` };
 }
 
-const capability = new Capability({
-  name: "agenttask-rollback",
-  description: "Admission of rollback AgentTasks (kubectl rollout undo semantics)",
-});
-
-capability
-  .When(AgentTask)
-  .IsCreated()
-  .WithLabel(LABEL_ACTION, "rollback")
-  .Validate(function validateRollbackTask(req) {
-    const errors = validateRollback(req.Raw.spec, loadConfig());
-    return errors.length ? req.Deny(errors.join("; "), 422) : req.Approve();
-  });
+const capability = actionCapability(
+  "rollback",
+  "Admission of rollback AgentTasks (kubectl rollout undo semantics)",
+  validateRollback,
+);
 
 export const RollbackAction: ActionModule = {
   action: "rollback",

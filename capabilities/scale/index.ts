@@ -1,14 +1,14 @@
 // The scale action: set spec.replicas of a Deployment, StatefulSet or ReplicaSet, as
 // `kubectl scale` does, and count the task Completed when the workload reports exactly the
 // requested number of ready replicas.
-import { Capability } from "pepr";
-import { AgentTask, LABEL_ACTION, type AgentTaskSpec } from "../../crds/agenttask";
+import type { AgentTaskSpec } from "../../crds/agenttask";
 import type { ActionModule, KubeObject, Plan, TaskContext, VerifyResult } from "../lib/action";
-import { loadConfig, type OperatorConfig } from "../lib/config";
+import type { OperatorConfig } from "../lib/config";
 import { AtbError } from "../lib/errors";
 import { resourcePath } from "../lib/kube";
 import { markerAnnotations } from "../lib/marker";
 import { getTarget, num, rolloutStatus, specReplicas, targetGone } from "../lib/rollout";
+import { actionCapability } from "../lib/action-capability";
 
 const ALLOWED = ["replicas"];
 
@@ -88,19 +88,11 @@ async function verify(ctx: TaskContext): Promise<VerifyResult> {
   return obj ? scaleStatus(ctx.spec.target.kind, obj, requested(ctx.spec)) : targetGone(ctx);
 }
 
-const capability = new Capability({
-  name: "agenttask-scale",
-  description: "Admission of scale AgentTasks: replicas within the configured bound",
-});
-
-capability
-  .When(AgentTask)
-  .IsCreated()
-  .WithLabel(LABEL_ACTION, "scale")
-  .Validate(function validateScaleTask(req) {
-    const errors = validateScale(req.Raw.spec, loadConfig());
-    return errors.length ? req.Deny(errors.join("; "), 422) : req.Approve();
-  });
+const capability = actionCapability(
+  "scale",
+  "Admission of scale AgentTasks: replicas within the configured bound",
+  validateScale,
+);
 
 export const ScaleAction: ActionModule = {
   action: "scale",

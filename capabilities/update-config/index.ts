@@ -1,14 +1,14 @@
 // The update-config action: merge payload.data into a ConfigMap or Secret and remove the keys in
 // payload.remove, in one merge patch. Every value is treated as sensitive (a ConfigMap often holds
 // a password someone put there by mistake): the broker, logs and messages see keys and sizes only.
-import { Capability } from "pepr";
-import { AgentTask, LABEL_ACTION, type AgentTaskSpec } from "../../crds/agenttask";
+import type { AgentTaskSpec } from "../../crds/agenttask";
 import type { ActionModule, KubeObject, Plan, TaskContext, VerifyResult } from "../lib/action";
-import { loadConfig, type OperatorConfig } from "../lib/config";
+import type { OperatorConfig } from "../lib/config";
 import { AtbError } from "../lib/errors";
 import { resourcePath } from "../lib/kube";
 import { markerAnnotations } from "../lib/marker";
 import { getTarget, targetGone } from "../lib/rollout";
+import { actionCapability } from "../lib/action-capability";
 
 const ALLOWED = ["data", "remove"];
 const KEY = /^[-._a-zA-Z0-9]+$/;
@@ -177,19 +177,11 @@ async function verify(ctx: TaskContext): Promise<VerifyResult> {
   return { state: "done", message: `${kind} ${name} updated` };
 }
 
-const capability = new Capability({
-  name: "agenttask-update-config",
-  description: "Admission of update-config AgentTasks: valid keys, bounded size, no key both set and removed",
-});
-
-capability
-  .When(AgentTask)
-  .IsCreated()
-  .WithLabel(LABEL_ACTION, "update-config")
-  .Validate(function validateUpdateConfigTask(req) {
-    const errors = validateUpdateConfig(req.Raw.spec, loadConfig());
-    return errors.length ? req.Deny(errors.join("; "), 422) : req.Approve();
-  });
+const capability = actionCapability(
+  "update-config",
+  "Admission of update-config AgentTasks: valid keys, bounded size, no key both set and removed",
+  validateUpdateConfig,
+);
 
 export const UpdateConfigAction: ActionModule = {
   action: "update-config",
