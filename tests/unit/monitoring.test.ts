@@ -8,7 +8,9 @@ import { load } from "js-yaml";
 import { OperatorMetrics } from "../../capabilities/lib/metrics";
 
 const root = join(__dirname, "..", "..");
-const dashboard = JSON.parse(readFileSync(join(root, "monitoring", "atb-operator-dashboard.json"), "utf8")) as Dashboard;
+const dashboard = JSON.parse(
+  readFileSync(join(root, "monitoring", "atb-operator-dashboard.json"), "utf8"),
+) as Dashboard;
 const rules = load(readFileSync(join(root, "monitoring", "alerts.yaml"), "utf8")) as RuleFile;
 
 interface Dashboard {
@@ -102,11 +104,11 @@ describe("metricNames (the PromQL scanner the checks rely on)", () => {
   test.each([
     ['sum by (phase) (atb_operator_tasks{phase=~"Pending|x"})', ["atb_operator_tasks"]],
     [
-      "histogram_quantile(0.95, sum by (le, action) (rate(atb_operator_processing_seconds_bucket{action=~\"$action\"}[$__rate_interval])))",
+      'histogram_quantile(0.95, sum by (le, action) (rate(atb_operator_processing_seconds_bucket{action=~"$action"}[$__rate_interval])))',
       ["atb_operator_processing_seconds_bucket"],
     ],
     [
-      "sum(increase(a_total[10m])) > 0 unless on() sum(increase(b_count{outcome!=\"error\"}[10m])) > 1e3",
+      'sum(increase(a_total[10m])) > 0 unless on() sum(increase(b_count{outcome!="error"}[10m])) > 1e3',
       ["a_total", "b_count"],
     ],
     ['up{job="x"} == 0 or absent(up{job="x"})', ["up"]],
@@ -179,7 +181,9 @@ describe("the dashboard and the alert rules query exported metrics", () => {
 
   test("a name that is not exported is reported (the check can fail)", async () => {
     const exported = await exportedNames();
-    const names = metricNames("sum(rate(atb_operator_tasks_allowed_total[5m])) + atb_operator_processing_seconds_bucket");
+    const names = metricNames(
+      "sum(rate(atb_operator_tasks_allowed_total[5m])) + atb_operator_processing_seconds_bucket",
+    );
     expect(names.filter(n => !exported.has(n))).toEqual(["atb_operator_tasks_allowed_total"]);
   });
 });

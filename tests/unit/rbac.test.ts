@@ -93,7 +93,6 @@ beforeAll(() => {
   // Register watch bindings as `pepr build` does (Pepr reads this when it is first loaded).
   process.env.PEPR_MODE = "build";
   // Everything that loads pepr is required here, after the variable is set.
-  /* eslint-disable @typescript-eslint/no-require-imports */
   RESOURCES = (require("../../capabilities/lib/kube") as { RESOURCES: Resources }).RESOURCES;
   const { parseConfig } = require("../../capabilities/lib/config") as { parseConfig: (env: object) => object };
   const mods = [
@@ -107,7 +106,6 @@ beforeAll(() => {
   const { agentTaskCapability } = require("../../capabilities/agent-task") as {
     agentTaskCapability: (o: object) => Capability;
   };
-  /* eslint-enable @typescript-eslint/no-require-imports */
   actions = mods;
   const registry = Object.fromEntries(mods.map(m => [m.action, m]));
   const caps = [agentTaskCapability({ actions: registry, config: parseConfig({}) }), ...mods.map(m => m.capability)];
@@ -138,7 +136,8 @@ function codeNeeds(): Grant[] {
     ...cluster("", "events", ["create"]),
   );
   // Pepr's Reconcile binding: kfc's Watch lists, then watches.
-  for (const b of bindings.filter(x => x.isWatch)) out.push(...cluster(b.kind.group, b.kind.plural!, ["list", "watch"]));
+  for (const b of bindings.filter(x => x.isWatch))
+    out.push(...cluster(b.kind.group, b.kind.plural!, ["list", "watch"]));
   return out;
 }
 
@@ -188,10 +187,16 @@ describe("package.json RBAC", () => {
 
   test("every row of the table has a reason and says who adds it", () => {
     const block = /<!-- rbac-table:start -->([\s\S]*?)<!-- rbac-table:end -->/.exec(markdown)![1];
-    const rows = block.split("\n").filter(l => l.startsWith("|")).slice(2);
+    const rows = block
+      .split("\n")
+      .filter(l => l.startsWith("|"))
+      .slice(2);
     expect(rows.length).toBe(13);
     for (const r of rows) {
-      const cells = r.split("|").slice(1, -1).map(c => c.trim());
+      const cells = r
+        .split("|")
+        .slice(1, -1)
+        .map(c => c.trim());
       expect(cells[5]).toMatch(/package\.json|Pepr/);
       expect(cells[6].length).toBeGreaterThan(15);
     }
@@ -235,7 +240,10 @@ describe("the code's API calls (tripwire for new verbs)", () => {
       for (const m of text.matchAll(/method:\s*"(POST|PUT|DELETE)"/g)) hits.push(`${relative(root, f)} ${m[1]}`);
     }
     // broker-transport.ts POSTs to the broker (not the Kubernetes API).
-    expect(hits.sort()).toEqual(["capabilities/lib/broker-transport.ts POST", "capabilities/lib/status-writer.ts POST"]);
+    expect(hits.sort()).toEqual([
+      "capabilities/lib/broker-transport.ts POST",
+      "capabilities/lib/status-writer.ts POST",
+    ]);
     const sw = readFileSync(join(root, "capabilities", "lib", "status-writer.ts"), "utf8");
     expect(sw).toMatch(/method: "POST", path: resourcePath\("Event", namespace\)/);
   });
