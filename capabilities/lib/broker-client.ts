@@ -120,7 +120,9 @@ export function createBrokerClient(
     const body = bodyOf(request);
     const attempt = async (n: number, timeoutMs: number): Promise<AttemptResult> => {
       const requestId = `${base}-a${n}`;
-      log.debug("broker attempt", { requestId, attempt: n, timeoutMs, action: request.action });
+      // winston runs the whole format chain (redaction, JSON) even for filtered levels: check first.
+      if (log.isDebugEnabled())
+        log.debug("broker attempt", { requestId, attempt: n, timeoutMs, action: request.action });
       try {
         const answer = await transport.post(DECIDE_PATH, body, requestId, timeoutMs);
         return interpretResponse(answer, requestId, clock.now());
