@@ -220,20 +220,13 @@ export class Api {
             headersTimeout: 0,
             bodyTimeout: 0,
           });
-          let buf = "";
-          for await (const chunk of res.body) {
-            buf += (chunk as Buffer).toString("utf8");
-            let nl: number;
-            while ((nl = buf.indexOf("\n")) >= 0) {
-              const line = buf.slice(0, nl);
-              buf = buf.slice(nl + 1);
-              if (!line.trim()) continue;
-              const ev = JSON.parse(line) as { type: string; object: TaskObject };
-              if (ev.object?.metadata?.resourceVersion) rv = ev.object.metadata.resourceVersion;
-              if (ev.type === "ERROR") throw new Error(`watch error: ${JSON.stringify(ev.object).slice(0, 200)}`);
-              if (ev.type !== "BOOKMARK") onEvent(ev.type, ev.object);
-            }
-          }
+          const handle = (line: string) => {
+            const ev = JSON.parse(line) as { type: string; object: TaskObject };
+            if (ev.object?.metadata?.resourceVersion) rv = ev.object.metadata.resourceVersion;
+            if (ev.type === "ERROR") throw new Error(`watch error: ${JSON.stringify(ev.object).slice(0, 200)}`);
+            if (ev.type !== "BOOKMARK") onEvent(ev.type, ev.object);
+          };
+          await forEachLine(res.body as AsyncIterable<Buffer>, handle);
         } catch (err) {
           if (stopped) return;
           console.error(`[bench] watch ${path} restarting: ${String(err).slice(0, 200)}`);
@@ -335,5 +328,19 @@ export class Tracker {
 
   close(): void {
     this.stop?.();
+  }
+}
+
+/** Calls handle for each non-empty newline-delimited line of a byte stream. */
+async function forEachLine(body: AsyncIterable<Buffer>, handle: (line: string) => void): Promise<void> {
+  let buf = "";
+  for await (const chunk of body) {
+    buf += chunk.toString("utf8");
+    let nl: number;
+    while ((nl = buf.indexOf("\n")) >= 0) {
+      const line = buf.slice(0, nl);
+      buf = buf.slice(nl + 1);
+      if (line.trim()) handle(line);
+    }
   }
 }
