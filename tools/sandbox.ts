@@ -125,8 +125,16 @@ async function main(): Promise<number> {
     await stack?.stop().catch(() => undefined);
     await down(s.dataDir, l => console.log(l));
   };
-  process.once("SIGINT", () => void cleanup().then(() => process.exit(130)));
-  process.once("SIGTERM", () => void cleanup().then(() => process.exit(143)));
+  // A terminal's Ctrl-C reaches this process twice (directly, and passed on by tools/run-ts.mjs):
+  // the first one cleans up, the rest are ignored so they cannot cut the cleanup short.
+  let stopping = false;
+  const onSignal = (code: number) => {
+    if (stopping) return;
+    stopping = true;
+    void cleanup().then(() => process.exit(code));
+  };
+  process.on("SIGINT", () => onSignal(130));
+  process.on("SIGTERM", () => onSignal(143));
   try {
     kubectl(b, s.kubeconfig, [
       "apply",

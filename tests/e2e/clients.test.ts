@@ -34,6 +34,8 @@ const DOC = join(ROOT, "docs", "agents.md");
 const cluster = e2eCluster();
 const WORK = join(cluster.dataDir, "stack-clients");
 const NS = "production"; // the namespace docs/agents.md uses
+/** A second namespace of this file's operator, for the cross-namespace admission case. */
+const OTHER_NS = "clients-other";
 const TARGET = "web-frontend";
 const SLOW_TARGET = "web-slow";
 const AGENT = "spiffe://atb.example.com/agent/me";
@@ -257,7 +259,7 @@ beforeAll(async () => {
   progress("preparing the clients (logs in " + logDir + ")");
   await Promise.all([ensureVenv(logDir), ensureGoClient(logDir)]);
   progress(`clients ready in ${((Date.now() - t0) / 1000).toFixed(1)}s; starting broker and operator...`);
-  stack = await startStack({ cluster, workDir: WORK, namespaces: [NS] });
+  stack = await startStack({ cluster, workDir: WORK, namespaces: [NS, OTHER_NS] });
   kube = new Kube(stack.bin, cluster.kubeconfig);
   kube.namespace(NS);
   kube.applyObject(deployment(TARGET, 2));
@@ -482,7 +484,7 @@ describe("admission rejections are reported with the API server's message", () =
         "--target",
         `Deployment/${NS}/${TARGET}`,
         "--namespace",
-        "default",
+        OTHER_NS,
         "--payload",
         '{"replicas":3}',
       ],

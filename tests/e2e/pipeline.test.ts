@@ -199,6 +199,12 @@ test("invalid tasks are rejected at admission with messages that name the field"
   const r2 = kube.create(extra);
   expect(r2.ok).toBe(false);
   expect(r2.stderr).toMatch(/spec\.payload\.image/);
+  // The webhook checks the token's format and never quotes it (the API server would, in a CEL error).
+  const secretish = "not-a-jws-but-private-value";
+  const badToken = kube.create(scaleTask("bad-token", "web-low", 3, secretish));
+  expect(badToken.ok).toBe(false);
+  expect(badToken.stderr).toMatch(/spec\.poaToken: must be a compact JWS/);
+  expect(badToken.stderr).not.toContain(secretish);
   const tooMany = kube.create(scaleTask("too-many", "web-low", 5000, token));
   expect(tooMany.ok).toBe(false);
   expect(tooMany.stderr).toMatch(/spec\.payload\.replicas/);

@@ -42,8 +42,12 @@ test("npm run sandbox: samples as expected, the printed commands work, Ctrl-C cl
     process.kill(-child.pid!, "SIGINT");
     await new Promise(r => child.once("exit", r));
   }
+  // npm exits at once; the sandbox's own cleanup (operator, broker, then the plane) takes seconds.
   const state = readState(join(dir, "cluster"));
   expect(state).toBeDefined();
+  const deadline = Date.now() + 60_000;
+  while (COMPONENTS.some(c => isAlive(state!.pids[c])) && Date.now() < deadline)
+    await new Promise(r => setTimeout(r, 250));
   for (const c of COMPONENTS) expect({ c, alive: isAlive(state!.pids[c]) }).toEqual({ c, alive: false });
   rmSync(dir, { recursive: true, force: true });
 });
