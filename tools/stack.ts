@@ -178,7 +178,9 @@ async function waitForWebhook(stack: Stack, namespace: string): Promise<void> {
 
 export function httpGet(url: string): Promise<string> {
   return new Promise((resolve, reject) => {
-    request(url, res => {
+    // A fresh connection per call: Node's keep-alive global agent can reuse a socket the server
+    // is closing ("socket hang up").
+    request(url, { agent: false }, res => {
       let body = "";
       res.setEncoding("utf8");
       res.on("data", c => (body += c));

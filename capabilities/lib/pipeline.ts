@@ -57,7 +57,14 @@ export class Pipeline {
   /** Runs the task as far as it can go now. Returns when to look again, if ever. */
   async reconcile(key: string): Promise<{ requeueAfterMs?: number }> {
     const [namespace, name] = key.split("/");
-    let task = await this.deps.kube.get<AgentTask>(resourcePath("AgentTask", namespace, name));
+    let task: AgentTask | undefined;
+    try {
+      task = await this.deps.kube.get<AgentTask>(resourcePath("AgentTask", namespace, name));
+    } catch (err) {
+      // The API server is unreachable or busy: look again soon rather than wait for the sweep.
+      if (err instanceof AtbError && err.retryable) return { requeueAfterMs: 2_000 };
+      throw err;
+    }
     if (!task) this.locks.release(key);
     for (let i = 0; task && i < 12; i++) {
       const step = await this.step(task).catch(err => this.onStepError(task!, err));

@@ -28,6 +28,7 @@ export class OperatorRuntime {
   private broker?: BrokerClient;
   private kube?: KubeClient;
   private lastSweep = 0;
+  private readonly startedAt = Date.now();
   private sweepError = "no sweep yet";
   /** Non-terminal tasks the watch has delivered; the sweep compares it with what it lists. */
   private readonly watched = new Set<string>();
@@ -152,9 +153,22 @@ export class OperatorRuntime {
     }
   }
 
+  private countOnly(items: AgentTask[], tally: { counts: Map<string, number>; open: Set<string> }): void {
+    for (const t of items) {
+      const phase = t.status?.phase ?? "Pending";
+      tally.counts.set(phase, (tally.counts.get(phase) ?? 0) + 1);
+      if (isTerminal(t.status?.phase)) continue;
+      tally.open.add(taskKey(t));
+      this.queue!.add(taskKey(t));
+    }
+  }
+
   /** Queues the open tasks of one listing and counts phases and tasks the watch never delivered. */
   private visit(items: AgentTask[], tally: { counts: Map<string, number>; open: Set<string>; missed: number }): void {
+    // A task counts as missed by the watch only when both it and this process are older than the
+    // grace: right after a start the watch's initial list has not been delivered yet.
     const grace = Date.now() - 2 * this.config.sweepIntervalMs - 10_000;
+    if (this.startedAt > grace) return this.countOnly(items, tally);
     for (const t of items) {
       const phase = t.status?.phase ?? "Pending";
       tally.counts.set(phase, (tally.counts.get(phase) ?? 0) + 1);
