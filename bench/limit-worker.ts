@@ -12,7 +12,7 @@
 import { createWriteStream } from "node:fs";
 import type { AgentTask } from "../crds/agenttask";
 import type { KubeObject, TaskContext } from "../capabilities/lib/action";
-import { brokerAction } from "../capabilities/lib/action";
+import { decideRequest, decisionTransition } from "../capabilities/lib/pipeline-steps";
 import { createBrokerClient, poaExpiry, type BrokerClient } from "../capabilities/lib/broker-client";
 import { parseConfig } from "../capabilities/lib/config";
 import { KubeClient, KubeError, resourcePath } from "../capabilities/lib/kube";
@@ -150,48 +150,17 @@ class Limit {
     await this.kube.request(plan.write, true);
     const m = task.metadata!;
     const exp = poaExpiry(ctx.spec.poaToken);
-    const decision = await this.broker.decide(
-      {
-        action: brokerAction(ctx.spec),
-        token: ctx.spec.poaToken,
-        agentId: ctx.spec.agentId,
-        target: ctx.spec.target,
-        params: plan.params,
-        context: { ...plan.context, task: { uid: m.uid, name: m.name, namespace: m.namespace } },
-      },
-      { deadline: exp, requestIdBase: `${m.uid}.0` },
-    );
-    const atbResult = {
-      allowed: decision.allowed,
-      riskTier: decision.riskTier,
-      reason: decision.reason,
-      requestId: decision.requestId,
-      evaluateMs: decision.evaluateMs,
-      ...(decision.decisionId ? { decisionId: decision.decisionId } : {}),
-      ...(decision.policyRevision ? { policyRevision: decision.policyRevision } : {}),
-    };
+    const decision = await this.broker.decide(decideRequest(task, plan), {
+      deadline: exp,
+      requestIdBase: `${m.uid}.0`,
+    });
+    // The same transitions as the pipeline (capabilities/lib/pipeline-steps.ts).
+    const next = decisionTransition(decision);
     if (!decision.allowed) {
-      const message = `ATB denied the action: ${decision.reason}`;
-      await this.to(task, {
-        phase: "Denied",
-        reason: "PolicyDenied",
-        message,
-        atbResult,
-        conditions: [
-          { type: "Authorized", status: "False", reason: "PolicyDenied", message },
-          { type: "Succeeded", status: "False", reason: "PolicyDenied", message },
-        ],
-      });
+      await this.to(task, next);
       return "Denied";
     }
-    task = await this.to(task, {
-      phase: "Executing",
-      reason: "Authorized",
-      message: `ATB allowed the action (${decision.riskTier}); applying it`,
-      atbResult,
-      attempts: 0,
-      conditions: [{ type: "Authorized", status: "True", reason: "Authorized", message: decision.reason || "allowed" }],
-    });
+    task = await this.to(task, next);
     for (let attempt = 0; attempt < 4; attempt++) {
       const target = await this.getTarget(ctx);
       if (isApplied(target, ctx.uid)) break;

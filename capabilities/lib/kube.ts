@@ -39,7 +39,6 @@ export const RESOURCES: Record<string, { group: string; version: string; plural:
   Secret: { group: "", version: "v1", plural: "secrets" },
   Service: { group: "", version: "v1", plural: "services" },
   Event: { group: "", version: "v1", plural: "events" },
-  Pod: { group: "", version: "v1", plural: "pods" },
   AgentTask: { group: GROUP, version: VERSION, plural: PLURAL },
 };
 

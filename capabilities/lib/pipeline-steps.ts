@@ -5,12 +5,12 @@ import { isDeepStrictEqual } from "node:util";
 import type { AgentTask } from "../../crds/agenttask";
 import type { ActionModule, KubeObject, Plan, TaskContext } from "./action";
 import { brokerAction } from "./action";
-import { poaExpiry } from "./broker-client";
+import { poaExpiry, type Decision, type DecideRequest } from "./broker-client";
 import { AtbError, messageOf } from "./errors";
 import { KubeError, resourcePath } from "./kube";
 import { appliedTasks, isApplied } from "./marker";
 import type { Pipeline, Step } from "./pipeline";
-import { conditionOf } from "./status";
+import { conditionOf, type Transition } from "./status";
 
 function getTarget(ctx: TaskContext): Promise<KubeObject | undefined> {
   const t = ctx.spec.target;
@@ -64,7 +64,7 @@ export async function authorize(p: Pipeline, task: AgentTask, module: ActionModu
   } catch (err) {
     return settle(p, task, err, "DryRunRejected");
   }
-  return decide(p, task, ctx, plan, exp);
+  return decide(p, task, plan, exp);
 }
 
 /**
@@ -79,24 +79,17 @@ function worthRetrying(e: AtbError, deadline: Date, now: Date): boolean {
   return e.kind === "BROKER_DEADLINE" && cause instanceof AtbError && cause.retryable;
 }
 
-async function decide(p: Pipeline, task: AgentTask, ctx: TaskContext, plan: Plan, exp: Date): Promise<Step> {
+async function decide(p: Pipeline, task: AgentTask, plan: Plan, exp: Date): Promise<Step> {
   const created = Date.parse(String(task.metadata!.creationTimestamp));
   const deadline = new Date(Math.min(exp.getTime(), created + p.deps.config.taskDeadlineMs));
   const m = task.metadata!;
   const end = p.deps.metrics.brokerSeconds.startTimer();
   let decision;
   try {
-    decision = await p.deps.broker.decide(
-      {
-        action: brokerAction(ctx.spec),
-        token: ctx.spec.poaToken,
-        agentId: ctx.spec.agentId,
-        target: ctx.spec.target,
-        params: plan.params,
-        context: { ...plan.context, task: { uid: m.uid, name: m.name, namespace: m.namespace } },
-      },
-      { deadline, requestIdBase: `${m.uid}.${task.status?.attempts ?? 0}` },
-    );
+    decision = await p.deps.broker.decide(decideRequest(task, plan), {
+      deadline,
+      requestIdBase: `${m.uid}.${task.status?.attempts ?? 0}`,
+    });
     end({ outcome: decision.allowed ? "allow" : "deny" });
   } catch (err) {
     end({ outcome: "error" });
@@ -104,6 +97,26 @@ async function decide(p: Pipeline, task: AgentTask, ctx: TaskContext, plan: Plan
     p.deps.metrics.brokerErrors.inc({ code: e.code });
     return worthRetrying(e, deadline, p.now()) ? p.retry(task, e) : p.fail(task, e.reason, e.message);
   }
+  if (decision.allowed) p.authorizedHere.set(m.uid!, plan);
+  return p.to(task, decisionTransition(decision));
+}
+
+/** What the broker is asked for a task: its spec, the planned change and what was observed. */
+export function decideRequest(task: AgentTask, plan: Plan): DecideRequest {
+  const spec = task.spec!;
+  const m = task.metadata!;
+  return {
+    action: brokerAction(spec),
+    token: spec.poaToken,
+    agentId: spec.agentId,
+    target: spec.target,
+    params: plan.params,
+    context: { ...plan.context, task: { uid: m.uid, name: m.name, namespace: m.namespace } },
+  };
+}
+
+/** The transition a decision leads to: Denied, or Executing with the Authorized condition. */
+export function decisionTransition(decision: Decision): Transition {
   const atbResult = {
     allowed: decision.allowed,
     riskTier: decision.riskTier,
@@ -115,7 +128,7 @@ async function decide(p: Pipeline, task: AgentTask, ctx: TaskContext, plan: Plan
   };
   if (!decision.allowed) {
     const message = `ATB denied the action: ${decision.reason}`;
-    return p.to(task, {
+    return {
       phase: "Denied",
       reason: "PolicyDenied",
       message,
@@ -124,17 +137,16 @@ async function decide(p: Pipeline, task: AgentTask, ctx: TaskContext, plan: Plan
         { type: "Authorized", status: "False", reason: "PolicyDenied", message },
         { type: "Succeeded", status: "False", reason: "PolicyDenied", message },
       ],
-    });
+    };
   }
-  p.authorizedHere.set(m.uid!, plan);
-  return p.to(task, {
+  return {
     phase: "Executing",
     reason: "Authorized",
     message: `ATB allowed the action (${decision.riskTier}); applying it`,
     atbResult,
     attempts: 0,
     conditions: [{ type: "Authorized", status: "True", reason: "Authorized", message: decision.reason || "allowed" }],
-  });
+  };
 }
 
 /**
