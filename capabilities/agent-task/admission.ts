@@ -8,6 +8,16 @@ import type { OperatorConfig } from "../lib/config";
 const JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
 const SPIFFE = /^spiffe:\/\/[a-z0-9._-]+(\/[A-Za-z0-9._-]+)+$/;
 
+/** A short, printable rendering of any value for a message (String() throws on some objects). */
+export function show(v: unknown, max = 40): string {
+  if (typeof v === "string") return v.slice(0, max);
+  try {
+    return (JSON.stringify(v) ?? typeof v).slice(0, max);
+  } catch {
+    return typeof v;
+  }
+}
+
 /** A label value for the agent: the SPIFFE path's last segment, sanitised to label rules. */
 export function agentLabel(agentId: unknown): string | undefined {
   if (typeof agentId !== "string") return undefined;
@@ -27,14 +37,14 @@ export function commonErrors(
   const spec = task?.spec;
   if (!spec) return ["spec: is required"];
   const errors: string[] = [];
-  const action = spec.action as string;
-  if (!Object.prototype.hasOwnProperty.call(actions, action)) {
+  const action = spec.action as unknown;
+  if (typeof action !== "string" || !Object.prototype.hasOwnProperty.call(actions, action)) {
     errors.push(
-      `spec.action: "${String(action).slice(0, 40)}" is not an action this operator supports (${Object.keys(actions).join(", ")})`,
+      `spec.action: "${show(action)}" is not an action this operator supports (${Object.keys(actions).join(", ")})`,
     );
   } else if (!ACTION_KINDS[spec.action].includes(spec.target?.kind)) {
     errors.push(
-      `spec.target.kind: ${String(spec.target?.kind)} is not supported by action ${action} (supported: ${ACTION_KINDS[spec.action].join(", ")})`,
+      `spec.target.kind: ${show(spec.target?.kind)} is not supported by action ${action} (supported: ${ACTION_KINDS[spec.action].join(", ")})`,
     );
   }
   if (typeof spec.agentId !== "string" || !SPIFFE.test(spec.agentId)) {

@@ -23,7 +23,7 @@ export function agentTaskCapability(o: AgentTaskCapabilityOptions): Capability {
     .IsCreatedOrUpdated()
     .Mutate(function stampLabels(req: PeprMutateRequest<AgentTask>) {
       const spec = req.Raw.spec;
-      if (spec?.action) req.SetLabel(LABEL_ACTION, String(spec.action).slice(0, 63));
+      if (typeof spec?.action === "string") req.SetLabel(LABEL_ACTION, spec.action.slice(0, 63));
       const agent = agentLabel(spec?.agentId);
       if (agent) req.SetLabel(LABEL_AGENT, agent);
     })

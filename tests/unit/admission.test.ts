@@ -70,6 +70,16 @@ test("hostile specs never throw and always yield messages naming a field", () =>
   );
 });
 
+test("a value whose toString throws is still described, not thrown on", () => {
+  const nasty = { toString: 1, valueOf: 1 };
+  const errors = commonErrors(
+    task({ action: nasty, target: { kind: nasty, name: "w", namespace: "prod" } }),
+    actions,
+    config,
+  );
+  expect(errors[0]).toMatch(/^spec\.action: ".*" is not an action/);
+});
+
 test("agent labels are valid label values", () => {
   expect(agentLabel("spiffe://atb.example.com/agent/planning-agent")).toBe("planning-agent");
   fc.assert(
