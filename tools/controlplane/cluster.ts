@@ -203,6 +203,12 @@ function startEtcd(s: ClusterState, b: Binaries): void {
   ]);
 }
 
+// The controllers' and the scheduler's API clients default to 20 and 50 requests/s (bursts 30 and 100), sized for a shared production
+// API server. Here they are the only load besides the tests, and at that rate the ReplicaSet and
+// Deployment controllers, not the operator, would set the pace of every rollout the tests and the
+// benchmark wait for.
+const CONTROLLER_CLIENT_FLAGS = ["--kube-api-qps=500", "--kube-api-burst=1000"];
+
 function startControllers(s: ClusterState, b: Binaries, k: ReturnType<typeof pki>): void {
   s.pids["kube-controller-manager"] = startProcess(s.dataDir, "kube-controller-manager", b.kubeControllerManager, [
     `--kubeconfig=${s.kubeconfig}`,
@@ -214,12 +220,14 @@ function startControllers(s: ClusterState, b: Binaries, k: ReturnType<typeof pki
     `--service-account-private-key-file=${k.sa.key}`,
     "--use-service-account-credentials=false",
     `--service-cluster-ip-range=${SERVICE_CIDR}`,
+    ...CONTROLLER_CLIENT_FLAGS,
   ]);
   s.pids["kube-scheduler"] = startProcess(s.dataDir, "kube-scheduler", b.kubeScheduler, [
     `--kubeconfig=${s.kubeconfig}`,
     "--leader-elect=false",
     "--bind-address=127.0.0.1",
     "--secure-port=0",
+    ...CONTROLLER_CLIENT_FLAGS,
   ]);
   s.pids.kwok = startProcess(s.dataDir, "kwok", b.kwok, [
     `--kubeconfig=${s.kubeconfig}`,
