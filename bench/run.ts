@@ -18,6 +18,7 @@ import type { DecideRequest } from "../capabilities/lib/broker-client";
 import { ensureBinaries } from "../tools/controlplane/binaries";
 import { auditLogPath, down, kubectl, up, type ClusterState } from "../tools/controlplane/cluster";
 import { startStack, type Stack } from "../tools/stack";
+import { BUNDLE } from "../tools/operator";
 import { webhookConfigurations } from "../tools/webhooks";
 import { USER_AGENT } from "../capabilities/lib/kube";
 import type { FromLimit, LimitInit, ToLimit } from "./limit-worker";
@@ -39,7 +40,7 @@ import {
 const ROOT = join(__dirname, "..");
 const env = (name: string, def: string) => process.env[name] ?? def;
 const CFG = {
-  tasks: Number(env("ATB_BENCH_TASKS", "150")),
+  tasks: Number(env("ATB_BENCH_TASKS", "1000")),
   targets: Number(env("ATB_BENCH_TARGETS", "50")),
   repeats: Number(env("ATB_BENCH_REPEATS", "3")),
   rates: env("ATB_BENCH_RATES", "10,50,100").split(",").filter(Boolean).map(Number),
@@ -54,6 +55,8 @@ const CFG = {
   createConcurrency: Number(env("ATB_BENCH_CREATE_CONCURRENCY", "16")),
   scenarios: env("ATB_BENCH_SCENARIOS", "broker,e2e,restart").split(","),
   profile: env("ATB_BENCH_PROFILE", "0") === "1",
+  /** bundle: the module as `npm run build` ships it, under plain node; source: pepr.ts under tsx. */
+  operator: env("ATB_BENCH_OPERATOR", "bundle") as "bundle" | "source",
   keep: env("ATB_BENCH_KEEP", "0") === "1",
   out: env("ATB_BENCH_OUT", join(ROOT, "bench", "results.json")),
 };
@@ -999,6 +1002,16 @@ function targets(results: Record<string, unknown>) {
 // ---------------------------------------------------------------------------------------------
 // Main
 
+/** `pepr build` into dist/, so the operator measured is the bundle that ships, built from this tree. */
+function buildBundle(): void {
+  log("building the module bundle (npm run build)");
+  const r = spawnSync(join(ROOT, "node_modules", ".bin", "pepr"), ["build"], { cwd: ROOT, encoding: "utf8" });
+  const out = `${r.stdout ?? ""}${r.stderr ?? ""}`;
+  if (r.status !== 0 || /error TS/.test(out) || !existsSync(BUNDLE)) {
+    throw new Error(`pepr build failed (exit ${r.status}):\n${out.slice(-3000)}`);
+  }
+}
+
 async function main(): Promise<void> {
   const base = existsSync("/dev/shm") ? "/dev/shm" : "/tmp";
   const dataDir = join(base, `atb-bench-${process.pid}`);
@@ -1028,6 +1041,7 @@ async function main(): Promise<void> {
   const started = new Date();
   try {
     log(`settings ${JSON.stringify(CFG)}`);
+    if (CFG.operator === "bundle") buildBundle();
     cluster = await up({ dataDir, nodes: 3, log: l => log(l) });
     const bin = ensureBinaries();
     kubectl(bin, cluster.kubeconfig, ["apply", "--server-side", "-f", join(ROOT, "crds", "agenttask.yaml")]);
@@ -1050,7 +1064,13 @@ async function main(): Promise<void> {
       ATB_WORKERS: String(CFG.workers),
       ...(CFG.profile ? { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${profDir}` } : {}),
     };
-    stack = await startStack({ cluster, workDir: join(dataDir, "stack"), namespaces: [NS, NS_DONE], operatorEnv });
+    stack = await startStack({
+      cluster,
+      workDir: join(dataDir, "stack"),
+      namespaces: [NS, NS_DONE],
+      operatorEnv,
+      operatorEntry: CFG.operator,
+    });
     api = Api.open(cluster.kubeconfig);
     await api.ok("POST", "/api/v1/namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name: NS_LIMIT } });
     const info = machine(cluster);

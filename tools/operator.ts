@@ -3,7 +3,7 @@
 // so tests can scan them (for example for leaked tokens).
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdirSync, openSync, closeSync, readFileSync } from "node:fs";
+import { existsSync, mkdirSync, openSync, closeSync, readFileSync } from "node:fs";
 import { request } from "node:https";
 import { join } from "node:path";
 import { ensureCA, issueCert } from "./pki";
@@ -32,7 +32,16 @@ export interface OperatorOptions {
   port?: number;
   /** Fixed admission path (likewise). */
   apiPath?: string;
+  /**
+   * What runs: the TypeScript sources under tsx's loader (default: what the tests exercise), or the
+   * bundle `pepr build` wrote (BUNDLE: the module as it ships, under plain node; build it first with
+   * `npm run build`). The benchmark measures the bundle.
+   */
+  entry?: "source" | "bundle";
 }
+
+/** The module bundle `npm run build` (pepr build) writes; it resolves pepr and the rest from node_modules. */
+export const BUNDLE = join(ROOT, "dist", "pepr-atb-operator.js");
 
 function healthz(port: number, ca: Buffer): Promise<boolean> {
   return new Promise(resolve => {
@@ -74,8 +83,11 @@ export async function startOperator(o: OperatorOptions): Promise<OperatorHandle>
     ...(o.mode === "watch" ? { PEPR_WATCH_MODE: "true" } : { PEPR_MODE: "dev", PEPR_API_PATH: apiPath }),
     ...o.env,
   };
-  // One process (node with tsx's loader), so a signal reaches the operator itself, not a wrapper.
-  const child = spawn(process.execPath, ["--import", "tsx", join(ROOT, "pepr.ts")], {
+  // One process (node, with tsx's loader for the sources), so a signal reaches the operator itself,
+  // not a wrapper.
+  if (o.entry === "bundle" && !existsSync(BUNDLE)) throw new Error(`${BUNDLE} is missing: npm run build`);
+  const args = o.entry === "bundle" ? [BUNDLE] : ["--import", "tsx", join(ROOT, "pepr.ts")];
+  const child = spawn(process.execPath, args, {
     cwd: ROOT,
     env,
     stdio: ["ignore", fd, fd],

@@ -23,6 +23,8 @@ export interface StackOptions {
    * in parallel) without two operators handling the same task. Empty: all namespaces.
    */
   namespaces: string[];
+  /** Sources under tsx (default) or the built bundle; see OperatorOptions.entry. */
+  operatorEntry?: "source" | "bundle";
   /** Extra operator environment (deadlines, workers, ...). */
   operatorEnv?: Record<string, string>;
   /** Where the broker writes its audit lines (default: a file in workDir). */
@@ -134,6 +136,7 @@ function launch(stack: Stack, o: StackOptions, port: number, apiPath?: string): 
     kubeconfig: o.cluster.kubeconfig,
     workDir: join(o.workDir, "operator"),
     mode: "dev",
+    entry: o.operatorEntry,
     port,
     apiPath,
     env: {

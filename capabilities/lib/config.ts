@@ -27,6 +27,8 @@ export interface OperatorConfig {
   maxTaskAttempts: number;
   /** Sweep interval for tasks left in non-terminal phases. */
   sweepIntervalMs: number;
+  /** Tasks per page when the sweep lists them. */
+  sweepPageSize: number;
   workers: number;
   apiQps: number;
   logLevel: "error" | "warn" | "info" | "debug";
@@ -130,6 +132,7 @@ export function parseConfig(env: Env): Readonly<OperatorConfig> {
     rolloutTimeoutMs: int(env, "ATB_ROLLOUT_TIMEOUT_SECONDS", 300, 1, 86_400) * 1000,
     maxTaskAttempts: int(env, "ATB_TASK_MAX_ATTEMPTS", 5, 1, 100),
     sweepIntervalMs: int(env, "ATB_SWEEP_INTERVAL_SECONDS", 30, 1, 3_600) * 1000,
+    sweepPageSize: int(env, "ATB_SWEEP_PAGE_SIZE", 500, 1, 10_000),
     workers: int(env, "ATB_WORKERS", 8, 1, 256),
     apiQps: int(env, "ATB_API_QPS", 50, 1, 10_000),
     logLevel: level as OperatorConfig["logLevel"],

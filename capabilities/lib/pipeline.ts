@@ -33,10 +33,13 @@ export interface PipelineDeps {
 }
 
 /** What a step asks for: continue with the stored task, wait, or stop. */
+/** How long a task waiting for its target sleeps at most before it looks again by itself. */
+const LOCK_RECHECK_MS = 60_000;
+
 export type Step = { next: AgentTask } | { requeueAfterMs: number } | { done: true };
 
 export const taskKey = (t: AgentTask): string => `${t.metadata?.namespace}/${t.metadata?.name}`;
-const targetKey = (t: AgentTask): string => {
+export const targetKey = (t: AgentTask): string => {
   const x = t.spec!.target;
   return `${x.kind}/${x.namespace}/${x.name}`;
 };
@@ -100,7 +103,15 @@ export class Pipeline {
       case undefined:
         return this.to(task, { phase: "Pending", reason: "Queued", message: "Task received; waiting for a worker" });
       case "Pending":
-        if (!this.locks.acquire(targetKey(task), taskKey(task))) return { requeueAfterMs: 5_000 };
+        // Waiting for the target: the holder's release hands it over and wakes this task. The
+        // timer only makes sure the deadline is enforced and that a lost wake costs at most a minute.
+        if (!this.locks.acquire(targetKey(task), taskKey(task)))
+          return {
+            requeueAfterMs: Math.min(
+              LOCK_RECHECK_MS,
+              created + this.deps.config.taskDeadlineMs - now.getTime() + 1_000,
+            ),
+          };
         return this.to(task, {
           phase: "Processing",
           reason: "Authorizing",

@@ -33,19 +33,36 @@ export class TargetLocks {
     return this.holders.get(target);
   }
 
-  /** Releases every target the task holds and wakes their waiters. */
+  /**
+   * Releases every target the task holds (and any wait of the task) and hands each target to its
+   * longest waiter, which is woken alone: waiters run in the order they queued up, and a release
+   * costs one reconcile, not one per waiter. A waiter that has gone away gives the target back when
+   * it is next looked at (the task is not found) or at the next sweep (`retain`).
+   */
   release(task: string): void {
-    for (const [target, holder] of this.holders) {
+    for (const set of this.waiters.values()) set.delete(task);
+    for (const [target, holder] of [...this.holders]) {
       if (holder !== task) continue;
       this.holders.delete(target);
       const set = this.waiters.get(target);
-      this.waiters.delete(target);
-      for (const w of set ?? []) this.wake(w);
+      const next = set?.values().next();
+      if (!set || !next || next.done) {
+        this.waiters.delete(target);
+        continue;
+      }
+      set.delete(next.value);
+      if (set.size === 0) this.waiters.delete(target);
+      this.holders.set(target, next.value);
+      this.wake(next.value);
     }
   }
 
-  /** Releases holders that are not among the open tasks (deleted, or finished unseen). */
+  /** Forgets waiters and releases holders that are not among the open tasks (deleted, or finished unseen). */
   retain(open: ReadonlySet<string>): void {
+    for (const [target, set] of this.waiters) {
+      for (const w of set) if (!open.has(w)) set.delete(w);
+      if (set.size === 0) this.waiters.delete(target);
+    }
     for (const holder of new Set(this.holders.values())) if (!open.has(holder)) this.release(holder);
   }
 }

@@ -50,6 +50,11 @@ export class WorkQueue {
     this.timers.set(key, { at, timer });
   }
 
+  /** True when the key will run without another add: queued, running, or waiting on a timer. */
+  tracks(key: string): boolean {
+    return this.queued.has(key) || this.active.has(key) || this.timers.has(key);
+  }
+
   get length(): number {
     return this.queue.length;
   }

@@ -88,6 +88,8 @@ beforeAll(async () => {
       ATB_TASK_BACKOFF_MS: "300",
       ATB_BROKER_MAX_ATTEMPTS: "2",
       ATB_BROKER_TIMEOUT_MS: "1000",
+      // Pages of two, so the sweep's paging is exercised by the few tasks of this file.
+      ATB_SWEEP_PAGE_SIZE: "2",
     },
   });
   kube = new Kube(stack.bin, cluster.kubeconfig);
@@ -208,6 +210,39 @@ test("invalid tasks are rejected at admission with messages that name the field"
   const tooMany = kube.create(scaleTask("too-many", "web-low", 5000, token));
   expect(tooMany.ok).toBe(false);
   expect(tooMany.stderr).toMatch(/spec\.payload\.replicas/);
+});
+
+test("the sweep lists in pages and counts every task of every page by phase", async () => {
+  const byPhase = () => {
+    const phases = kube
+      .run(["get", "agenttasks", "-n", NS, "-o", "jsonpath={range .items[*]}{.status.phase}{'\\n'}{end}"])
+      .split("\n")
+      .filter(Boolean);
+    const counts: Record<string, number> = {};
+    for (const p of phases) counts[p] = (counts[p] ?? 0) + 1;
+    return counts;
+  };
+  const expected = byPhase();
+  const total = Object.values(expected).reduce((a, b) => a + b, 0);
+  expect(total).toBeGreaterThan(2); // more than one page of ATB_SWEEP_PAGE_SIZE=2
+  // The sweep runs every 5 s (tools/stack.ts); the gauge is what its last full listing counted.
+  const gauge = async () => {
+    const counts: Record<string, number> = {};
+    for (const m of (await stack.metrics()).matchAll(/^atb_operator_tasks\{phase="(\w+)"\} (\d+)$/gm))
+      if (m[2] !== "0") counts[m[1]] = Number(m[2]);
+    return counts;
+  };
+  let seen = await gauge();
+  for (const deadline = Date.now() + 30_000; Date.now() < deadline; seen = await gauge()) {
+    if (
+      Object.keys(seen).length === Object.keys(expected).length &&
+      Object.entries(expected).every(([p, n]) => seen[p] === n)
+    )
+      break;
+    await new Promise(r => setTimeout(r, 1000));
+  }
+  expect(seen).toEqual(expected);
+  expect(await stack.metrics()).toMatch(/^atb_operator_sweeps_total\{result="ok"\} [1-9]/m);
 });
 
 test("no token appears in the operator's logs, the broker's logs and audit, events or task statuses", () => {

@@ -71,3 +71,24 @@ test("addAfter keeps the earliest timer and errors reach onError", async () => {
   expect(errors).toEqual(["bad"]);
   q.stop();
 });
+
+test("tracks a key while it is queued, running or due on a timer, and not after", async () => {
+  let release!: () => void;
+  const gate = new Promise<void>(r => (release = r));
+  const q = new WorkQueue(
+    1,
+    async key => (key === "a" ? gate : undefined),
+    () => undefined,
+  );
+  expect(q.tracks("a")).toBe(false);
+  q.add("a"); // runs at once
+  q.add("b"); // queued behind it
+  q.addAfter("c", 60_000);
+  expect([q.tracks("a"), q.tracks("b"), q.tracks("c"), q.tracks("d")]).toEqual([true, true, true, false]);
+  release();
+  await q.idle();
+  expect([q.tracks("a"), q.tracks("b")]).toEqual([false, false]);
+  expect(q.tracks("c")).toBe(true);
+  q.stop();
+  expect(q.tracks("c")).toBe(false);
+});
