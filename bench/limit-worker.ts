@@ -44,18 +44,20 @@ export type FromLimit =
   | { type: "done"; name: string; phase: string; error?: string }
   | { type: "stats"; requests: number; writes: number };
 
+/** Worker slots; like the operator's work queue, work under way (`urgent`) goes before new tasks. */
 class Semaphore {
   private waiting: (() => void)[] = [];
+  private urgent: (() => void)[] = [];
   constructor(private free: number) {}
-  async take(): Promise<void> {
+  async take(urgent = false): Promise<void> {
     if (this.free > 0) {
       this.free--;
       return;
     }
-    await new Promise<void>(r => this.waiting.push(r));
+    await new Promise<void>(r => (urgent ? this.urgent : this.waiting).push(r));
   }
   give(): void {
-    const next = this.waiting.shift();
+    const next = this.urgent.shift() ?? this.waiting.shift();
     if (next) next();
     else this.free++;
   }
@@ -113,7 +115,7 @@ class Limit {
       if (!this.fifo.tryAcquire(targetKey)) {
         this.sem.give();
         await this.fifo.acquire(targetKey);
-        await this.sem.take();
+        await this.sem.take(true);
         task = (await this.kube.get<AgentTask>(resourcePath("AgentTask", namespace, name)))!;
       }
       task = await this.to(task, {
@@ -200,7 +202,7 @@ class Limit {
       if (r.state === "failed") throw new Error(`verify failed: ${r.message}`);
       this.sem.give();
       await sleep(this.init.pollMs);
-      await this.sem.take();
+      await this.sem.take(true);
       task = (await this.kube.get<AgentTask>(resourcePath("AgentTask", m.namespace!, m.name!)))!;
     }
   }

@@ -82,7 +82,7 @@ export class OperatorRuntime {
       status,
       // A task waiting in Pending for its target is queued as soon as the holder hands it over
       // (found by the issue 7 benchmark: waiters used to poll every 5 s and were all woken at once).
-      wake: key => this.queue?.add(key),
+      wake: key => this.queue?.add(key, true),
     });
     this.queue = new WorkQueue(
       c.workers,

@@ -2,12 +2,16 @@
 // processed by at most one worker at a time; adding a key that is queued is a no-op; adding a
 // key that is being processed marks it dirty so it runs once more afterwards. Delayed adds
 // (retries, rollout polling) keep at most one timer per key, the earliest. A burst of a thousand
-// new tasks therefore becomes a queue, not a thousand concurrent pipelines.
+// new tasks therefore becomes a queue, not a thousand concurrent pipelines. Work already under
+// way (a timer that fires, a task handed its target) goes ahead of keys that are merely new, so
+// started tasks finish before more are started.
 
 export type Handler = (key: string) => Promise<void>;
 
 export class WorkQueue {
   private readonly queue: string[] = [];
+  /** Keys of work under way; served before `queue`. */
+  private readonly urgent: string[] = [];
   private readonly queued = new Set<string>();
   private readonly active = new Set<string>();
   private readonly dirty = new Set<string>();
@@ -22,15 +26,22 @@ export class WorkQueue {
     private readonly onError: (key: string, err: unknown) => void,
   ) {}
 
-  add(key: string): void {
+  /** Queues the key (de-duplicated); `urgent` for work already under way. */
+  add(key: string, urgent = false): void {
     if (this.stopped) return;
     if (this.active.has(key)) {
       this.dirty.add(key);
       return;
     }
-    if (this.queued.has(key)) return;
+    if (this.queued.has(key)) {
+      if (urgent && !this.urgent.includes(key)) {
+        this.queue.splice(this.queue.indexOf(key), 1);
+        this.urgent.push(key);
+      }
+      return;
+    }
     this.queued.add(key);
-    this.queue.push(key);
+    (urgent ? this.urgent : this.queue).push(key);
     this.pump();
   }
 
@@ -44,7 +55,7 @@ export class WorkQueue {
     if (existing) clearTimeout(existing.timer);
     const timer = setTimeout(() => {
       this.timers.delete(key);
-      this.add(key);
+      this.add(key, true);
     }, delayMs);
     timer.unref();
     this.timers.set(key, { at, timer });
@@ -56,7 +67,7 @@ export class WorkQueue {
   }
 
   get length(): number {
-    return this.queue.length;
+    return this.urgent.length + this.queue.length;
   }
 
   get busy(): number {
@@ -65,7 +76,7 @@ export class WorkQueue {
 
   /** Resolves when nothing is queued or running (timers may still be pending). */
   idle(): Promise<void> {
-    if (this.running === 0 && this.queue.length === 0) return Promise.resolve();
+    if (this.running === 0 && this.length === 0) return Promise.resolve();
     return new Promise(r => this.idleWaiters.push(r));
   }
 
@@ -74,18 +85,19 @@ export class WorkQueue {
     for (const { timer } of this.timers.values()) clearTimeout(timer);
     this.timers.clear();
     this.queue.length = 0;
+    this.urgent.length = 0;
     this.queued.clear();
   }
 
   private pump(): void {
-    while (this.running < this.workers && this.queue.length > 0) {
-      const key = this.queue.shift()!;
+    while (this.running < this.workers && this.length > 0) {
+      const key = (this.urgent.length > 0 ? this.urgent : this.queue).shift()!;
       this.queued.delete(key);
       this.active.add(key);
       this.running++;
       void this.run(key);
     }
-    if (this.running === 0 && this.queue.length === 0) {
+    if (this.running === 0 && this.length === 0) {
       const waiters = this.idleWaiters;
       this.idleWaiters = [];
       for (const w of waiters) w();
@@ -100,7 +112,7 @@ export class WorkQueue {
     } finally {
       this.active.delete(key);
       this.running--;
-      if (this.dirty.delete(key)) this.add(key);
+      if (this.dirty.delete(key)) this.add(key, true);
       this.pump();
     }
   }

@@ -92,3 +92,30 @@ test("tracks a key while it is queued, running or due on a timer, and not after"
   q.stop();
   expect(q.tracks("c")).toBe(false);
 });
+
+test("work under way (timers, urgent adds) runs before keys that are merely new, each in its own order", async () => {
+  const order: string[] = [];
+  let release!: () => void;
+  const gate = new Promise<void>(r => (release = r));
+  const q = new WorkQueue(
+    1,
+    async key => {
+      order.push(key);
+      if (key === "first") await gate;
+    },
+    () => undefined,
+  );
+  q.add("first"); // occupies the only worker
+  q.add("new-1");
+  q.add("new-2");
+  q.add("woken-1", true);
+  q.add("new-3");
+  q.add("new-2", true); // already queued: moves to the urgent lane, once
+  q.add("new-2", true);
+  q.addAfter("timer", 1);
+  await tick(20);
+  expect(q.length).toBe(5);
+  release();
+  await q.idle();
+  expect(order).toEqual(["first", "woken-1", "new-2", "timer", "new-1", "new-3"]);
+});
