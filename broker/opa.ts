@@ -1,11 +1,15 @@
-// Runs real OPA for the reference broker: `opa run --server` on a free loopback port as a child
-// process that the broker owns (started with it, killed with it), loaded with the policy files
-// (tests excluded) and the data file, queried over HTTP with a keep-alive pool. The policy
-// revision is a hash of exactly the files OPA loaded, so every decision names what judged it.
+// Runs real OPA for the reference broker: `opa run --server` as a child process that the broker
+// owns (started with it, killed with it), loaded with the policy files (tests excluded) and the
+// data file, queried over HTTP with a keep-alive pool. OPA listens on a Unix socket in a private
+// directory (mode 0700; a free loopback port only when the socket path would be too long): cheaper
+// per query than loopback TCP on both sides, and no other local process can reach OPA's API (which
+// would let it replace the policy). The policy revision is a hash of exactly the files OPA loaded,
+// so every decision names what judged it.
 import { spawn, type ChildProcess } from "node:child_process";
 import { createHash } from "node:crypto";
-import { readdirSync, readFileSync, statSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { createServer } from "node:net";
+import { tmpdir } from "node:os";
 import { join, relative } from "node:path";
 import { Pool } from "undici";
 import type { Logger } from "../capabilities/lib/logger";
@@ -114,25 +118,65 @@ async function query(pool: Pool, path: string, input: unknown, timeoutMs: number
   return parsed.result;
 }
 
+interface Listen {
+  /** OPA's --addr. */
+  addr: string;
+  /** For logs and OpaEngine.url: unix://<socket> or http://127.0.0.1:<port>. */
+  url: string;
+  socketPath?: string;
+  /** The private directory holding the socket; removed when OPA stops. */
+  dir?: string;
+}
+
+// sun_path holds 108 bytes on Linux (104 on macOS); stay well below.
+const MAX_SOCKET_PATH = 100;
+
+async function listenAddress(): Promise<Listen> {
+  const dir = mkdtempSync(join(tmpdir(), "atb-opa-"));
+  const socketPath = join(dir, "opa.sock");
+  if (Buffer.byteLength(socketPath) <= MAX_SOCKET_PATH)
+    return { addr: `unix://${socketPath}`, url: `unix://${socketPath}`, socketPath, dir };
+  rmSync(dir, { recursive: true, force: true });
+  const port = await freePort();
+  return { addr: `127.0.0.1:${port}`, url: `http://127.0.0.1:${port}` };
+}
+
+/**
+ * OPA's environment: the broker's, with Go's GC target raised from 100 to 400 % unless GOGC is
+ * set. Every query allocates the parsed input and the evaluation's bindings, so with the default
+ * the collector runs every few dozen decisions; at 400 OPA spent ~15-25 % less CPU per decision
+ * (2-core machine, noisy), for ~17 MiB more peak RSS (47 -> 65 MiB under load).
+ */
+export function opaEnv(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  return env.GOGC ? env : { ...env, GOGC: "400" };
+}
+
 /** Starts OPA and resolves once it answers /health; rejects with OPA's own output on failure. */
 export async function startOpa(opts: OpaOptions): Promise<OpaEngine> {
   const log = opts.logger.child({ subsystem: "opa" });
   const files = policyFiles(opts.policyDir);
   if (files.length === 0) throw new Error(`no .rego policy files in ${opts.policyDir}`);
   const revision = policyRevision(opts.policyDir, files, opts.dataFile);
-  const port = await freePort();
+  const listen = await listenAddress();
+  const removeDir = (): void => {
+    if (listen.dir) rmSync(listen.dir, { recursive: true, force: true });
+  };
   const args = [
     "run",
     "--server",
-    `--addr=127.0.0.1:${port}`,
+    `--addr=${listen.addr}`,
+    "--unix-socket-perm=600",
     "--disable-telemetry",
     "--log-level=error",
     ...files,
     opts.dataFile,
   ];
-  const child = spawn(opts.binary, args, { stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(opts.binary, args, { stdio: ["ignore", "pipe", "pipe"], env: opaEnv(process.env) });
   const tail = tailOf(child, log);
-  const killOnExit = (): void => void child.kill("SIGKILL");
+  const killOnExit = (): void => {
+    child.kill("SIGKILL");
+    removeDir();
+  };
   process.once("exit", killOnExit);
   let stopping = false;
   child.once("exit", (code, signal) => {
@@ -143,13 +187,16 @@ export async function startOpa(opts: OpaOptions): Promise<OpaEngine> {
         output: tail(),
       });
   });
-  const url = `http://127.0.0.1:${port}`;
-  const pool = new Pool(url, { connections: 16, keepAliveTimeout: 30_000 });
+  const url = listen.url;
+  const pool = listen.socketPath
+    ? new Pool("http://localhost", { socketPath: listen.socketPath, connections: 16, keepAliveTimeout: 30_000 })
+    : new Pool(url, { connections: 16, keepAliveTimeout: 30_000 });
   const stop = async (): Promise<void> => {
     stopping = true;
     process.removeListener("exit", killOnExit);
     await stopChild(child);
     await pool.close();
+    removeDir();
   };
   try {
     await waitHealthy(pool, child, opts.startTimeoutMs ?? 20_000, tail);
