@@ -44,7 +44,7 @@ const CFG = {
   targets: Number(env("ATB_BENCH_TARGETS", "50")),
   repeats: Number(env("ATB_BENCH_REPEATS", "3")),
   rates: env("ATB_BENCH_RATES", "10,50,100").split(",").filter(Boolean).map(Number),
-  finished: Number(env("ATB_BENCH_FINISHED", "2000")),
+  finished: Number(env("ATB_BENCH_FINISHED", "10000")),
   fill: env("ATB_BENCH_FILL", "bulk") as "bulk" | "operator",
   restarts: Number(env("ATB_BENCH_RESTARTS", "3")),
   qps: Number(env("ATB_BENCH_QPS", "1000")),
