@@ -787,6 +787,9 @@ async function restartScenario(c: Ctx) {
   const tracker = c.trackers.done;
   const targets = 100;
   await createDeployments(c.api, NS_DONE, "done", targets, 1);
+  // The same restart with no task in the operator's namespaces: what the process costs by itself.
+  log("restart: baseline with no tasks");
+  const baseline = await measureRestarts(c, [], {}, 0, 1);
   const t0 = Date.now();
   let names: string[] = [];
   if (CFG.fill === "bulk") {
@@ -801,7 +804,11 @@ async function restartScenario(c: Ctx) {
   for (const t of list.items) phases[t.status?.phase ?? "none"] = (phases[t.status?.phase ?? "none"] ?? 0) + 1;
   log(`restart: ${names.length} finished tasks after ${round(fillSeconds, 1)}s: ${JSON.stringify(phases)}`);
   await sleep(12_000); // two sweeps: nothing left in flight
-  return measureRestarts(c, names, phases, fillSeconds);
+  const r = await measureRestarts(c, names, phases, fillSeconds, CFG.restarts);
+  return {
+    ...r,
+    baselineNoTasks: { readySeconds: baseline.readySeconds, rssMiB: baseline.rssMiB, peakRssMiB: baseline.peakRssMiB },
+  };
 }
 
 async function fillThroughOperator(c: Ctx, tracker: Tracker, targets: number, t0: number): Promise<string[]> {
@@ -823,10 +830,16 @@ async function fillThroughOperator(c: Ctx, tracker: Tracker, targets: number, t0
   return names;
 }
 
-async function measureRestarts(c: Ctx, names: string[], phases: Record<string, number>, fillSeconds: number) {
+async function measureRestarts(
+  c: Ctx,
+  names: string[],
+  phases: Record<string, number>,
+  fillSeconds: number,
+  count: number,
+) {
   const observeMs = 15_000;
   const restarts = [];
-  for (let i = 1; i <= CFG.restarts; i++) {
+  for (let i = 1; i <= count; i++) {
     const audit0 = statSync(auditLogPath(c.dataDir)).size;
     const broker0 = brokerLines(c.stack);
     const s0 = Date.now();
@@ -869,7 +882,7 @@ async function measureRestarts(c: Ctx, names: string[], phases: Record<string, n
     fill: CFG.fill,
     finishedPhases: phases,
     fillSeconds: round(fillSeconds, 1),
-    fillThroughput: round(names.length / fillSeconds, 1),
+    fillThroughput: fillSeconds > 0 ? round(names.length / fillSeconds, 1) : 0,
     observeSecondsAfterReady: observeMs / 1000,
     readySeconds: spread(restarts.map(r => r.readySeconds)),
     brokerCalls: spread(restarts.map(r => r.brokerCalls)),
@@ -1216,6 +1229,11 @@ function printSummary(d: Summary): void {
     console.log(
       `\nrestart with ${String(r.finishedTasks)} finished tasks: ready ${f(r.readySeconds as Spread)} s, broker calls ${f(r.brokerCalls as Spread, 0)}, writes ${f(r.writes as Spread, 0)}, RSS ${f(r.rssMiB as Spread, 1)} MiB (peak ${f(r.peakRssMiB as Spread, 1)})`,
     );
+    const b = r.baselineNoTasks as unknown as Record<string, Spread> | undefined;
+    if (b)
+      console.log(
+        `  the same restart with no tasks: ready ${f(b.readySeconds)} s, RSS ${f(b.rssMiB, 1)} MiB (peak ${f(b.peakRssMiB, 1)})`,
+      );
   }
   console.log("\ntargets");
   for (const t of d.targets) console.log(`  [${t.met ? "met" : "NOT MET"}] ${t.target}: ${t.value}`);
