@@ -32,10 +32,10 @@ export interface PipelineDeps {
   wake?: (taskKey: string) => void;
 }
 
-/** What a step asks for: continue with the stored task, wait, or stop. */
 /** How long a task waiting for its target sleeps at most before it looks again by itself. */
 const LOCK_RECHECK_MS = 60_000;
 
+/** What a step asks for: continue with the stored task, wait, or stop. */
 export type Step = { next: AgentTask } | { requeueAfterMs: number } | { done: true };
 
 export const taskKey = (t: AgentTask): string => `${t.metadata?.namespace}/${t.metadata?.name}`;
