@@ -1,9 +1,10 @@
 // One task at a time per target. A task leaves Pending only when no other task of this process
 // holds its target, so each task is planned and judged on the state its predecessor left (a
 // patch is not refused because an earlier scale bumped the object; "rollback to previous" means
-// what the agent saw). Locks live in memory: after a restart, tasks already past Pending carry on
-// (the marker keeps them at most once) and the first one to run re-takes the lock. A holder that
-// finishes, disappears, or is no longer open in a sweep releases it, and waiters are woken.
+// what the agent saw). Locks live in memory: after a restart, the operator's first sweep re-takes
+// the targets of tasks already past Pending (they carry on; the marker keeps them at most once)
+// before any task runs. A holder that finishes, disappears, or is no longer open in a sweep
+// releases its target to the longest waiter, which alone is woken.
 
 export class TargetLocks {
   private readonly holders = new Map<string, string>();
