@@ -38,6 +38,8 @@ export interface OperatorOptions {
    * `npm run build`). The benchmark measures the bundle.
    */
   entry?: "source" | "bundle";
+  /** Extra node flags (e.g. --cpu-prof, which NODE_OPTIONS does not accept). */
+  nodeArgs?: string[];
 }
 
 /** The module bundle `npm run build` (pepr build) writes; it resolves pepr and the rest from node_modules. */
@@ -87,7 +89,7 @@ export async function startOperator(o: OperatorOptions): Promise<OperatorHandle>
   // not a wrapper.
   if (o.entry === "bundle" && !existsSync(BUNDLE)) throw new Error(`${BUNDLE} is missing: npm run build`);
   const args = o.entry === "bundle" ? [BUNDLE] : ["--import", "tsx", join(ROOT, "pepr.ts")];
-  const child = spawn(process.execPath, args, {
+  const child = spawn(process.execPath, [...(o.nodeArgs ?? []), ...args], {
     cwd: ROOT,
     env,
     stdio: ["ignore", fd, fd],

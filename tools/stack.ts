@@ -25,6 +25,8 @@ export interface StackOptions {
   namespaces: string[];
   /** Sources under tsx (default) or the built bundle; see OperatorOptions.entry. */
   operatorEntry?: "source" | "bundle";
+  /** Extra node flags for the operator process. */
+  operatorNodeArgs?: string[];
   /** Extra operator environment (deadlines, workers, ...). */
   operatorEnv?: Record<string, string>;
   /** Where the broker writes its audit lines (default: a file in workDir). */
@@ -137,6 +139,7 @@ function launch(stack: Stack, o: StackOptions, port: number, apiPath?: string): 
     workDir: join(o.workDir, "operator"),
     mode: "dev",
     entry: o.operatorEntry,
+    nodeArgs: o.operatorNodeArgs,
     port,
     apiPath,
     env: {
