@@ -119,7 +119,12 @@ export async function startStack(o: StackOptions): Promise<Stack> {
     );
   }
   await stack.startBroker();
-  stack.operator = await launch(stack, o, opPort);
+  try {
+    stack.operator = await launch(stack, o, opPort);
+  } catch (err) {
+    await stack.stopBroker(); // and its OPA child: the caller never gets a stack to stop
+    throw err;
+  }
   for (const cfg of webhookConfigurations(
     opPort,
     stack.operator.apiPath,
