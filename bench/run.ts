@@ -17,7 +17,7 @@ import { request as httpRequest } from "node:http";
 import type { DecideRequest } from "../capabilities/lib/broker-client";
 import { ensureBinaries } from "../tools/controlplane/binaries";
 import { auditLogPath, down, kubectl, up, type ClusterState } from "../tools/controlplane/cluster";
-import { startStack, type Stack } from "../tools/stack";
+import { installCrds, startStack, type Stack } from "../tools/stack";
 import { BUNDLE } from "../tools/operator";
 import { webhookConfigurations } from "../tools/webhooks";
 import { USER_AGENT } from "../capabilities/lib/kube";
@@ -1056,21 +1056,7 @@ async function main(): Promise<void> {
     log(`settings ${JSON.stringify(CFG)}`);
     if (CFG.operator === "bundle") buildBundle();
     cluster = await up({ dataDir, nodes: 3, log: l => log(l) });
-    const bin = ensureBinaries();
-    kubectl(bin, cluster.kubeconfig, ["apply", "--server-side", "-f", join(ROOT, "crds", "agenttask.yaml")]);
-    kubectl(bin, cluster.kubeconfig, [
-      "apply",
-      "--server-side",
-      "-f",
-      join(ROOT, "tests", "fixtures", "peprstore-crd.yaml"),
-    ]);
-    kubectl(bin, cluster.kubeconfig, [
-      "wait",
-      "--for=condition=Established",
-      "--timeout=60s",
-      "crd/agenttasks.atb.siemens.com",
-      "crd/peprstores.pepr.dev",
-    ]);
+    installCrds(ensureBinaries(), cluster.kubeconfig);
     const profDir = join(dataDir, "profile");
     const operatorEnv: Record<string, string> = {
       ATB_API_QPS: String(CFG.qps),

@@ -10,7 +10,7 @@ import { join, relative } from "node:path";
 import { load } from "js-yaml";
 import { binDirs, ensureBinaries, type Binaries } from "./controlplane/binaries";
 import { down, kubectl, up, type ClusterState } from "./controlplane/cluster";
-import { startStack, type Stack } from "./stack";
+import { installCrds, startStack, type Stack } from "./stack";
 
 const root = join(__dirname, "..");
 const dataDir = process.env.ATB_SANDBOX_DIR ?? join(root, ".data", "sandbox");
@@ -136,21 +136,7 @@ async function main(): Promise<number> {
   process.on("SIGINT", () => onSignal(130));
   process.on("SIGTERM", () => onSignal(143));
   try {
-    kubectl(b, s.kubeconfig, [
-      "apply",
-      "--server-side",
-      "-f",
-      join(root, "crds", "agenttask.yaml"),
-      "-f",
-      join(root, "tests", "fixtures", "peprstore-crd.yaml"),
-    ]);
-    kubectl(b, s.kubeconfig, [
-      "wait",
-      "--for=condition=Established",
-      "--timeout=60s",
-      "crd/agenttasks.atb.siemens.com",
-      "crd/peprstores.pepr.dev",
-    ]);
+    installCrds(b, s.kubeconfig);
     stack = await startStack({
       cluster: s,
       workDir: dataDir,

@@ -55,6 +55,29 @@ export interface Stack {
   stop(): Promise<void>;
 }
 
+/**
+ * Installs the CRDs the stack needs on a fresh control plane (the AgentTask CRD and Pepr's store
+ * CRD) and waits until the API server serves them.
+ */
+export function installCrds(bin: Binaries, kubeconfig: string): void {
+  const root = join(__dirname, "..");
+  kubectl(bin, kubeconfig, [
+    "apply",
+    "--server-side",
+    "-f",
+    join(root, "crds", "agenttask.yaml"),
+    "-f",
+    join(root, "tests", "fixtures", "peprstore-crd.yaml"),
+  ]);
+  kubectl(bin, kubeconfig, [
+    "wait",
+    "--for=condition=Established",
+    "--timeout=60s",
+    "crd/agenttasks.atb.siemens.com",
+    "crd/peprstores.pepr.dev",
+  ]);
+}
+
 export async function startStack(o: StackOptions): Promise<Stack> {
   const bin = ensureBinaries();
   const material = await ensureDevMaterial(join(o.workDir, "pki"));

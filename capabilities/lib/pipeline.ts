@@ -39,7 +39,7 @@ const LOCK_RECHECK_MS = 60_000;
 export type Step = { next: AgentTask } | { requeueAfterMs: number } | { done: true };
 
 export const taskKey = (t: AgentTask): string => `${t.metadata?.namespace}/${t.metadata?.name}`;
-export const targetKey = (t: AgentTask): string => {
+const targetKey = (t: AgentTask): string => {
   const x = t.spec!.target;
   return `${x.kind}/${x.namespace}/${x.name}`;
 };
@@ -98,7 +98,7 @@ export class Pipeline {
     const due = task.status?.nextAttemptAt ? Date.parse(task.status.nextAttemptAt) - now.getTime() : 0;
     if (due > 0) return { requeueAfterMs: due };
     const ctx = this.context(task);
-    if (phase === "Processing" || phase === "Executing") this.locks.claim(targetKey(task), taskKey(task));
+    this.holdTargetIfStarted(task);
     switch (phase) {
       case undefined:
         return this.to(task, { phase: "Pending", reason: "Queued", message: "Task received; waiting for a worker" });
@@ -128,6 +128,16 @@ export class Pipeline {
           : execute(this, task, module, ctx);
     }
     return { done: true };
+  }
+
+  /**
+   * A task past Pending holds its target. Locks live in memory, so after a restart they are
+   * rebuilt from the tasks: by the first sweep, then by each task as it runs (never stealing).
+   */
+  holdTargetIfStarted(task: AgentTask): void {
+    const phase = task.status?.phase;
+    if ((phase === "Processing" || phase === "Executing") && task.spec?.target)
+      this.locks.claim(targetKey(task), taskKey(task));
   }
 
   inScope(task: AgentTask): boolean {

@@ -11,7 +11,7 @@ import { messageOf } from "./errors";
 import { KubeClient, resourcePath } from "./kube";
 import { createLogger, type Logger } from "./logger";
 import { OperatorMetrics, serveMetrics } from "./metrics";
-import { Pipeline, targetKey, taskKey } from "./pipeline";
+import { Pipeline, taskKey } from "./pipeline";
 import { isTerminal } from "./status";
 import { createStatusWriter } from "./status-writer";
 import { WorkQueue } from "./work-queue";
@@ -170,40 +170,23 @@ export class OperatorRuntime {
     }
   }
 
-  private countOnly(items: AgentTask[], tally: { counts: Map<string, number>; open: Set<string> }): void {
-    for (const t of items) {
-      const phase = t.status?.phase ?? "Pending";
-      tally.counts.set(phase, (tally.counts.get(phase) ?? 0) + 1);
-      if (isTerminal(t.status?.phase)) continue;
-      tally.open.add(taskKey(t));
-      this.claimIfStarted(t);
-      this.requeue(taskKey(t));
-    }
-  }
-
   /** Queues the open tasks of one listing and counts phases and tasks the watch never delivered. */
   private visit(items: AgentTask[], tally: { counts: Map<string, number>; open: Set<string>; missed: number }): void {
     // A task counts as missed by the watch only when both it and this process are older than the
     // grace: right after a start the watch's initial list has not been delivered yet.
     const grace = Date.now() - 2 * this.config.sweepIntervalMs - 10_000;
-    if (this.startedAt > grace) return this.countOnly(items, tally);
+    const judgeWatch = this.startedAt <= grace;
     for (const t of items) {
       const phase = t.status?.phase ?? "Pending";
       tally.counts.set(phase, (tally.counts.get(phase) ?? 0) + 1);
       if (isTerminal(t.status?.phase)) continue;
       const key = taskKey(t);
       tally.open.add(key);
-      this.claimIfStarted(t);
+      this.pipeline!.holdTargetIfStarted(t);
       this.requeue(key);
-      if (!this.watched.has(key) && Date.parse(String(t.metadata?.creationTimestamp)) < grace) tally.missed++;
+      if (judgeWatch && !this.watched.has(key) && Date.parse(String(t.metadata?.creationTimestamp)) < grace)
+        tally.missed++;
     }
-  }
-
-  /** A task past Pending holds its target (after a restart the locks are rebuilt from the tasks). */
-  private claimIfStarted(t: AgentTask): void {
-    const phase = t.status?.phase;
-    if ((phase === "Processing" || phase === "Executing") && t.spec?.target)
-      this.pipeline!.locks.claim(targetKey(t), taskKey(t));
   }
 
   /**

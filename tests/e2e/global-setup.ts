@@ -2,11 +2,11 @@
 // scheduler, KWOK), installs the CRDs, and records where it is. Fails loudly if it cannot start:
 // the e2e suite never skips.
 import { mkdirSync, writeFileSync } from "node:fs";
-import { dirname, join } from "node:path";
+import { dirname } from "node:path";
 import { up } from "../../tools/controlplane/cluster";
 import { ensureBinaries } from "../../tools/controlplane/binaries";
 import { e2eDataDir, stateFile } from "../helpers/cluster-env";
-import { Kube } from "../helpers/kube";
+import { installCrds } from "../../tools/stack";
 
 export default async function globalSetup(): Promise<void> {
   const t0 = Date.now();
@@ -15,16 +15,6 @@ export default async function globalSetup(): Promise<void> {
   process.env.ATB_E2E_STATE = file;
   mkdirSync(dirname(file), { recursive: true });
   writeFileSync(file, JSON.stringify(state, null, 2));
-  const kube = new Kube(ensureBinaries(), state.kubeconfig);
-  const root = join(__dirname, "..", "..");
-  kube.apply(join(root, "crds", "agenttask.yaml"));
-  kube.apply(join(root, "tests", "fixtures", "peprstore-crd.yaml"));
-  kube.run([
-    "wait",
-    "--for=condition=Established",
-    "--timeout=60s",
-    "crd/agenttasks.atb.siemens.com",
-    "crd/peprstores.pepr.dev",
-  ]);
+  installCrds(ensureBinaries(), state.kubeconfig);
   console.log(`[e2e] control plane ready in ${((Date.now() - t0) / 1000).toFixed(1)}s: ${state.server}`);
 }

@@ -11,8 +11,9 @@ import { down, startApiserver, stopComponent, up, type ClusterState } from "../.
 import { ensureBinaries } from "../../tools/controlplane/binaries";
 import { appliedTasks } from "../../capabilities/lib/marker";
 import type { KubeObject } from "../../capabilities/lib/action";
+import { installCrds } from "../../tools/stack";
 import { operatorWrites } from "../helpers/audit";
-import { eventually, Kube } from "../helpers/kube";
+import { eventually } from "../helpers/kube";
 import { AGENT, executed, Harness, sleep, type Task } from "../helpers/pipeline-tasks";
 import { checkNoLeaks, counter, operatorAlive, probe, size, summary, metricsOf } from "../helpers/reliability";
 
@@ -30,17 +31,7 @@ let h: Harness;
 
 beforeAll(async () => {
   state = await up({ dataDir, nodes: 2, log: l => console.log(l) });
-  const kube = new Kube(bin, state.kubeconfig);
-  const root = join(__dirname, "..", "..");
-  kube.apply(join(root, "crds", "agenttask.yaml"));
-  kube.apply(join(root, "tests", "fixtures", "peprstore-crd.yaml"));
-  kube.run([
-    "wait",
-    "--for=condition=Established",
-    "--timeout=60s",
-    "crd/agenttasks.atb.siemens.com",
-    "crd/peprstores.pepr.dev",
-  ]);
+  installCrds(bin, state.kubeconfig);
   h = new Harness(state, NS, "stack-rel-apiserver");
   await h.start({ ATB_SWEEP_INTERVAL_SECONDS: String(SWEEP_S), ATB_WORKERS: "8", ATB_ROLLOUT_TIMEOUT_SECONDS: "240" });
   const items = Array.from({ length: TARGETS }, (_, i) => h.workload("Deployment", `app-${i}`, "nginx:1.27"));
