@@ -6,7 +6,7 @@
 // Prints one JSON line: requests, errors, rate and latency percentiles.
 import { createWriteStream, readFileSync } from "node:fs";
 import { Pool } from "undici";
-import { createBrokerClient, type DecideRequest } from "../capabilities/lib/broker-client";
+import { BROKER_CLIENT_DEFAULTS, createBrokerClient, type DecideRequest } from "../capabilities/lib/broker/client";
 import { createLogger } from "../capabilities/lib/logger";
 
 export interface LoadSpec {
@@ -62,10 +62,7 @@ function clientCall(spec: LoadSpec, requests: DecideRequest[]): { call: Call; cl
       brokerUrl: spec.url,
       tls: spec.tls,
       insecure: false,
-      attemptTimeoutMs: 5_000,
-      maxAttempts: 4,
-      baseBackoffMs: 200,
-      maxBackoffMs: 5_000,
+      ...BROKER_CLIENT_DEFAULTS,
       connections: spec.connections,
     },
     log,

@@ -12,14 +12,19 @@
 import { createWriteStream } from "node:fs";
 import type { AgentTask } from "../crds/agenttask";
 import type { KubeObject, TaskContext } from "../capabilities/lib/action";
-import { decideRequest, decisionTransition } from "../capabilities/lib/pipeline-steps";
-import { createBrokerClient, poaExpiry, type BrokerClient } from "../capabilities/lib/broker-client";
+import { decideRequest, decisionTransition } from "../capabilities/lib/pipeline/steps";
+import {
+  BROKER_CLIENT_DEFAULTS,
+  createBrokerClient,
+  poaExpiry,
+  type BrokerClient,
+} from "../capabilities/lib/broker/client";
 import { parseConfig } from "../capabilities/lib/config";
 import { KubeClient, KubeError, resourcePath } from "../capabilities/lib/kube";
 import { createLogger, type Logger } from "../capabilities/lib/logger";
-import { appliedTasks, isApplied } from "../capabilities/lib/marker";
-import { createStatusWriter, type StatusWriter } from "../capabilities/lib/status-writer";
-import type { Transition } from "../capabilities/lib/status";
+import { appliedTasks, isApplied } from "../capabilities/lib/action/marker";
+import { createStatusWriter, type StatusWriter } from "../capabilities/lib/status/writer";
+import type { Transition } from "../capabilities/lib/status/conditions";
 import { ScaleAction } from "../capabilities/scale";
 import { KubeConfig } from "@kubernetes/client-node";
 
@@ -156,7 +161,7 @@ class Limit {
       deadline: exp,
       requestIdBase: `${m.uid}.0`,
     });
-    // The same transitions as the pipeline (capabilities/lib/pipeline-steps.ts).
+    // The same transitions as the pipeline (capabilities/lib/pipeline/).
     const next = decisionTransition(decision);
     if (!decision.allowed) {
       await this.to(task, next);
@@ -225,11 +230,7 @@ async function main(): Promise<void> {
             brokerUrl: msg.brokerUrl,
             tls: msg.tls,
             insecure: false,
-            attemptTimeoutMs: 5_000,
-            maxAttempts: 4,
-            baseBackoffMs: 200,
-            maxBackoffMs: 5_000,
-            connections: 16,
+            ...BROKER_CLIENT_DEFAULTS,
           },
           log,
         );

@@ -14,7 +14,7 @@ import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, wri
 import { cpus, totalmem } from "node:os";
 import { join } from "node:path";
 import { request as httpRequest } from "node:http";
-import type { DecideRequest } from "../capabilities/lib/broker-client";
+import type { DecideRequest } from "../capabilities/lib/broker/client";
 import { ensureBinaries } from "../tools/controlplane/binaries";
 import { auditLogPath, down, kubectl, up, type ClusterState } from "../tools/controlplane/cluster";
 import { installCrds, startStack, type Stack } from "../tools/stack";

@@ -4,7 +4,7 @@
 // files are reused so the operator and the minting tool keep working across broker restarts.
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { ensureCA, issueCert, type CertPaths } from "../tools/pki";
+import { ensureCA, issueCert, type CertPaths } from "./pki";
 import { generateDevKeys } from "./poa";
 
 export const DEV_OPERATOR_SPIFFE_ID = "spiffe://atb.local/ns/atb-system/sa/atb-operator";

@@ -6,7 +6,7 @@ import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, openSync, closeSync, readFileSync } from "node:fs";
 import { request } from "node:https";
 import { join } from "node:path";
-import { ensureCA, issueCert } from "./pki";
+import { ensureCA, issueCert } from "../broker/pki";
 import { freePort } from "./controlplane/cluster";
 
 const ROOT = join(__dirname, "..");

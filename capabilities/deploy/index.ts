@@ -1,10 +1,10 @@
 // The deploy action: roll a Deployment, StatefulSet or DaemonSet to a new image or a new manifest
 // and count the task Completed when the rollout finishes (Failed on ProgressDeadlineExceeded).
 import type { ActionModule, KubeObject, Plan, TaskContext } from "../lib/action";
-import { verifyRollout } from "../lib/rollout";
+import { verifyRollout } from "../lib/action/target";
 import { planImage, planManifest } from "./plan";
 import { validateDeploy } from "./validate";
-import { actionCapability } from "../lib/action-capability";
+import { actionCapability } from "../lib/action/capability";
 
 export { validateDeploy } from "./validate";
 

@@ -5,8 +5,8 @@ import { createHash } from "node:crypto";
 import type { KubeObject, Plan, TaskContext } from "../lib/action";
 import { AtbError } from "../lib/errors";
 import { resourcePath } from "../lib/kube";
-import { markerAnnotations } from "../lib/marker";
-import { containerImages, podTemplate } from "../lib/rollout";
+import { markerAnnotations } from "../lib/action/marker";
+import { containerImages, podTemplate } from "../lib/kube/workload";
 import { isRecord } from "./validate";
 
 function refusePaused(target: KubeObject, kind: string): void {

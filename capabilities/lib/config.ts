@@ -1,6 +1,7 @@
 // Operator configuration: the only place that reads the environment. parseConfig is pure
 // (env in, frozen config out) and fails fast with a message naming the variable and the rule.
 import { AtbError } from "./errors";
+import { BROKER_CLIENT_DEFAULTS as BROKER } from "./broker/config";
 
 export interface OperatorConfig {
   /** How Pepr runs this process: build (manifest discovery), admission, watch, or dev (both). */
@@ -122,11 +123,11 @@ export function parseConfig(env: Env): Readonly<OperatorConfig> {
       url: brokerUrl(env.ATB_BROKER_URL),
       tls,
       insecure: bool(env, "ATB_INSECURE", false),
-      attemptTimeoutMs: int(env, "ATB_BROKER_TIMEOUT_MS", 5_000, 100, 120_000),
-      maxAttempts: int(env, "ATB_BROKER_MAX_ATTEMPTS", 4, 1, 20),
-      baseBackoffMs: int(env, "ATB_BROKER_BACKOFF_BASE_MS", 200, 10, 60_000),
-      maxBackoffMs: int(env, "ATB_BROKER_BACKOFF_MAX_MS", 5_000, 10, 300_000),
-      connections: int(env, "ATB_BROKER_CONNECTIONS", 16, 1, 256),
+      attemptTimeoutMs: int(env, "ATB_BROKER_TIMEOUT_MS", BROKER.attemptTimeoutMs, 100, 120_000),
+      maxAttempts: int(env, "ATB_BROKER_MAX_ATTEMPTS", BROKER.maxAttempts, 1, 20),
+      baseBackoffMs: int(env, "ATB_BROKER_BACKOFF_BASE_MS", BROKER.baseBackoffMs, 10, 60_000),
+      maxBackoffMs: int(env, "ATB_BROKER_BACKOFF_MAX_MS", BROKER.maxBackoffMs, 10, 300_000),
+      connections: int(env, "ATB_BROKER_CONNECTIONS", BROKER.connections, 1, 256),
     },
     taskDeadlineMs: int(env, "ATB_TASK_DEADLINE_SECONDS", 600, 5, 86_400) * 1000,
     rolloutTimeoutMs: int(env, "ATB_ROLLOUT_TIMEOUT_SECONDS", 300, 1, 86_400) * 1000,

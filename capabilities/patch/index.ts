@@ -15,10 +15,10 @@ import type { ActionModule, KubeObject, Plan, TaskContext, VerifyResult } from "
 import type { OperatorConfig } from "../lib/config";
 import { AtbError, messageOf } from "../lib/errors";
 import { resourcePath } from "../lib/kube";
-import { markerPatchOps } from "../lib/marker";
-import { getTarget, targetGone, verifyRollout } from "../lib/rollout";
+import { markerPatchOps } from "../lib/action/marker";
+import { getTarget, targetGone, verifyRollout } from "../lib/action/target";
 import { parsePatch, pointerSegments, touchesPodTemplate, type Op } from "./ops";
-import { actionCapability } from "../lib/action-capability";
+import { actionCapability } from "../lib/action/capability";
 
 const ALLOWED = ["patch"];
 

@@ -3,7 +3,7 @@
 // paths no agent may touch: identity, ownership, server-managed fields, status and our marker.
 import { validate as validateOps, type Operation } from "fast-json-patch";
 import { ANNOTATION_APPLIED_BY } from "../../crds/agenttask";
-import { ANNOTATION_APPLIED_TASKS } from "../lib/marker";
+import { ANNOTATION_APPLIED_TASKS } from "../lib/action/marker";
 
 export type Op = Operation & { from?: string; value?: unknown };
 

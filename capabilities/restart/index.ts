@@ -6,9 +6,10 @@ import type { ActionModule, KubeObject, Plan, TaskContext } from "../lib/action"
 import type { OperatorConfig } from "../lib/config";
 import { AtbError } from "../lib/errors";
 import { resourcePath } from "../lib/kube";
-import { markerAnnotations } from "../lib/marker";
-import { podTemplate, verifyRollout } from "../lib/rollout";
-import { actionCapability } from "../lib/action-capability";
+import { markerAnnotations } from "../lib/action/marker";
+import { podTemplate } from "../lib/kube/workload";
+import { verifyRollout } from "../lib/action/target";
+import { actionCapability } from "../lib/action/capability";
 
 export const RESTARTED_AT = "kubectl.kubernetes.io/restartedAt";
 

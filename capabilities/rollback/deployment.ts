@@ -5,8 +5,10 @@
 import type { KubeObject, Plan, TaskContext, VerifyResult } from "../lib/action";
 import { AtbError } from "../lib/errors";
 import { resourcePath } from "../lib/kube";
-import { isApplied, markerPatchOps } from "../lib/marker";
-import { containerImages, deploymentStatus, getTarget, targetGone } from "../lib/rollout";
+import { isApplied, markerPatchOps } from "../lib/action/marker";
+import { deploymentStatus } from "../lib/kube/rollout";
+import { containerImages } from "../lib/kube/workload";
+import { getTarget, targetGone } from "../lib/action/target";
 import { history, pickRevision, revisionOf, sameTemplate, withoutHash } from "./history";
 
 export async function planDeploymentRollback(ctx: TaskContext, target: KubeObject): Promise<Plan> {

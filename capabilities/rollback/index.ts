@@ -7,7 +7,7 @@ import type { OperatorConfig } from "../lib/config";
 import { AtbError } from "../lib/errors";
 import { planDeploymentRollback, verifyDeploymentRollback } from "./deployment";
 import { planRevisionRollback, verifyRevisionRollback } from "./revisions";
-import { actionCapability } from "../lib/action-capability";
+import { actionCapability } from "../lib/action/capability";
 
 const ALLOWED = ["revision"];
 

@@ -5,8 +5,10 @@
 import type { KubeObject, Plan, TaskContext, VerifyResult } from "../lib/action";
 import { AtbError } from "../lib/errors";
 import { resourcePath } from "../lib/kube";
-import { isApplied, markerAnnotations } from "../lib/marker";
-import { containerImages, getTarget, rolloutStatus, targetGone } from "../lib/rollout";
+import { isApplied, markerAnnotations } from "../lib/action/marker";
+import { rolloutStatus } from "../lib/kube/rollout";
+import { containerImages } from "../lib/kube/workload";
+import { getTarget, targetGone } from "../lib/action/target";
 import { history, pickRevision, revisionOf, sameTemplate } from "./history";
 
 type Kind = "StatefulSet" | "DaemonSet";

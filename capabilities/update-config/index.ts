@@ -6,9 +6,9 @@ import type { ActionModule, KubeObject, Plan, TaskContext, VerifyResult } from "
 import type { OperatorConfig } from "../lib/config";
 import { AtbError } from "../lib/errors";
 import { resourcePath } from "../lib/kube";
-import { markerAnnotations } from "../lib/marker";
-import { getTarget, targetGone } from "../lib/rollout";
-import { actionCapability } from "../lib/action-capability";
+import { markerAnnotations } from "../lib/action/marker";
+import { getTarget, targetGone } from "../lib/action/target";
+import { actionCapability } from "../lib/action/capability";
 
 const ALLOWED = ["data", "remove"];
 const KEY = /^[-._a-zA-Z0-9]+$/;

@@ -4,7 +4,7 @@
 // under-approved tokens are Denied with the policy's reason and leave the target untouched; and a
 // patch whose target changed after the broker's decision is not applied.
 import { randomBytes } from "node:crypto";
-import { ANNOTATION_APPLIED_TASKS } from "../../capabilities/lib/marker";
+import { ANNOTATION_APPLIED_TASKS } from "../../capabilities/lib/action/marker";
 import { e2eCluster } from "../helpers/cluster-env";
 import {
   checkAtMostOnce,

@@ -9,7 +9,7 @@ import type { ActionModule, KubeObject, Plan, TaskContext, VerifyResult } from "
 import { parseConfig, type OperatorConfig } from "../../capabilities/lib/config";
 import { KubeClient, KubeError, resourcePath } from "../../capabilities/lib/kube";
 import { createLogger } from "../../capabilities/lib/logger";
-import { isApplied } from "../../capabilities/lib/marker";
+import { isApplied } from "../../capabilities/lib/action/marker";
 import { ScaleAction } from "../../capabilities/scale";
 import { RESTARTED_AT, RestartAction } from "../../capabilities/restart";
 import { UpdateConfigAction } from "../../capabilities/update-config";

@@ -6,7 +6,7 @@ import { createServer, type Server } from "node:https";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { AtbError } from "../../capabilities/lib/errors";
-import type { BrokerClient, BrokerClientConfig, DecideRequest } from "../../capabilities/lib/broker-client";
+import type { BrokerClient, BrokerClientConfig, DecideRequest } from "../../capabilities/lib/broker/client";
 import { mintPoa } from "../../broker/poa";
 import {
   AGENT,

@@ -6,7 +6,7 @@ import { connect } from "node:tls";
 import { SignJWT, base64url } from "jose";
 import { Agent, request as httpRequest } from "undici";
 import { AtbError } from "../../capabilities/lib/errors";
-import type { BrokerClient, DecideRequest } from "../../capabilities/lib/broker-client";
+import type { BrokerClient, DecideRequest } from "../../capabilities/lib/broker/client";
 import { mintPoa, type MintOptions } from "../../broker/poa";
 import type { RunningBroker } from "../../broker/server";
 import {

@@ -3,7 +3,7 @@
 // THEN each tier, binding and approval rule answers with its documented reason code.
 import { writeFileSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import type { BrokerClient, DecideRequest } from "../../capabilities/lib/broker-client";
+import type { BrokerClient, DecideRequest } from "../../capabilities/lib/broker/client";
 import { mintPoa, type MintOptions } from "../../broker/poa";
 import type { RunningBroker } from "../../broker/server";
 import {

@@ -7,8 +7,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Writable } from "node:stream";
 import { createLogger, type Logger } from "../../capabilities/lib/logger";
-import { createBrokerClient, type BrokerClient, type BrokerClientConfig } from "../../capabilities/lib/broker-client";
-import { ensureCA, issueCert, type CertPaths } from "../../tools/pki";
+import { createBrokerClient, type BrokerClient, type BrokerClientConfig } from "../../capabilities/lib/broker/client";
+import { ensureCA, issueCert, type CertPaths } from "../../broker/pki";
 import { startBroker, type BrokerOptions, type RunningBroker } from "../../broker/server";
 
 export const OPERATOR_ID = "spiffe://atb.test/ns/atb-system/sa/atb-operator";

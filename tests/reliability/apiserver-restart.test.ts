@@ -9,7 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { down, startApiserver, stopComponent, up, type ClusterState } from "../../tools/controlplane/cluster";
 import { ensureBinaries } from "../../tools/controlplane/binaries";
-import { appliedTasks } from "../../capabilities/lib/marker";
+import { appliedTasks } from "../../capabilities/lib/action/marker";
 import type { KubeObject } from "../../capabilities/lib/action";
 import { installCrds } from "../../tools/stack";
 import { operatorWrites } from "../helpers/audit";

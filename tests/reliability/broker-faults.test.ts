@@ -7,7 +7,7 @@
 // events and atb_operator_retries_total, and every task reaches a terminal phase.
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { ensureCA, issueCert } from "../../tools/pki";
+import { ensureCA, issueCert } from "../../broker/pki";
 import { e2eCluster } from "../helpers/cluster-env";
 import { eventually } from "../helpers/kube";
 import { executed, Harness, type Task } from "../helpers/pipeline-tasks";

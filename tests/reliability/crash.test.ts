@@ -9,7 +9,7 @@ import { auditEvents, operatorWrites } from "../helpers/audit";
 import { USER_AGENT } from "../../capabilities/lib/kube";
 import { AGENT, executed, Harness, sleep, type Task } from "../helpers/pipeline-tasks";
 import { checkNoLeaks, operatorAlive, probe, size, summary } from "../helpers/reliability";
-import { appliedTasks } from "../../capabilities/lib/marker";
+import { appliedTasks } from "../../capabilities/lib/action/marker";
 import type { KubeObject } from "../../capabilities/lib/action";
 
 const TASKS = Number(process.env.ATB_CRASH_TASKS ?? size(200, 500));

@@ -4,8 +4,8 @@ import fc from "fast-check";
 import { JtiCache } from "../../broker/jti-cache";
 import { acceptableRequestId, parseDecideBody } from "../../broker/request";
 import { normaliseApprovals } from "../../broker/verify";
-import { poaExpiry, safeRequestIdBase } from "../../capabilities/lib/broker-client";
-import { classifyTransportError } from "../../capabilities/lib/broker-transport";
+import { poaExpiry, safeRequestIdBase } from "../../capabilities/lib/broker/client";
+import { classifyTransportError } from "../../capabilities/lib/broker/transport";
 import { AtbError } from "../../capabilities/lib/errors";
 
 describe("JtiCache", () => {

@@ -8,7 +8,7 @@ import {
   normaliseTier,
   parseDecisionBody,
   parseRetryAfter,
-} from "../../capabilities/lib/broker-response";
+} from "../../capabilities/lib/broker/response";
 
 const tierCase = fc.constantFrom("LOW", "MEDIUM", "HIGH", "CRITICAL").chain(t => fc.constantFrom(t, t.toLowerCase()));
 

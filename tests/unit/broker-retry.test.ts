@@ -8,8 +8,8 @@ import {
   withRetry,
   type RetryClock,
   type RetryPolicy,
-} from "../../capabilities/lib/broker-retry";
-import type { AttemptResult, Decision } from "../../capabilities/lib/broker-response";
+} from "../../capabilities/lib/broker/retry";
+import type { AttemptResult, Decision } from "../../capabilities/lib/broker/response";
 
 const policy: RetryPolicy = { maxAttempts: 5, attemptTimeoutMs: 1000, baseBackoffMs: 100, maxBackoffMs: 1000 };
 const decision: Decision = { allowed: true, riskTier: "LOW", reason: "allowed", requestId: "r", evaluateMs: 1 };

@@ -119,7 +119,7 @@ afterAll(() => {
 const cluster = (group: string, resource: string, verbs: string[], name = "*"): Grant[] =>
   verbs.map(verb => ({ group, resource, verb, name, scope: "cluster" }));
 
-/** What the operator's own code calls (see capabilities/lib/kube.ts: every call goes through it). */
+/** What the operator's own code calls (see capabilities/lib/kube/client.ts: every call goes through it). */
 function codeNeeds(): Grant[] {
   const out: Grant[] = [];
   // Every action: GET the target to plan and to verify, PATCH it (after a dry-run PATCH).
@@ -130,7 +130,7 @@ function codeNeeds(): Grant[] {
     // rollback: the history of a Deployment (ReplicaSets) or StatefulSet/DaemonSet (ControllerRevisions)
     ...cluster("apps", "replicasets", ["list"]),
     ...cluster("apps", "controllerrevisions", ["list"]),
-    // pipeline.ts re-reads the task; runtime.ts sweeps (LIST); status-writer.ts patches status and posts Events
+    // the pipeline re-reads the task; the runtime sweeps (LIST); the status writer patches status and posts Events
     ...cluster("atb.siemens.com", "agenttasks", ["get", "list"]),
     ...cluster("atb.siemens.com", "agenttasks/status", ["patch"]),
     ...cluster("", "events", ["create"]),
@@ -231,9 +231,9 @@ describe("the code's API calls (tripwire for new verbs)", () => {
       e.isDirectory() ? sources(join(dir, e.name)) : e.name.endsWith(".ts") ? [join(dir, e.name)] : [],
     );
   }
-  const files = sources(join(root, "capabilities")).filter(f => !f.endsWith(join("lib", "kube.ts")));
+  const files = sources(join(root, "capabilities")).filter(f => !f.endsWith(join("lib", "kube", "client.ts")));
 
-  test("no DELETE or PUT anywhere, and the only POST is the Event in status-writer.ts", () => {
+  test("no DELETE or PUT anywhere, and the only POST is the Event in status/writer.ts", () => {
     const hits: string[] = [];
     for (const f of files) {
       const text = readFileSync(f, "utf8");
@@ -241,10 +241,10 @@ describe("the code's API calls (tripwire for new verbs)", () => {
     }
     // broker-transport.ts POSTs to the broker (not the Kubernetes API).
     expect(hits.sort()).toEqual([
-      "capabilities/lib/broker-transport.ts POST",
-      "capabilities/lib/status-writer.ts POST",
+      "capabilities/lib/broker/transport.ts POST",
+      "capabilities/lib/status/writer.ts POST",
     ]);
-    const sw = readFileSync(join(root, "capabilities", "lib", "status-writer.ts"), "utf8");
+    const sw = readFileSync(join(root, "capabilities", "lib", "status", "writer.ts"), "utf8");
     expect(sw).toMatch(/method: "POST", path: resourcePath\("Event", namespace\)/);
   });
 

@@ -1,5 +1,5 @@
 // Status math: conditions follow the API conventions; merge patches clear what a transition drops.
-import { nextStatus, setCondition, statusPatch } from "../../capabilities/lib/status";
+import { nextStatus, setCondition, statusPatch } from "../../capabilities/lib/status/conditions";
 import type { AgentTask } from "../../crds/agenttask";
 
 const t0 = new Date("2026-01-01T00:00:00Z");

@@ -1,5 +1,5 @@
 // The work queue: bounded concurrency, one worker per key, dirty keys run again, earliest timer wins.
-import { WorkQueue } from "../../capabilities/lib/work-queue";
+import { WorkQueue } from "../../capabilities/lib/runtime/work-queue";
 
 const tick = (ms = 0) => new Promise(r => setTimeout(r, ms));
 

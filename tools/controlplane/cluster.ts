@@ -8,7 +8,7 @@ import { existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync, c
 import { createServer } from "node:net";
 import { join } from "node:path";
 import { ensureBinaries, type Binaries } from "./binaries";
-import { ensureCA, issueCert, keyPair, readPem } from "../pki";
+import { ensureCA, issueCert, keyPair, readPem } from "../../broker/pki";
 import { kubeReady, waitFor } from "./wait";
 
 export const SERVICE_CIDR = "10.96.0.0/16";

@@ -2,7 +2,7 @@
 // /readyz probe over the admin client certificate.
 import { request } from "node:https";
 import { readFileSync } from "node:fs";
-import type { CertPaths } from "../pki";
+import type { CertPaths } from "../../broker/pki";
 
 /** Polls probe every 150 ms until it returns true; check() may throw to abort early. */
 export async function waitFor(

@@ -7,7 +7,7 @@ import {
   replicaSetStatus,
   rolloutStatus,
   statefulSetStatus,
-} from "../../../capabilities/lib/rollout";
+} from "../../../capabilities/lib/kube/rollout";
 
 function obj(spec: Record<string, unknown>, status: Record<string, unknown>, generation = 2): KubeObject {
   return { metadata: { name: "web", generation }, spec, status };

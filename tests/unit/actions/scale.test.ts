@@ -2,7 +2,7 @@
 // the task counts as done.
 import { ScaleAction, scaleStatus } from "../../../capabilities/scale";
 import { ANNOTATION_APPLIED_BY } from "../../../crds/agenttask";
-import { ANNOTATION_APPLIED_TASKS } from "../../../capabilities/lib/marker";
+import { ANNOTATION_APPLIED_TASKS } from "../../../capabilities/lib/action/marker";
 import { AtbError } from "../../../capabilities/lib/errors";
 import { config, ctx, FakeKube, spec, UID, workload } from "./fake";
 

@@ -4,12 +4,12 @@
 // the task. Events are best-effort, as with client-go's recorder: a failed Event is logged and
 // counted, never allowed to fail or repeat the transition it reports.
 import { randomBytes } from "node:crypto";
-import { AgentTask, GROUP, KIND, VERSION } from "../../crds/agenttask";
-import type { KubeClient } from "./kube";
-import { resourcePath } from "./kube";
-import type { Logger } from "./logger";
-import { messageOf } from "./errors";
-import { nextStatus, statusPatch, warning, type Transition } from "./status";
+import { AgentTask, GROUP, KIND, VERSION } from "../../../crds/agenttask";
+import type { KubeApi } from "../kube";
+import { resourcePath } from "../kube";
+import type { Logger } from "../logger";
+import { messageOf } from "../errors";
+import { nextStatus, statusPatch, warning, type Transition } from "./conditions";
 
 export interface StatusWriter {
   /** Writes the transition and returns the task as stored afterwards. */
@@ -17,7 +17,7 @@ export interface StatusWriter {
 }
 
 export interface StatusWriterDeps {
-  kube: KubeClient;
+  kube: KubeApi;
   log: Logger;
   now?: () => Date;
   onEventError?: () => void;

@@ -6,21 +6,21 @@
 //   (none) → Pending → Processing ─ dry run, broker decide ─┬→ Denied
 //                                                          └→ Executing ─ write + marker ─ verify ─┬→ Completed
 //   any error: retryable → same phase with attempts/nextAttemptAt; terminal → Failed        └→ Failed
-import type { AgentTask } from "../../crds/agenttask";
-import type { ActionModule, ActionRegistry, Plan, TaskContext } from "./action";
-import type { BrokerClient } from "./broker-client";
-import type { OperatorConfig } from "./config";
-import { AtbError, messageOf } from "./errors";
-import { KubeError, resourcePath, type KubeClient } from "./kube";
-import type { Logger } from "./logger";
-import type { OperatorMetrics } from "./metrics";
-import { conditionOf, isTerminal, type Transition } from "./status";
-import type { StatusWriter } from "./status-writer";
-import { authorize, execute, verify } from "./pipeline-steps";
-import { TargetLocks } from "./target-locks";
+import type { AgentTask } from "../../../crds/agenttask";
+import type { ActionModule, ActionRegistry, Plan, TaskContext } from "../action";
+import type { BrokerClient } from "../broker/client";
+import type { OperatorConfig } from "../config";
+import { AtbError, messageOf } from "../errors";
+import { KubeError, resourcePath, type KubeApi } from "../kube";
+import type { Logger } from "../logger";
+import type { OperatorMetrics } from "../metrics";
+import { conditionOf, isTerminal, type Transition } from "../status/conditions";
+import type { StatusWriter } from "../status/writer";
+import { authorize, execute, verify } from "./steps";
+import { TargetLocks } from "../runtime/target-locks";
 
 export interface PipelineDeps {
-  kube: KubeClient;
+  kube: KubeApi;
   broker: BrokerClient;
   actions: ActionRegistry;
   config: Readonly<OperatorConfig>;

@@ -4,8 +4,8 @@
 // errors, so the retry decorator only ever sees the project's error catalog.
 import { readFileSync } from "node:fs";
 import { Pool } from "undici";
-import { AtbError, messageOf } from "./errors";
-import { MAX_RESPONSE_BYTES, type RawAnswer } from "./broker-response";
+import { AtbError, messageOf } from "../errors";
+import { MAX_RESPONSE_BYTES, type RawAnswer } from "./response";
 
 export interface BrokerTlsFiles {
   /** Client certificate (PEM) presented to the broker; its URI SAN is the operator's SPIFFE ID. */

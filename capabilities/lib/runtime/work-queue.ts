@@ -70,10 +70,6 @@ export class WorkQueue {
     return this.urgent.length + this.queue.length;
   }
 
-  get busy(): number {
-    return this.running;
-  }
-
   /** Resolves when nothing is queued or running (timers may still be pending). */
   idle(): Promise<void> {
     if (this.running === 0 && this.length === 0) return Promise.resolve();

@@ -2,7 +2,7 @@
 // broker into either a typed Decision or a typed AtbError. Nothing here does I/O, so the
 // fail-closed rules (only a well-formed 200 with allowed === true allows) are unit-tested with
 // fast-check against arbitrary bodies.
-import { AtbError } from "./errors";
+import { AtbError } from "../errors";
 
 export type RiskTier = "LOW" | "MEDIUM" | "HIGH" | "CRITICAL";
 export const RISK_TIERS: readonly RiskTier[] = ["LOW", "MEDIUM", "HIGH", "CRITICAL"];

@@ -3,19 +3,19 @@
 // Pepr's Reconcile only feeds keys in (onEvent); everything after that is ours, because Pepr
 // neither retries nor resyncs (see docs/adr/0001-one-watch-and-a-registry.md).
 import type { Server } from "node:http";
-import type { AgentTask } from "../../crds/agenttask";
-import type { ActionRegistry } from "./action";
-import { createBrokerClient, type BrokerClient } from "./broker-client";
-import type { OperatorConfig } from "./config";
-import { messageOf } from "./errors";
-import { KubeClient, resourcePath } from "./kube";
-import { createLogger, type Logger } from "./logger";
-import { OperatorMetrics, serveMetrics } from "./metrics";
-import { Pipeline, taskKey } from "./pipeline";
-import { isTerminal } from "./status";
-import { createStatusWriter } from "./status-writer";
+import type { AgentTask } from "../../../crds/agenttask";
+import type { ActionRegistry } from "../action";
+import { createBrokerClient, type BrokerClient } from "../broker/client";
+import type { OperatorConfig } from "../config";
+import { messageOf } from "../errors";
+import { KubeClient, resourcePath } from "../kube";
+import { createLogger, type Logger } from "../logger";
+import { OperatorMetrics, serveMetrics } from "../metrics";
+import { Pipeline, taskKey } from "../pipeline";
+import { isTerminal } from "../status/conditions";
+import { createStatusWriter } from "../status/writer";
 import { WorkQueue } from "./work-queue";
-import { PHASES } from "../../crds/agenttask";
+import { PHASES } from "../../../crds/agenttask";
 
 interface AgentTaskList {
   items?: AgentTask[];

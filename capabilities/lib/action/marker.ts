@@ -4,8 +4,8 @@
 // Executing after a restart looks itself up in the list: present means its change is already
 // applied and must not be applied again. The list is read-modify-written under the observed
 // resourceVersion, so two tasks on one target cannot erase each other's entry.
-import { ANNOTATION_APPLIED_BY, GROUP } from "../../crds/agenttask";
-import type { KubeObject } from "./action";
+import { ANNOTATION_APPLIED_BY, GROUP } from "../../../crds/agenttask";
+import type { KubeObject } from ".";
 
 export const ANNOTATION_APPLIED_TASKS = `${GROUP}/applied-tasks`;
 /** How many task UIDs a target remembers. A task stuck in Executing while more than this many

@@ -3,10 +3,10 @@
 // one write that applies the change (with the at-most-once marker), and when the change counts
 // as done. It never writes AgentTask status and never talks to the broker: the pipeline does.
 import type { Capability } from "pepr";
-import type { Action, AgentTask, AgentTaskSpec, TargetKind } from "../../crds/agenttask";
-import type { OperatorConfig } from "./config";
-import type { KubeClient, KubeRequest } from "./kube";
-import type { Logger } from "./logger";
+import type { Action, AgentTask, AgentTaskSpec, TargetKind } from "../../../crds/agenttask";
+import type { OperatorConfig } from "../config";
+import type { KubeApi, KubeRequest } from "../kube";
+import type { Logger } from "../logger";
 
 /** A Kubernetes object as read from the API (only the fields the pipeline relies on are typed). */
 export interface KubeObject {
@@ -33,7 +33,7 @@ export interface TaskContext {
   spec: AgentTaskSpec;
   /** The task's UID: the at-most-once marker value. */
   uid: string;
-  kube: KubeClient;
+  kube: KubeApi;
   config: Readonly<OperatorConfig>;
   log: Logger;
 }

@@ -2,15 +2,15 @@
 // (the one write, guarded by the at-most-once marker) and verify (rollout → Completed | Failed).
 // Each returns the pipeline's next Step; only the pipeline writes status.
 import { isDeepStrictEqual } from "node:util";
-import type { AgentTask } from "../../crds/agenttask";
-import type { ActionModule, KubeObject, Plan, TaskContext } from "./action";
-import { brokerAction } from "./action";
-import { poaExpiry, type Decision, type DecideRequest } from "./broker-client";
-import { AtbError, messageOf } from "./errors";
-import { KubeError, resourcePath } from "./kube";
-import { appliedTasks, isApplied } from "./marker";
-import type { Pipeline, Step } from "./pipeline";
-import { conditionOf, type Transition } from "./status";
+import type { AgentTask } from "../../../crds/agenttask";
+import type { ActionModule, KubeObject, Plan, TaskContext } from "../action";
+import { brokerAction } from "../action";
+import { poaExpiry, type Decision, type DecideRequest } from "../broker/client";
+import { AtbError, messageOf } from "../errors";
+import { KubeError, resourcePath } from "../kube";
+import { appliedTasks, isApplied } from "../action/marker";
+import type { Pipeline, Step } from ".";
+import { conditionOf, type Transition } from "../status/conditions";
 
 function getTarget(ctx: TaskContext): Promise<KubeObject | undefined> {
   const t = ctx.spec.target;

@@ -1,13 +1,15 @@
 // The kube adapter: every Kubernetes API call the operator makes goes through here. One undici
 // keep-alive pool per API server (kubernetes-fluent-client opens a new agent per request), a
 // client-side token bucket (ATB_API_QPS) so a burst of tasks queues instead of storming the API
-// server, dry-run and field-manager support, and conversion of every failure into AtbError with
-// the API server's own message.
+// server, dry-run and field-manager support, and conversion of every failure into KubeError with
+// the API server's own message. `KubeApi` is the narrow port the pipeline, the status writer and
+// the actions use; tests give them an in-memory fake (tests/helpers/fake-kube.ts).
 import { KubeConfig } from "@kubernetes/client-node";
 import { Pool } from "undici";
 import type { IncomingHttpHeaders } from "node:http";
-import { AtbError, messageOf } from "./errors";
-import { FIELD_MANAGER, GROUP, PLURAL, VERSION } from "../../crds/agenttask";
+import { AtbError, messageOf } from "../errors";
+import { FIELD_MANAGER } from "../../../crds/agenttask";
+import { KubeError, isNotFound, type KubeStatusBody } from "./errors";
 
 export interface KubeRequest {
   method: "GET" | "POST" | "PATCH" | "PUT" | "DELETE";
@@ -16,6 +18,14 @@ export interface KubeRequest {
   body?: unknown;
   /** Content type of PATCH bodies: merge, json (RFC 6902), strategic, or apply (server-side apply). */
   patchType?: "merge" | "json" | "strategic" | "apply";
+}
+
+/** What the operator needs from the Kubernetes API: one request, and a GET that maps 404 to undefined. */
+export interface KubeApi {
+  /** Sends one request; throws KubeError (with the API server's Status) on any non-2xx answer. */
+  request<T>(req: KubeRequest, dryRun?: boolean): Promise<T>;
+  /** GET that returns undefined on 404. */
+  get<T>(path: string, query?: Record<string, string>): Promise<T | undefined>;
 }
 
 const PATCH_TYPES = {
@@ -27,61 +37,6 @@ const PATCH_TYPES = {
 
 /** Identifies the operator's requests in API server audit logs. */
 export const USER_AGENT = "atb-operator/0.1";
-
-/** API coordinates of the kinds the operator touches. */
-export const RESOURCES: Record<string, { group: string; version: string; plural: string }> = {
-  Deployment: { group: "apps", version: "v1", plural: "deployments" },
-  StatefulSet: { group: "apps", version: "v1", plural: "statefulsets" },
-  DaemonSet: { group: "apps", version: "v1", plural: "daemonsets" },
-  ReplicaSet: { group: "apps", version: "v1", plural: "replicasets" },
-  ControllerRevision: { group: "apps", version: "v1", plural: "controllerrevisions" },
-  ConfigMap: { group: "", version: "v1", plural: "configmaps" },
-  Secret: { group: "", version: "v1", plural: "secrets" },
-  Service: { group: "", version: "v1", plural: "services" },
-  Event: { group: "", version: "v1", plural: "events" },
-  AgentTask: { group: GROUP, version: VERSION, plural: PLURAL },
-};
-
-/** The REST path of an object (or of a collection when name is omitted). */
-export function resourcePath(kind: string, namespace?: string, name?: string, subresource?: string): string {
-  const r = RESOURCES[kind];
-  if (!r) throw new AtbError("TASK_INVALID", `kind ${kind} is not supported`);
-  const base = r.group ? `/apis/${r.group}/${r.version}` : `/api/${r.version}`;
-  const ns = namespace ? `/namespaces/${encodeURIComponent(namespace)}` : "";
-  const obj = name ? `/${encodeURIComponent(name)}` : "";
-  return `${base}${ns}/${r.plural}${obj}${subresource ? `/${subresource}` : ""}`;
-}
-
-export interface KubeStatusBody {
-  kind?: string;
-  reason?: string;
-  message?: string;
-  code?: number;
-}
-
-/** A failed API call: HTTP status and the API server's Status reason and message. */
-export class KubeError extends AtbError {
-  constructor(
-    readonly status: number,
-    readonly apiReason: string,
-    message: string,
-  ) {
-    super(
-      isTransient(status, apiReason) ? "KUBE_TRANSIENT" : status === 404 ? "TARGET_NOT_FOUND" : "KUBE_REJECTED",
-      message,
-    );
-    this.name = "KubeError";
-  }
-}
-
-export function isTransient(status: number, apiReason: string): boolean {
-  if (status === 0 || status === 429 || status >= 500) return true;
-  return status === 409 && apiReason === "Conflict";
-}
-
-export function isNotFound(err: unknown): boolean {
-  return err instanceof KubeError && err.status === 404;
-}
 
 /** Token bucket: at most qps requests per second on average, bursts up to qps. */
 export class RateLimiter {
@@ -111,7 +66,7 @@ export interface KubeClientOptions {
   kubeconfig?: KubeConfig;
 }
 
-export class KubeClient {
+export class KubeClient implements KubeApi {
   private readonly pool: Pool;
   private readonly limiter: RateLimiter;
   private headers: Record<string, string> = {};

@@ -2,8 +2,8 @@
 // non-retryable error, or the deadline (which the caller never sets past the PoA's exp). Backoff
 // is exponential with full jitter (the AWS/OpenTelemetry exporter shape); a Retry-After from the
 // broker is honoured as a floor. Time and randomness are injected so the maths is unit-tested.
-import { AtbError, messageOf } from "./errors";
-import type { AttemptResult, Decision } from "./broker-response";
+import { AtbError, messageOf } from "../errors";
+import type { AttemptResult, Decision } from "./response";
 
 export interface RetryPolicy {
   maxAttempts: number;

@@ -1,8 +1,8 @@
 // Pure status math: the complete next status of a task for each transition, and the conditions
 // it carries (Kubernetes API conventions: lastTransitionTime changes only when a condition's
 // status flips). The status writer sends what these functions return; nothing here does I/O.
-import type { AgentTask, AgentTaskStatus, AtbResult, Condition, ConditionType, Phase } from "../../crds/agenttask";
-import { TERMINAL_PHASES } from "../../crds/agenttask";
+import type { AgentTask, AgentTaskStatus, AtbResult, Condition, ConditionType, Phase } from "../../../crds/agenttask";
+import { TERMINAL_PHASES } from "../../../crds/agenttask";
 
 export type ConditionStatus = Condition["status"];
 

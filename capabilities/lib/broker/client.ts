@@ -2,16 +2,16 @@
 // (fail-closed parsing) and the retry decorator (jittered backoff bounded by a deadline that the
 // caller keeps before the PoA's exp). decide() resolves to a Decision (allow or deny) or throws
 // an AtbError; nothing else. The token goes into the request body and nowhere else.
-import type { Logger } from "./logger";
-import { AtbError } from "./errors";
-import { validateBrokerClientConfig, type BrokerClientConfig } from "./broker-config";
-import { createTransport, type BrokerTransport } from "./broker-transport";
-import { interpretResponse, type AttemptResult, type Decision } from "./broker-response";
-import { withRetry, systemClock, type RetryClock } from "./broker-retry";
+import type { Logger } from "../logger";
+import { AtbError } from "../errors";
+import { validateBrokerClientConfig, type BrokerClientConfig } from "./config";
+import { createTransport, type BrokerTransport } from "./transport";
+import { interpretResponse, type AttemptResult, type Decision } from "./response";
+import { withRetry, systemClock, type RetryClock } from "./retry";
 
-export type { Decision, RiskTier } from "./broker-response";
-export type { BrokerClientConfig } from "./broker-config";
-export { validateBrokerClientConfig, BROKER_CLIENT_DEFAULTS } from "./broker-config";
+export type { Decision, RiskTier } from "./response";
+export type { BrokerClientConfig } from "./config";
+export { validateBrokerClientConfig, BROKER_CLIENT_DEFAULTS } from "./config";
 
 export const DECIDE_PATH = "/api/v1/decide";
 
@@ -22,7 +22,7 @@ export interface DecideTarget {
 }
 
 export interface DecideRequest {
-  /** k8s.<Kind>.<action>, e.g. k8s.Deployment.scale (see brokerAction). */
+  /** k8s.<Kind>.<action>, e.g. k8s.Deployment.scale (see brokerAction in lib/action). */
   action: string;
   /** The PoA JWT. Sent in the body only; never logged. */
   token: string;
@@ -45,11 +45,6 @@ export interface DecideOptions {
 export interface BrokerClient {
   decide(request: DecideRequest, options: DecideOptions): Promise<Decision>;
   close(): Promise<void>;
-}
-
-/** The contract's action string: brokerAction("Deployment", "scale") === "k8s.Deployment.scale". */
-export function brokerAction(kind: string, action: string): string {
-  return `k8s.${kind}.${action}`;
 }
 
 /**

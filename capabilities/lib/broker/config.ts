@@ -1,7 +1,7 @@
 // Configuration of the broker client: the plain object the factory takes, its defaults and its
 // validation. The operator's config module (capabilities/lib/config.ts) reads the environment.
-import { AtbError } from "./errors";
-import type { BrokerTlsFiles } from "./broker-transport";
+import { AtbError } from "../errors";
+import type { BrokerTlsFiles } from "./transport";
 
 export interface BrokerClientConfig {
   /** e.g. https://atb-broker.atb-system.svc:8443 (the decide path is appended). */
@@ -17,9 +17,11 @@ export interface BrokerClientConfig {
   connections?: number;
 }
 
+/** The one set of defaults: the operator's environment (lib/config.ts), the bench and the tests
+ * start from these. */
 export const BROKER_CLIENT_DEFAULTS = {
   attemptTimeoutMs: 5_000,
-  maxAttempts: 5,
+  maxAttempts: 4,
   baseBackoffMs: 200,
   maxBackoffMs: 5_000,
   connections: 16,
