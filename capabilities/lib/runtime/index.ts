@@ -8,7 +8,7 @@ import type { ActionRegistry } from "../action";
 import { createBrokerClient, type BrokerClient } from "../broker/client";
 import type { OperatorConfig } from "../config";
 import { messageOf } from "../errors";
-import { KubeClient, resourcePath } from "../kube";
+import { KubeClient, resourcePath, type KubeApi } from "../kube";
 import { createLogger, type Logger } from "../logger";
 import { OperatorMetrics, serveMetrics } from "../metrics";
 import { Pipeline, taskKey } from "../pipeline";
@@ -16,6 +16,12 @@ import { isTerminal } from "../status/conditions";
 import { createStatusWriter } from "../status/writer";
 import { WorkQueue } from "./work-queue";
 import { PHASES } from "../../../crds/agenttask";
+
+/** The runtime's connections to the outside, made at start(); tests pass in-memory fakes. */
+export interface RuntimePorts {
+  kube(): Promise<KubeApi & { close(): Promise<void> }>;
+  broker(log: Logger): BrokerClient;
+}
 
 interface AgentTaskList {
   items?: AgentTask[];
@@ -32,7 +38,7 @@ export class OperatorRuntime {
   private sweepTimer?: NodeJS.Timeout;
   private server?: Server;
   private broker?: BrokerClient;
-  private kube?: KubeClient;
+  private kube?: KubeApi & { close(): Promise<void> };
   private lastSweep = 0;
   private readonly startedAt = Date.now();
   private sweepError = "no sweep yet";
@@ -45,6 +51,7 @@ export class OperatorRuntime {
     readonly config: Readonly<OperatorConfig>,
     private readonly actions: ActionRegistry,
     log?: Logger,
+    private readonly ports: RuntimePorts = realPorts(config),
   ) {
     this.log = log ?? createLogger(config.logLevel, "operator");
   }
@@ -53,20 +60,8 @@ export class OperatorRuntime {
     const c = this.config;
     if (c.broker.insecure)
       this.log.warn("ATB_INSECURE=true: the broker's server certificate is NOT verified; never use this in production");
-    this.kube = await KubeClient.fromEnvironment({ qps: c.apiQps });
-    this.broker = createBrokerClient(
-      {
-        brokerUrl: c.broker.url,
-        tls: c.broker.tls,
-        insecure: c.broker.insecure,
-        attemptTimeoutMs: c.broker.attemptTimeoutMs,
-        maxAttempts: c.broker.maxAttempts,
-        baseBackoffMs: c.broker.baseBackoffMs,
-        maxBackoffMs: c.broker.maxBackoffMs,
-        connections: c.broker.connections,
-      },
-      this.log.child({ component: "broker-client" }),
-    );
+    this.kube = await this.ports.kube();
+    this.broker = this.ports.broker(this.log.child({ component: "broker-client" }));
     const status = createStatusWriter({
       kube: this.kube,
       log: this.log,
@@ -220,4 +215,25 @@ export class OperatorRuntime {
     await this.broker?.close();
     await this.kube?.close();
   }
+}
+
+/** The real connections: the kubeconfig's (or the pod's) API server and the broker over mTLS. */
+function realPorts(c: Readonly<OperatorConfig>): RuntimePorts {
+  return {
+    kube: () => KubeClient.fromEnvironment({ qps: c.apiQps }),
+    broker: log =>
+      createBrokerClient(
+        {
+          brokerUrl: c.broker.url,
+          tls: c.broker.tls,
+          insecure: c.broker.insecure,
+          attemptTimeoutMs: c.broker.attemptTimeoutMs,
+          maxAttempts: c.broker.maxAttempts,
+          baseBackoffMs: c.broker.baseBackoffMs,
+          maxBackoffMs: c.broker.maxBackoffMs,
+          connections: c.broker.connections,
+        },
+        log,
+      ),
+  };
 }
