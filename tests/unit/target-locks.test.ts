@@ -1,7 +1,7 @@
 // One task per target: waiters queue up and the holder's release hands the target to the longest
 // waiter, which alone is woken.
 import fc from "fast-check";
-import { TargetLocks } from "../../capabilities/lib/runtime/target-locks";
+import { TargetLocks } from "../../capabilities/lib/pipeline/target-locks";
 
 test("a second task waits for the target and is handed it when the first releases it", () => {
   const woken: string[] = [];

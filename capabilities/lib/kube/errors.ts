@@ -32,3 +32,16 @@ export function isTransient(status: number, apiReason: string): boolean {
 export function isNotFound(err: unknown): boolean {
   return err instanceof KubeError && err.status === 404;
 }
+
+/** The API server's message for a JSON patch that no longer applies (a failed `test` operation). */
+const PATCH_NO_LONGER_APPLIES = /^the server rejected our request due to an error in our request$/;
+
+/**
+ * Whether a failed write means the object changed after it was read: the resourceVersion
+ * precondition (409 Conflict), or a bare 422 (a JSON patch whose `test` precondition no longer
+ * holds). A 422 with a field message is a rejection of the change itself, not a stale view.
+ */
+export function isStaleWrite(err: unknown): boolean {
+  if (!(err instanceof KubeError)) return false;
+  return err.status === 409 || (err.status === 422 && PATCH_NO_LONGER_APPLIES.test(err.message));
+}
