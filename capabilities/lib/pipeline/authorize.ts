@@ -1,0 +1,80 @@
+// Processing → Executing | Denied: the checks admission already made (a task may predate the
+// webhook), the token's lifetime, the plan and its server-side dry run, then the broker's decision.
+import type { AgentTask } from "../../../crds/agenttask";
+import { brokerAction, type Plan } from "../action";
+import { getTarget } from "../action/target";
+import { poaExpiry, type DecideRequest } from "../broker/client";
+import { messageOf } from "../errors";
+import { asBrokerError } from "./outcome";
+import type { StepResult, StepScope } from "./scope";
+import { decisionTransition, failed, Reason } from "./transitions";
+
+/** Checks the pipeline repeats from admission (defence in depth). */
+function precheck(s: StepScope): string[] {
+  const { spec } = s.ctx;
+  const errors = s.module.validate(spec, s.config);
+  if (!s.module.kinds.includes(spec.target.kind))
+    errors.push(`spec.target.kind: ${spec.target.kind} is not supported by action ${spec.action}`);
+  if (spec.target.namespace !== s.task.metadata?.namespace && !s.config.allowCrossNamespace) {
+    errors.push(
+      `spec.target.namespace: must equal the task's namespace ${s.task.metadata?.namespace} (cross-namespace targets are disabled)`,
+    );
+  }
+  return errors;
+}
+
+export async function authorize(s: StepScope): Promise<StepResult> {
+  const errors = precheck(s);
+  if (errors.length) return { transition: failed(s.task, Reason.InvalidTask, errors.join("; ")) };
+  let exp: Date;
+  try {
+    exp = poaExpiry(s.ctx.spec.poaToken);
+  } catch (err) {
+    return { transition: failed(s.task, Reason.InvalidToken, messageOf(err)) };
+  }
+  if (exp <= s.now) {
+    const message = `the PoA token expired at ${exp.toISOString()}, before the broker decided`;
+    return { transition: failed(s.task, Reason.PoAExpired, message) };
+  }
+  let plan: Plan;
+  try {
+    plan = await s.module.plan(s.ctx, await getTarget(s.ctx));
+    await s.ctx.kube.request(plan.write, true);
+  } catch (err) {
+    return { error: err, stage: "authorize" };
+  }
+  return decide(s, plan, exp);
+}
+
+async function decide(s: StepScope, plan: Plan, exp: Date): Promise<StepResult> {
+  const m = s.task.metadata!;
+  const created = Date.parse(String(m.creationTimestamp));
+  const deadline = new Date(Math.min(exp.getTime(), created + s.config.taskDeadlineMs));
+  const end = s.metrics.brokerSeconds.startTimer();
+  try {
+    const decision = await s.broker.decide(decideRequest(s.task, plan), {
+      deadline,
+      requestIdBase: `${m.uid}.${s.task.status?.attempts ?? 0}`,
+    });
+    end({ outcome: decision.allowed ? "allow" : "deny" });
+    return { transition: decisionTransition(decision), judged: decision.allowed ? plan : undefined };
+  } catch (err) {
+    end({ outcome: "error" });
+    s.metrics.brokerErrors.inc({ code: asBrokerError(err).code });
+    return { error: err, stage: "decide", window: { deadline, now: s.clock() } };
+  }
+}
+
+/** What the broker is asked for a task: its spec, the planned change and what was observed. */
+export function decideRequest(task: AgentTask, plan: Plan): DecideRequest {
+  const spec = task.spec!;
+  const m = task.metadata!;
+  return {
+    action: brokerAction(spec),
+    token: spec.poaToken,
+    agentId: spec.agentId,
+    target: spec.target,
+    params: plan.params,
+    context: { ...plan.context, task: { uid: m.uid, name: m.name, namespace: m.namespace } },
+  };
+}

@@ -1,0 +1,86 @@
+// Executing, not yet applied: the one write that applies the change and stamps the at-most-once
+// marker. The plan the broker judged is written as it was judged; only on a 409 (the target
+// changed since) and only for actions that allow it is the change planned again, and if the new
+// plan's params differ from the judged ones the task is authorized again instead of written.
+import { isDeepStrictEqual } from "node:util";
+import type { KubeObject, Plan } from "../action";
+import { isApplied } from "../action/marker";
+import { getTarget } from "../action/target";
+import { poaExpiry } from "../broker/client";
+import { AtbError, messageOf } from "../errors";
+import { judge } from "./outcome";
+import type { StepResult, StepScope } from "./scope";
+import { MAX_WRITE_ATTEMPTS } from "./timing";
+import { applied, failed, reauthorizing, Reason } from "./transitions";
+
+export async function execute(s: StepScope): Promise<StepResult> {
+  let plan = s.judged;
+  for (let attempt = 0; attempt < MAX_WRITE_ATTEMPTS; attempt++) {
+    let target: KubeObject | undefined;
+    try {
+      target = await getTarget(s.ctx);
+    } catch (err) {
+      return { error: err, stage: "execute" };
+    }
+    if (isApplied(target, s.ctx.uid))
+      return { transition: applied("the change was already applied (marker found on the target)") };
+    if (!plan) return reauthorize(s, "the operator restarted after authorization and before applying the change");
+    if (attempt > 0) {
+      const next = await replan(s, plan, target);
+      if (!("plan" in next)) return next;
+      plan = next.plan;
+    }
+    const result = await write(s, plan);
+    if (result) return result;
+  }
+  return {
+    error: new AtbError("KUBE_TRANSIENT", "the target kept changing while the change was being applied"),
+    stage: "execute",
+  };
+}
+
+/** After a conflict: the same change planned on the new state, or re-authorization if it differs. */
+async function replan(
+  s: StepScope,
+  judged: Plan,
+  target: KubeObject | undefined,
+): Promise<{ plan: Plan } | StepResult> {
+  try {
+    const again = await s.module.plan(s.ctx, target);
+    if (isDeepStrictEqual(again.params, judged.params)) return { plan: again };
+  } catch (err) {
+    return { error: err, stage: "execute" };
+  }
+  return reauthorize(
+    s,
+    "the target changed after the decision and the change would now differ from what was authorized",
+  );
+}
+
+/** The one write. Undefined: the target changed and the action may plan the same change again. */
+async function write(s: StepScope, plan: Plan): Promise<StepResult | undefined> {
+  try {
+    await s.ctx.kube.request(plan.write);
+    return { transition: applied("change applied; waiting for it to take effect") };
+  } catch (err) {
+    if (judge(err, "write").kind !== "stale") return { error: err, stage: "write" };
+    if (plan.retryOnConflict) return undefined;
+    const message = `the target changed after the broker's decision, so the change was not applied: ${messageOf(err)}`;
+    return { transition: failed(s.task, Reason.TargetChanged, message) };
+  }
+}
+
+/** Executing without the marker and without a judged plan in hand: the change was never applied. */
+function reauthorize(s: StepScope, why: string): StepResult {
+  let exp: Date | undefined;
+  try {
+    exp = poaExpiry(s.ctx.spec.poaToken);
+  } catch {
+    exp = undefined;
+  }
+  if (!exp || exp <= s.clock()) {
+    const message = `${why}, and the PoA token has expired since, so the change was not applied`;
+    return { transition: failed(s.task, Reason.PoAExpired, message) };
+  }
+  return { transition: reauthorizing(why) };
+}

@@ -1,0 +1,34 @@
+// What one step of the pipeline works with, and what it hands back. A step gets a small scope
+// (the stored task, its action module, the ports it may use, the time) instead of the Pipeline,
+// and returns a result the pipeline applies: a transition to write, a time to look again, or an
+// error for outcome.ts to judge. Steps never write status.
+import type { AgentTask } from "../../../crds/agenttask";
+import type { ActionModule, Plan, TaskContext } from "../action";
+import type { BrokerClient } from "../broker/client";
+import type { OperatorConfig } from "../config";
+import type { OperatorMetrics } from "../metrics";
+import type { Transition } from "../status/conditions";
+import type { DecideWindow, Stage } from "./outcome";
+
+export interface StepScope {
+  /** The task as stored (the latest read or the pipeline's own last write). */
+  task: AgentTask;
+  module: ActionModule;
+  ctx: TaskContext;
+  config: Readonly<OperatorConfig>;
+  broker: BrokerClient;
+  metrics: OperatorMetrics;
+  /** When the step started; `clock` gives the time after a slow call (the broker's retries). */
+  now: Date;
+  clock: () => Date;
+  /** The plan the broker allowed for this task and that is not applied yet (memory only; gone after a restart). */
+  judged?: Plan;
+}
+
+export type StepResult =
+  /** Write this transition; `judged` is the plan an allow refers to, kept until it is applied. */
+  | { transition: Transition; judged?: Plan }
+  /** Nothing to write now; look again after this long. */
+  | { requeueAfterMs: number }
+  /** Something went wrong; outcome.ts decides between retry, requeue and Failed. */
+  | { error: unknown; stage: Stage; window?: DecideWindow };
