@@ -62,7 +62,7 @@ export function counter(metrics: string, name: string, labels?: RegExp): number 
 }
 
 /**
- * Invariant 5 over everything the file collected: the harness's surfaces (operator and broker
+ * "Secrets stay secret" (docs/invariants.md) over everything the file collected: the harness's surfaces (operator and broker
  * logs, the broker's audit, events, task statuses) plus the operator's /metrics and any extra
  * texts. Returns the number of texts and secrets scanned, for the summary.
  */

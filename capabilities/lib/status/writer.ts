@@ -1,8 +1,9 @@
-// The status writer: the only code that patches AgentTask status (invariant 6). One merge patch
-// on the status subresource per transition, conditioned on the resourceVersion the pipeline
-// decided from (a stale view gets 409 and the pipeline re-reads), then one Kubernetes Event on
-// the task. Events are best-effort, as with client-go's recorder: a failed Event is logged and
-// counted, never allowed to fail or repeat the transition it reports.
+// The status writer: the only code that patches AgentTask status (the "one status writer"
+// invariant, docs/invariants.md). One merge patch on the status subresource per transition,
+// conditioned on the resourceVersion the pipeline decided from (a stale view gets 409 and the
+// pipeline re-reads), then one Kubernetes Event on the task. Events are best-effort, as with
+// client-go's recorder: a failed Event is logged and counted, never allowed to fail or repeat the
+// transition it reports.
 import { randomBytes } from "node:crypto";
 import { AgentTask, GROUP, KIND, VERSION } from "../../../crds/agenttask";
 import type { KubeApi } from "../kube";
