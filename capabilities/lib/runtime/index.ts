@@ -17,6 +17,12 @@ import { createStatusWriter } from "../status/writer";
 import { WorkQueue } from "./work-queue";
 import { PHASES } from "../../../crds/agenttask";
 
+/** A task counts as missed by the watch only once it and this process are older than this many sweeps plus WATCH_GRACE_MS. */
+const WATCH_GRACE_SWEEPS = 2;
+const WATCH_GRACE_MS = 10_000;
+/** Not ready once this many sweep intervals passed without a successful sweep. */
+const STALE_SWEEPS = 3;
+
 /** The runtime's connections to the outside, made at start(); tests pass in-memory fakes. */
 export interface RuntimePorts {
   kube(): Promise<KubeApi & { close(): Promise<void> }>;
@@ -169,7 +175,7 @@ export class OperatorRuntime {
   private visit(items: AgentTask[], tally: { counts: Map<string, number>; open: Set<string>; missed: number }): void {
     // A task counts as missed by the watch only when both it and this process are older than the
     // grace: right after a start the watch's initial list has not been delivered yet.
-    const grace = Date.now() - 2 * this.config.sweepIntervalMs - 10_000;
+    const grace = Date.now() - WATCH_GRACE_SWEEPS * this.config.sweepIntervalMs - WATCH_GRACE_MS;
     const judgeWatch = this.startedAt <= grace;
     for (const t of items) {
       const phase = t.status?.phase ?? "Pending";
@@ -196,7 +202,7 @@ export class OperatorRuntime {
 
   private readiness(): { ok: boolean; reason: string } {
     if (!this.queue) return { ok: false, reason: "starting" };
-    if (Date.now() - this.lastSweep > 3 * this.config.sweepIntervalMs)
+    if (Date.now() - this.lastSweep > STALE_SWEEPS * this.config.sweepIntervalMs)
       return { ok: false, reason: `sweep failing: ${this.sweepError}` };
     if (this.missed > 0)
       return { ok: false, reason: `watch not delivering: ${this.missed} open tasks seen only by the sweep` };

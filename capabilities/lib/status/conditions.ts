@@ -4,6 +4,10 @@
 import type { AgentTask, AgentTaskStatus, AtbResult, Condition, ConditionType, Phase } from "../../../crds/agenttask";
 import { TERMINAL_PHASES } from "../../../crds/agenttask";
 
+/** The CRD's bound on a condition message is 32768; status.message is kept short for `kubectl get -o wide`. */
+const MAX_CONDITION_MESSAGE = 32_000;
+const MAX_STATUS_MESSAGE = 4_000;
+
 export type ConditionStatus = Condition["status"];
 
 export interface ConditionChange {
@@ -25,7 +29,7 @@ export function setCondition(
     type: c.type,
     status: c.status,
     reason: c.reason,
-    message: c.message.slice(0, 32_000),
+    message: c.message.slice(0, MAX_CONDITION_MESSAGE),
     observedGeneration: generation,
     lastTransitionTime: old && old.status === c.status ? old.lastTransitionTime : now.toISOString(),
   };
@@ -68,7 +72,7 @@ export function nextStatus(task: AgentTask, t: Transition, now: Date): AgentTask
   for (const c of t.conditions ?? []) conditions = setCondition(conditions, c, generation, now);
   const status: AgentTaskStatus = {
     phase: t.phase,
-    message: t.message.slice(0, 4_000),
+    message: t.message.slice(0, MAX_STATUS_MESSAGE),
     observedGeneration: generation,
     attempts: t.attempts ?? prev.attempts ?? 0,
     conditions,
