@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { startBroker } from "../../broker/server";
 import { createLogger } from "../../capabilities/lib/logger";
 import type { ClusterState } from "../../tools/controlplane/cluster";
+import { agentTask, mintTaskToken, workload } from "../../tools/objects";
 import { startStack, type Stack } from "../../tools/stack";
 import { operatorWrites } from "./audit";
 import { eventually, Kube } from "./kube";
@@ -124,31 +125,26 @@ export class Harness {
     name: string,
     approvers: string[] = APPROVERS[TIER[action]],
   ): Promise<string> {
-    const token = await this.stack.mint({
+    const token = await mintTaskToken(this.stack, {
       agent: AGENT,
       action,
-      target: { kind, namespace: this.ns, name },
+      target: { kind, name, namespace: this.ns },
       approvers,
-      maxReplicas: 10,
-      ttlSeconds: 300,
     });
     this.secrets.push(token);
     return token;
   }
 
   task(name: string, r: TaskRequest, token: string): object {
-    return {
-      apiVersion: "atb.siemens.com/v1alpha1",
-      kind: "AgentTask",
-      metadata: { name, namespace: this.ns },
-      spec: {
-        agentId: AGENT,
-        poaToken: token,
-        action: r.action,
-        target: { kind: r.kind, name: r.target, namespace: this.ns },
-        ...(r.payload === undefined ? {} : { payload: r.payload }),
-      },
-    };
+    return agentTask({
+      name,
+      namespace: this.ns,
+      agentId: AGENT,
+      poaToken: token,
+      action: r.action,
+      target: { kind: r.kind, name: r.target, namespace: this.ns },
+      payload: r.payload,
+    });
   }
 
   /** Mints a token (approved as the tier requires unless r.approvers says otherwise), creates the
@@ -181,16 +177,7 @@ export class Harness {
   }
 
   workload(kind: Workload | "ReplicaSet", name: string, image: string, extra: Record<string, unknown> = {}): object {
-    const spec: Record<string, unknown> = {
-      selector: { matchLabels: { app: name } },
-      template: {
-        metadata: { labels: { app: name } },
-        spec: { containers: [{ name: "app", image }], terminationGracePeriodSeconds: 0 },
-      },
-    };
-    if (kind !== "DaemonSet") spec.replicas = 2;
-    if (kind === "StatefulSet") Object.assign(spec, { serviceName: name, podManagementPolicy: "Parallel" });
-    return { apiVersion: "apps/v1", kind, metadata: { name, namespace: this.ns }, spec: { ...spec, ...extra } };
+    return workload({ kind, name, namespace: this.ns, image, spec: extra });
   }
 
   /** Creates a workload and waits until the controllers finished its first rollout. */
