@@ -21,6 +21,8 @@ export interface BrokerCall {
   options: DecideOptions;
   /** What the call answered: "allow", "deny", or the error's code. */
   outcome: string;
+  /** The value of `stamp()` when the call was made (e.g. the API server's audit length, to order calls and writes). */
+  stamp: number;
 }
 
 let counter = 0;
@@ -51,6 +53,8 @@ export function brokerError(kind: ErrorKind, cause?: AtbError): AtbError {
 export class FakeBroker implements BrokerClient {
   readonly calls: BrokerCall[] = [];
   closed = false;
+  /** Stamps each call (see BrokerCall.stamp); tests set it to a clock of their choice. */
+  stamp: () => number = () => 0;
   private readonly script: BrokerAnswer[] = [];
 
   /** `otherwise` answers every call the script does not cover (default: allow LOW). */
@@ -71,10 +75,11 @@ export class FakeBroker implements BrokerClient {
   async decide(request: DecideRequest, options: DecideOptions): Promise<Decision> {
     await Promise.resolve();
     const n = this.calls.length + 1;
+    const stamp = this.stamp();
     const scripted = this.script.shift() ?? this.otherwise;
     const result = typeof scripted === "function" ? scripted(request, n) : scripted;
     const outcome = result instanceof AtbError ? result.code : result.allowed ? "allow" : "deny";
-    this.calls.push({ n, request: structuredClone(request), options: { ...options }, outcome });
+    this.calls.push({ n, request: structuredClone(request), options: { ...options }, outcome, stamp });
     if (result instanceof AtbError) throw result;
     return { ...result };
   }

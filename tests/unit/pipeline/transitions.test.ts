@@ -1,0 +1,374 @@
+// Every transition of the pipeline's state machine, driven through Pipeline.reconcile on the
+// in-memory API server: (none) → Pending → Processing → Executing → Applied → Completed, the
+// waits (a held target, a rollout), Denied, and the verify outcomes.
+import type { Metric } from "prom-client";
+import { taskKey, reasonLabel } from "../../../capabilities/lib/pipeline";
+import { allow, deny } from "../../helpers/fake-broker";
+import {
+  applyWrites,
+  condition,
+  configMap,
+  configMapPath,
+  deployPath,
+  deployment,
+  drive,
+  probe,
+  submit,
+  task,
+  taskPath,
+  trail,
+  uidOf,
+  world,
+  type World,
+} from "./harness";
+
+async function metric(m: Metric, labels: Record<string, string>): Promise<number> {
+  const { values } = await m.get();
+  const hit = values.find(v => Object.entries(labels).every(([k, x]) => v.labels[k] === x));
+  return hit?.value ?? 0;
+}
+
+const statusPatches = (w: World, name: string) =>
+  w.kube.audit.filter(e => e.method === "PATCH" && e.path.endsWith(`/agenttasks/${name}/status`));
+
+describe("the happy path, one transition at a time", () => {
+  test("GIVEN a scale task WHEN reconciled THEN Pending, Processing, Executing (authorized, applied), waiting for the rollout", async () => {
+    const w = world();
+    deployment(w, "web", 2);
+    const key = submit(w, "scale-web", { payload: { replicas: 3 } });
+
+    const r = await w.pipeline.reconcile(key);
+
+    expect(trail(w, key)).toEqual([
+      "Pending:Queued",
+      "Processing:Authorizing",
+      "Executing:Authorized",
+      "Executing:Applied",
+    ]);
+    expect(r.requeueAfterMs).toBe(500); // the rollout has not been observed yet
+    const t = task(w, key);
+    expect(t.status).toMatchObject({ phase: "Executing", attempts: 0, observedGeneration: 1 });
+    expect(condition(t, "Authorized")).toMatchObject({ status: "True", reason: "Authorized" });
+    expect(condition(t, "Executed")).toMatchObject({ status: "True", reason: "Applied" });
+    expect(condition(t, "Succeeded")).toBeUndefined();
+    expect(w.kube.read(deployPath())!.spec!.replicas).toBe(3);
+    expect(applyWrites(w, uidOf(w, key))).toHaveLength(1);
+  });
+
+  test("GIVEN the rollout completes WHEN reconciled again THEN Completed with every condition True", async () => {
+    const w = world();
+    deployment(w, "web", 2);
+    const key = submit(w, "scale-web", { payload: { replicas: 3 } });
+    await w.pipeline.reconcile(key);
+    w.kube.completeRollout(deployPath());
+    w.clock.advance(500);
+
+    const r = await w.pipeline.reconcile(key);
+
+    expect(r).toEqual({});
+    expect(trail(w, key).at(-1)).toBe("Completed:Completed");
+    const t = task(w, key);
+    expect(t.status).toMatchObject({ phase: "Completed", message: "Deployment web has 3 ready replicas" });
+    expect(t.status!.startedAt).toBe("2026-05-01T10:00:00.000Z");
+    expect(t.status!.finishedAt).toBe("2026-05-01T10:00:00.500Z");
+    expect(t.status!.atbResult).toMatchObject({ allowed: true, riskTier: "LOW", decisionId: expect.any(String) });
+    for (const type of ["Authorized", "Executed", "Succeeded"]) expect(condition(t, type)!.status).toBe("True");
+    expect(await metric(w.metrics.tasksAllowed, { action: "scale", risk_tier: "LOW" })).toBe(1);
+    expect(await metric(w.metrics.tasksTotal, { action: "scale", phase: "Completed" })).toBe(1);
+  });
+
+  test("GIVEN a whole run THEN one status PATCH per transition, each under the resourceVersion it was decided from", async () => {
+    const w = world({ kube: { autoRollout: true } });
+    deployment(w);
+    const key = submit(w, "t");
+    await w.pipeline.reconcile(key);
+    const patches = statusPatches(w, "t");
+    expect(patches).toHaveLength(trail(w, key).length);
+    expect(patches.map(p => p.status)).toEqual(patches.map(() => 200));
+    for (const p of patches)
+      expect((p.body as { metadata: { resourceVersion?: string } }).metadata.resourceVersion).toMatch(/^\d+$/);
+  });
+
+  test("GIVEN an allow THEN the broker is asked once, about exactly the change, bounded by the PoA and the deadline", async () => {
+    const w = world({ kube: { autoRollout: true } });
+    deployment(w, "web", 2);
+    const exp = w.clock.t + 120_000;
+    const key = submit(w, "t", { payload: { replicas: 3 }, exp });
+    await w.pipeline.reconcile(key);
+    expect(w.broker.calls).toHaveLength(1);
+    const [call] = w.broker.calls;
+    expect(call.request).toMatchObject({
+      action: "k8s.Deployment.scale",
+      agentId: "spiffe://atb.example.com/agent/test",
+      target: { kind: "Deployment", name: "web", namespace: "shop" },
+      params: { replicas: 3 },
+      context: { current: { replicas: 2 }, task: { uid: uidOf(w, key), name: "t", namespace: "shop" } },
+    });
+    expect(call.options.deadline.getTime()).toBe(Math.floor(exp / 1000) * 1000);
+    expect(call.options.requestIdBase).toBe(`${uidOf(w, key)}.0`);
+    // the dry run came before the decision and wrote nothing
+    const dry = w.kube.audit.filter(e => e.dryRun);
+    expect(dry).toHaveLength(1);
+    expect(dry[0].seq).toBeLessThanOrEqual(call.stamp);
+  });
+
+  test("GIVEN an update-config task THEN the ConfigMap is merged and the task completes in one reconcile", async () => {
+    const w = world();
+    configMap(w, "flags", { a: "1", old: "x" });
+    const key = submit(w, "cfg", {
+      action: "update-config",
+      kind: "ConfigMap",
+      target: "flags",
+      payload: { data: { b: "2" }, remove: ["old"] },
+    });
+    expect(await w.pipeline.reconcile(key)).toEqual({});
+    expect(task(w, key).status!.phase).toBe("Completed");
+    expect(w.kube.read(configMapPath())!.data).toEqual({ a: "1", b: "2" });
+    expect(w.broker.calls[0].request.params).toEqual({ keysSet: ["b"], keysRemoved: ["old"], valueSizes: { b: 1 } });
+  });
+});
+
+describe("Processing → Denied", () => {
+  test.each([
+    { reason: "target_mismatch", tier: "LOW" as const, label: "target_mismatch" },
+    { reason: "high_risk_dual_control_required", tier: "HIGH" as const, label: "high_risk_dual_control_required" },
+    { reason: "Not A Code!", tier: "MEDIUM" as const, label: "other" },
+  ])(
+    "GIVEN a deny ($reason) THEN Denied, nothing written, the reason counted as $label",
+    async ({ reason, tier, label }) => {
+      const w = world();
+      deployment(w);
+      w.broker.answer(deny(reason, tier));
+      const key = submit(w, "t");
+
+      expect(await w.pipeline.reconcile(key)).toEqual({});
+
+      const t = task(w, key);
+      expect(t.status).toMatchObject({ phase: "Denied", message: `ATB denied the action: ${reason}` });
+      expect(t.status!.atbResult).toMatchObject({ allowed: false, riskTier: tier, reason });
+      expect(condition(t, "Authorized")).toMatchObject({ status: "False", reason: "PolicyDenied" });
+      expect(condition(t, "Succeeded")).toMatchObject({ status: "False", reason: "PolicyDenied" });
+      expect(trail(w, key).at(-1)).toBe("Denied:PolicyDenied");
+      expect(w.kube.writes(e => e.path === deployPath())).toHaveLength(0);
+      expect(await metric(w.metrics.tasksDenied, { action: "scale", risk_tier: tier, reason: label })).toBe(1);
+      expect(reasonLabel(reason)).toBe(label);
+    },
+  );
+
+  test("GIVEN an allow with an empty reason and no decision id THEN the Authorized condition says 'allowed'", async () => {
+    const w = world({ kube: { autoRollout: true } });
+    deployment(w);
+    w.broker.answer({ allowed: true, riskTier: "LOW", reason: "", requestId: "r", evaluateMs: 0 });
+    const key = submit(w, "t");
+    await w.pipeline.reconcile(key);
+    const t = task(w, key);
+    expect(condition(t, "Authorized")!.message).toBe("allowed");
+    expect(t.status!.atbResult).toEqual({ allowed: true, riskTier: "LOW", reason: "", requestId: "r", evaluateMs: 0 });
+  });
+});
+
+describe("Pending: one task per target", () => {
+  test("GIVEN a task holding the target WHEN a second task arrives THEN it waits in Pending, unasked, until the holder finishes and wakes it", async () => {
+    const w = world();
+    deployment(w, "web", 2);
+    const a = submit(w, "a", { payload: { replicas: 3 } });
+    const b = submit(w, "b", { payload: { replicas: 4 } });
+    await w.pipeline.reconcile(a); // applied, waiting for the rollout
+
+    const waiting = await w.pipeline.reconcile(b);
+
+    expect(waiting.requeueAfterMs).toBe(60_000);
+    expect(task(w, b).status!.phase).toBe("Pending");
+    expect(w.broker.callsFor(uidOf(w, b))).toHaveLength(0);
+    expect(await w.pipeline.reconcile(b)).toEqual({ requeueAfterMs: 60_000 }); // still held
+
+    w.kube.completeRollout(deployPath());
+    await w.pipeline.reconcile(a);
+    expect(task(w, a).status!.phase).toBe("Completed");
+    expect(w.wakes).toEqual([b]);
+
+    w.kube.completeRollout(deployPath());
+    await drive(w, b, { between: () => w.kube.completeRollout(deployPath()) });
+    expect(task(w, b).status!.phase).toBe("Completed");
+    expect(w.kube.read(deployPath())!.spec!.replicas).toBe(4);
+  });
+
+  test("GIVEN a waiter close to its deadline THEN it looks again just after the deadline, and then fails", async () => {
+    const w = world();
+    deployment(w);
+    const a = submit(w, "a");
+    await w.pipeline.reconcile(a);
+    const b = submit(w, "b");
+    w.clock.advance(590_000); // b's deadline is 600 s after its creation
+
+    const r = await w.pipeline.reconcile(b);
+
+    expect(r.requeueAfterMs).toBe(11_000);
+    w.clock.advance(r.requeueAfterMs!);
+    await w.pipeline.reconcile(b);
+    expect(task(w, b).status).toMatchObject({ phase: "Failed" });
+    expect(condition(task(w, b), "Succeeded")!.reason).toBe("TaskDeadlineExceeded");
+  });
+
+  test("GIVEN tasks on different targets THEN neither waits for the other", async () => {
+    const w = world({ kube: { autoRollout: true } });
+    deployment(w, "web");
+    deployment(w, "api");
+    const a = submit(w, "a", { target: "web" });
+    const b = submit(w, "b", { target: "api" });
+    await w.pipeline.reconcile(a);
+    await w.pipeline.reconcile(b);
+    expect([task(w, a).status!.phase, task(w, b).status!.phase]).toEqual(["Completed", "Completed"]);
+  });
+
+  test("GIVEN the holder is deleted WHEN its key is reconciled THEN the target goes to the waiter", async () => {
+    const w = world();
+    deployment(w);
+    const a = submit(w, "a");
+    await w.pipeline.reconcile(a);
+    const b = submit(w, "b");
+    await w.pipeline.reconcile(b);
+    w.kube.remove(taskPath("a"));
+
+    expect(await w.pipeline.reconcile(a)).toEqual({});
+    expect(w.wakes).toEqual([b]);
+  });
+});
+
+describe("Executing, applied: verify", () => {
+  async function applied(o: Parameters<typeof world>[0] = {}) {
+    const w = world(o);
+    deployment(w, "web", 2);
+    const key = submit(w, "t", { payload: { replicas: 3 } });
+    await w.pipeline.reconcile(key);
+    expect(task(w, key).status!.phase).toBe("Executing");
+    return { w, key };
+  }
+
+  test.each([
+    { waited: 0, requeue: 500 },
+    { waited: 9_999, requeue: 500 },
+    { waited: 15_000, requeue: 2_000 },
+    { waited: 59_999, requeue: 2_000 },
+    { waited: 70_000, requeue: 5_000 },
+    { waited: 120_000, requeue: 5_000 },
+  ])(
+    "GIVEN a rollout still going after $waited ms THEN look again in $requeue ms, status untouched",
+    async ({ waited, requeue }) => {
+      const { w, key } = await applied();
+      const rv = task(w, key).metadata!.resourceVersion;
+      w.clock.advance(waited);
+      expect(await w.pipeline.reconcile(key)).toEqual({ requeueAfterMs: requeue });
+      expect(task(w, key).metadata!.resourceVersion).toBe(rv);
+    },
+  );
+
+  test("GIVEN the rollout is not done after the rollout timeout THEN Failed RolloutTimeout (applied, not succeeded)", async () => {
+    const { w, key } = await applied();
+    w.clock.advance(120_001);
+    await w.pipeline.reconcile(key);
+    const t = task(w, key);
+    expect(t.status!.phase).toBe("Failed");
+    expect(t.status!.message).toMatch(/not done 120s after the change was applied/);
+    expect(condition(t, "Succeeded")).toMatchObject({ status: "False", reason: "RolloutTimeout" });
+    expect(condition(t, "Executed")!.status).toBe("True");
+    expect(await metric(w.metrics.tasksFailed, { action: "scale", reason: "RolloutTimeout" })).toBe(1);
+  });
+
+  test.each([
+    {
+      what: "someone else scaled the target",
+      change: (o: { spec?: Record<string, unknown> }) => (o.spec!.replicas = 7),
+      reason: "TargetChanged",
+    },
+    {
+      what: "the rollout exceeded its progress deadline",
+      change: (o: { metadata: { generation?: number }; status?: Record<string, unknown> }) =>
+        (o.status = {
+          observedGeneration: o.metadata.generation,
+          conditions: [{ type: "Progressing", status: "False", reason: "ProgressDeadlineExceeded", message: "stuck" }],
+        }),
+      reason: "ProgressDeadlineExceeded",
+    },
+  ])("GIVEN $what THEN Failed $reason", async ({ change, reason }) => {
+    const { w, key } = await applied();
+    w.kube.mutate(deployPath(), change as never);
+    await w.pipeline.reconcile(key);
+    expect(condition(task(w, key), "Succeeded")).toMatchObject({ status: "False", reason });
+    expect(condition(task(w, key), "Executed")).toMatchObject({ status: "True" });
+  });
+
+  test("GIVEN the target vanished after the write THEN Failed TargetNotFound", async () => {
+    const { w, key } = await applied();
+    w.kube.remove(deployPath());
+    await w.pipeline.reconcile(key);
+    expect(condition(task(w, key), "Succeeded")).toMatchObject({ reason: "TargetNotFound" });
+  });
+
+  test("GIVEN a later task changed the target since THEN Completed as superseded, without waiting", async () => {
+    const { w, key } = await applied();
+    w.kube.mutate(deployPath(), o => {
+      const list = o.metadata.annotations!["atb.siemens.com/applied-tasks"];
+      o.metadata.annotations!["atb.siemens.com/applied-tasks"] = `${list} later-uid`;
+    });
+    await w.pipeline.reconcile(key);
+    expect(task(w, key).status).toMatchObject({
+      phase: "Completed",
+      message: "change applied; a later task (later-uid) has since changed the target",
+    });
+  });
+
+  test("GIVEN an action whose verify fails with its own reason THEN Failed with that reason", async () => {
+    const p = probe({ verify: () => ({ state: "failed", reason: "ProbeBroken", message: "probe says no" }) });
+    const w = world({ probe: p });
+    deployment(w);
+    const key = submit(w, "t", { action: "patch", payload: { value: "v" } });
+    await w.pipeline.reconcile(key);
+    expect(task(w, key).status).toMatchObject({ phase: "Failed", message: "probe says no" });
+    expect(condition(task(w, key), "Succeeded")!.reason).toBe("ProbeBroken");
+  });
+});
+
+describe("tasks the pipeline leaves alone", () => {
+  test.each([
+    { what: "Completed", phase: "Completed" },
+    { what: "Denied", phase: "Denied" },
+    { what: "Failed", phase: "Failed" },
+    { what: "an unknown phase", phase: "Paused" },
+  ])("GIVEN a task $what THEN one GET and nothing else", async ({ phase }) => {
+    const w = world();
+    deployment(w);
+    const key = submit(w, "t", { status: { phase: phase as "Completed" } });
+    const before = w.kube.audit.length;
+    expect(await w.pipeline.reconcile(key)).toEqual({});
+    expect(w.kube.audit.slice(before).map(e => e.method)).toEqual(["GET"]);
+    expect(w.broker.calls).toHaveLength(0);
+  });
+
+  test("GIVEN a task outside WATCH_NAMESPACE THEN nothing is written", async () => {
+    const w = world({ env: { WATCH_NAMESPACE: "elsewhere" } });
+    deployment(w);
+    const key = submit(w, "t");
+    expect(await w.pipeline.reconcile(key)).toEqual({});
+    expect(task(w, key).status).toBeUndefined();
+  });
+
+  test("GIVEN a task in WATCH_NAMESPACE THEN it runs", async () => {
+    const w = world({ env: { WATCH_NAMESPACE: "elsewhere,shop" }, kube: { autoRollout: true } });
+    deployment(w);
+    const key = submit(w, "t");
+    await w.pipeline.reconcile(key);
+    expect(task(w, key).status!.phase).toBe("Completed");
+  });
+
+  test("GIVEN a task that no longer exists THEN nothing, and no error", async () => {
+    const w = world();
+    expect(await w.pipeline.reconcile("shop/ghost")).toEqual({});
+  });
+
+  test("taskKey is namespace/name", () => {
+    const w = world();
+    const key = submit(w, "t");
+    expect(taskKey(task(w, key))).toBe("shop/t");
+  });
+});
