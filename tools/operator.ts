@@ -1,6 +1,8 @@
 // Starts the Pepr module as a child process against a control plane (the way it runs in a
 // cluster: its own process, its own logs), waits for /healthz, and stops it. Logs go to a file
-// so tests can scan them (for example for leaked tokens).
+// so tests can scan them (for example for leaked tokens). The operator runs in a process group of
+// its own, tied to the process that started it (tools/reaper.ts): if that one dies without
+// stopping it, its watchdog does.
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, openSync, closeSync, readFileSync } from "node:fs";
@@ -8,6 +10,7 @@ import { request } from "node:https";
 import { join } from "node:path";
 import { ensureCA, issueCert } from "../broker/pki";
 import { freePort } from "./controlplane/cluster";
+import { tieGroup, untieGroup } from "./reaper";
 
 const ROOT = join(__dirname, "..");
 
@@ -60,6 +63,24 @@ function healthz(port: number, ca: Buffer): Promise<boolean> {
   });
 }
 
+/** The operator's node process, in a group of its own tied to this process; kill() signals the group. */
+function spawnTied(args: string[], env: NodeJS.ProcessEnv, logFd: number) {
+  const child = spawn(process.execPath, args, { cwd: ROOT, env, stdio: ["ignore", logFd, logFd], detached: true });
+  const pid = child.pid;
+  if (pid) {
+    tieGroup(pid);
+    child.once("exit", () => untieGroup(pid));
+  }
+  const kill = (signal: NodeJS.Signals) => {
+    try {
+      if (pid) process.kill(-pid, signal);
+    } catch {
+      child.kill(signal);
+    }
+  };
+  return { child, kill };
+}
+
 export async function startOperator(o: OperatorOptions): Promise<OperatorHandle> {
   mkdirSync(o.workDir, { recursive: true });
   const ca = ensureCA(join(o.workDir, "pki"), "ca", "atb-operator test serving CA");
@@ -89,11 +110,7 @@ export async function startOperator(o: OperatorOptions): Promise<OperatorHandle>
   // not a wrapper.
   if (o.entry === "bundle" && !existsSync(BUNDLE)) throw new Error(`${BUNDLE} is missing: npm run build`);
   const args = o.entry === "bundle" ? [BUNDLE] : ["--import", "tsx", join(ROOT, "pepr.ts")];
-  const child = spawn(process.execPath, [...(o.nodeArgs ?? []), ...args], {
-    cwd: ROOT,
-    env,
-    stdio: ["ignore", fd, fd],
-  });
+  const { child, kill } = spawnTied([...(o.nodeArgs ?? []), ...args], env, fd);
   closeSync(fd);
   const caPem = readFileSync(ca.cert);
   const deadline = Date.now() + (o.timeoutMs ?? 60_000);
@@ -101,7 +118,7 @@ export async function startOperator(o: OperatorOptions): Promise<OperatorHandle>
   while (!(await healthz(port, caPem))) {
     if (child.exitCode !== null) throw new Error(`operator exited with ${child.exitCode}:\n${logs().slice(-3000)}`);
     if (Date.now() > deadline) {
-      child.kill("SIGKILL");
+      kill("SIGKILL");
       throw new Error(`operator not healthy after ${(o.timeoutMs ?? 60_000) / 1000}s:\n${logs().slice(-3000)}`);
     }
     await new Promise(r => setTimeout(r, 200));
@@ -109,8 +126,8 @@ export async function startOperator(o: OperatorOptions): Promise<OperatorHandle>
   const stop = async (signal: NodeJS.Signals = "SIGTERM") => {
     if (child.exitCode !== null || child.signalCode !== null) return;
     const exited = new Promise(r => child.once("exit", r));
-    child.kill(signal);
-    const timer = setTimeout(() => child.kill("SIGKILL"), 10_000);
+    kill(signal);
+    const timer = setTimeout(() => kill("SIGKILL"), 10_000);
     await exited;
     clearTimeout(timer);
   };

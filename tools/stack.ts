@@ -1,7 +1,9 @@
 // The whole product on a local control plane, for the e2e tests, the sandbox and the benchmarks:
 // the reference broker (real mTLS, real OPA on policies/), the operator as a child process in
 // PEPR_MODE=dev with its admission webhooks registered against the API server, and a PoA minter
-// whose key the broker trusts. Nothing here is a fake.
+// whose key the broker trusts. Nothing here is a fake. The broker runs in this process; its OPA
+// child and the operator are tied to this process (tools/reaper.ts), so they stop with it even
+// when it dies without calling stop().
 import { readFileSync } from "node:fs";
 import { request } from "node:http";
 import { join } from "node:path";
@@ -12,6 +14,7 @@ import { createLogger } from "../capabilities/lib/logger";
 import { ensureBinaries, type Binaries } from "./controlplane/binaries";
 import { freePort, kubectl, type ClusterState } from "./controlplane/cluster";
 import { startOperator, type OperatorHandle } from "./operator";
+import { tieProcess, untieProcess } from "./reaper";
 import { webhookConfigurations } from "./webhooks";
 
 export interface StackOptions {
@@ -112,10 +115,13 @@ export async function startStack(o: StackOptions): Promise<Stack> {
         ...(o.brokerDataFile ? { dataFile: o.brokerDataFile } : {}),
       });
       stack.broker = broker;
+      if (broker.opaPid) tieProcess(broker.opaPid);
       return broker;
     },
     async stopBroker() {
+      const opaPid = broker?.opaPid;
       await broker?.stop();
+      if (opaPid) untieProcess(opaPid);
       broker = undefined;
       stack.broker = undefined;
     },

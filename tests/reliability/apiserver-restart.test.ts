@@ -11,6 +11,7 @@ import { down, startApiserver, stopComponent, up, type ClusterState } from "../.
 import { ensureBinaries } from "../../tools/controlplane/binaries";
 import { appliedTasks } from "../../capabilities/lib/action/marker";
 import type { KubeObject } from "../../capabilities/lib/action";
+import { tiePath, untiePath } from "../../tools/reaper";
 import { installCrds } from "../../tools/stack";
 import { operatorWrites } from "../helpers/audit";
 import { eventually } from "../helpers/kube";
@@ -30,6 +31,9 @@ let state: ClusterState;
 let h: Harness;
 
 beforeAll(async () => {
+  // The plane's processes are tied to this worker by up(); its data folder too (a Ctrl-C or a
+  // killed run skips afterAll).
+  if (process.env.ATB_E2E_KEEP !== "1") tiePath(dataDir);
   state = await up({ dataDir, nodes: 2, log: l => console.log(l) });
   installCrds(bin, state.kubeconfig);
   h = new Harness(state, NS, "stack-rel-apiserver");
@@ -53,6 +57,7 @@ afterAll(async () => {
   await down(dataDir, l => console.log(l));
   if (process.env.ATB_E2E_KEEP !== "1") rmSync(dataDir, { recursive: true, force: true });
   else console.log(`[reliability] kept ${dataDir}`);
+  untiePath(dataDir);
 });
 
 async function scaleTasks(prefix: string, count: number, offset: number): Promise<object[]> {

@@ -50,7 +50,8 @@ async function main(): Promise<number> {
     case "up": {
       const i = rest.indexOf("--nodes");
       const nodes = i >= 0 ? Number(rest[i + 1]) : 3;
-      const s = await up({ dataDir: DEFAULT_DATA_DIR, nodes });
+      // The plane keeps running after this command exits, until `npm run cluster -- down`.
+      const s = await up({ dataDir: DEFAULT_DATA_DIR, nodes, outliveCaller: true });
       console.log(`control plane running: ${s.server}\nnext: eval "$(npm run -s cluster -- env)"`);
       return 0;
     }

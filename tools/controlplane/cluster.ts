@@ -1,8 +1,10 @@
 // The local control plane: etcd, kube-apiserver, kube-controller-manager, kube-scheduler and
 // KWOK on 127.0.0.1, with a throwaway PKI and a kubeconfig inside the data folder. Each component
 // runs detached in its own process group; state.json records PIDs and ports so `down` stops
-// exactly what `up` started. Used by the CLI (npm run cluster), the e2e tests, the sandbox and
-// the benchmarks.
+// exactly what `up` started. The groups are tied to the process that called `up` (tools/reaper.ts):
+// if it dies without calling `down` (Ctrl-C on jest, SIGKILL, a crash), its watchdog stops them;
+// only `npm run cluster -- up` starts a plane that outlives its caller. Used by the CLI (npm run
+// cluster), the e2e tests, the sandbox and the benchmarks.
 import { spawn, spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync, closeSync } from "node:fs";
 import { createServer } from "node:net";
@@ -10,6 +12,7 @@ import { join } from "node:path";
 import { ensureBinaries, type Binaries } from "./binaries";
 import { ensureCA, issueCert, keyPair, readPem } from "../../broker/pki";
 import { kubeReady, waitFor } from "./wait";
+import { processStart, running, tieGroup, untieGroup } from "../reaper";
 
 export const SERVICE_CIDR = "10.96.0.0/16";
 export const POD_CIDR = "10.244.0.0/16";
@@ -23,12 +26,19 @@ export interface ClusterState {
   ports: { etcd: number; etcdPeer: number; apiserver: number };
   pids: Partial<Record<Component, number>>;
   startedAt: string;
+  /** Started by `npm run cluster -- up`: keeps running after that process exits (see UpOptions). */
+  outlivesCaller?: boolean;
 }
 
 export interface UpOptions {
   dataDir: string;
   nodes?: number;
   log?: (line: string) => void;
+  /**
+   * Keep the components running after the calling process exits (the CLI's `up`). By default they
+   * are stopped when the caller is gone, however it ends, so a killed test run leaves nothing behind.
+   */
+  outliveCaller?: boolean;
 }
 
 export function statePath(dataDir: string): string {
@@ -49,10 +59,11 @@ export function isAlive(pid: number | undefined): boolean {
   if (!pid) return false;
   try {
     process.kill(pid, 0);
-    return true;
   } catch {
     return false;
   }
+  // A zombie has stopped: its parent is gone and the machine's init may never reap it.
+  return processStart(pid) === undefined || running(pid);
 }
 
 export async function freePort(): Promise<number> {
@@ -98,15 +109,19 @@ export function kubeconfigYaml(server: string, caPem: string, certPem: string, k
   ].join("\n");
 }
 
-/** Starts one component detached, in its own process group, logging into the data folder. */
-export function startProcess(dataDir: string, name: Component, bin: string, args: string[]): number {
-  const logs = join(dataDir, "logs");
+/**
+ * Starts one component detached, in its own process group, logging into the data folder, and
+ * tied to this process unless the plane outlives its caller.
+ */
+export function startProcess(s: ClusterState, name: Component, bin: string, args: string[]): number {
+  const logs = join(s.dataDir, "logs");
   mkdirSync(logs, { recursive: true });
   const fd = openSync(join(logs, `${name}.log`), "a");
   const child = spawn(bin, args, { detached: true, stdio: ["ignore", fd, fd] });
   closeSync(fd);
   child.unref();
   if (!child.pid) throw new Error(`could not start ${name} (${bin})`);
+  if (!s.outlivesCaller) tieGroup(child.pid);
   return child.pid;
 }
 
@@ -172,7 +187,7 @@ function apiserverArgs(s: ClusterState, k: ReturnType<typeof pki>): string[] {
 /** Starts (or restarts, keeping etcd) the API server of an existing plane and waits for /readyz. */
 export async function startApiserver(s: ClusterState, b: Binaries): Promise<void> {
   const k = pki(s.dataDir);
-  s.pids["kube-apiserver"] = startProcess(s.dataDir, "kube-apiserver", b.kubeApiserver, apiserverArgs(s, k));
+  s.pids["kube-apiserver"] = startProcess(s, "kube-apiserver", b.kubeApiserver, apiserverArgs(s, k));
   writeState(s);
   await waitFor(
     "kube-apiserver /readyz",
@@ -188,7 +203,7 @@ export async function startApiserver(s: ClusterState, b: Binaries): Promise<void
 function startEtcd(s: ClusterState, b: Binaries): void {
   const peer = `http://127.0.0.1:${s.ports.etcdPeer}`;
   const client = `http://127.0.0.1:${s.ports.etcd}`;
-  s.pids.etcd = startProcess(s.dataDir, "etcd", b.etcd, [
+  s.pids.etcd = startProcess(s, "etcd", b.etcd, [
     "--name=default",
     `--data-dir=${join(s.dataDir, "etcd")}`,
     `--listen-client-urls=${client}`,
@@ -210,7 +225,7 @@ function startEtcd(s: ClusterState, b: Binaries): void {
 const CONTROLLER_CLIENT_FLAGS = ["--kube-api-qps=500", "--kube-api-burst=1000"];
 
 function startControllers(s: ClusterState, b: Binaries, k: ReturnType<typeof pki>): void {
-  s.pids["kube-controller-manager"] = startProcess(s.dataDir, "kube-controller-manager", b.kubeControllerManager, [
+  s.pids["kube-controller-manager"] = startProcess(s, "kube-controller-manager", b.kubeControllerManager, [
     `--kubeconfig=${s.kubeconfig}`,
     "--leader-elect=false",
     "--controllers=*",
@@ -222,14 +237,14 @@ function startControllers(s: ClusterState, b: Binaries, k: ReturnType<typeof pki
     `--service-cluster-ip-range=${SERVICE_CIDR}`,
     ...CONTROLLER_CLIENT_FLAGS,
   ]);
-  s.pids["kube-scheduler"] = startProcess(s.dataDir, "kube-scheduler", b.kubeScheduler, [
+  s.pids["kube-scheduler"] = startProcess(s, "kube-scheduler", b.kubeScheduler, [
     `--kubeconfig=${s.kubeconfig}`,
     "--leader-elect=false",
     "--bind-address=127.0.0.1",
     "--secure-port=0",
     ...CONTROLLER_CLIENT_FLAGS,
   ]);
-  s.pids.kwok = startProcess(s.dataDir, "kwok", b.kwok, [
+  s.pids.kwok = startProcess(s, "kwok", b.kwok, [
     `--kubeconfig=${s.kubeconfig}`,
     `--config=${b.kwokStages}`,
     "--manage-all-nodes=false",
@@ -288,6 +303,7 @@ export async function up(o: UpOptions): Promise<ClusterState> {
     ports,
     pids: {},
     startedAt: new Date().toISOString(),
+    ...(o.outliveCaller ? { outlivesCaller: true } : {}),
   };
   try {
     startEtcd(s, b);
@@ -356,7 +372,13 @@ export async function down(dataDir: string, log: (l: string) => void = l => cons
 
 export async function stopComponent(s: ClusterState, c: Component): Promise<void> {
   const pid = s.pids[c];
-  if (!pid || !isAlive(pid)) return;
+  if (!pid) return;
+  if (isAlive(pid)) await stopGroup(pid);
+  untieGroup(pid);
+  delete s.pids[c];
+}
+
+async function stopGroup(pid: number): Promise<void> {
   const signal = (sig: NodeJS.Signals) => {
     try {
       process.kill(-pid, sig);
@@ -369,5 +391,4 @@ export async function stopComponent(s: ClusterState, c: Component): Promise<void
   while (isAlive(pid) && Date.now() < deadline) await new Promise(r => setTimeout(r, 100));
   if (isAlive(pid)) signal("SIGKILL");
   while (isAlive(pid)) await new Promise(r => setTimeout(r, 50));
-  delete s.pids[c];
 }
