@@ -98,8 +98,10 @@ export function probe(script: ProbeScript = {}): Probe {
     action: "patch",
     kinds: ["Deployment", "ConfigMap"],
     validate: () => [],
-    plan: async (ctx: TaskContext, target: KubeObject | undefined) =>
-      (script.plan ?? probePlan)(ctx, target, ++calls.plan),
+    plan: async (ctx: TaskContext, target: KubeObject | undefined) => {
+      calls.plan++;
+      return script.plan ? script.plan(ctx, target, calls.plan) : probePlan(ctx, target);
+    },
     verify: async (ctx: TaskContext) => {
       calls.verify++;
       return script.verify ? script.verify(ctx, calls.verify) : { state: "done" as const, message: "probe done" };

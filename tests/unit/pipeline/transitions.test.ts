@@ -3,7 +3,7 @@
 // waits (a held target, a rollout), Denied, and the verify outcomes.
 import type { Metric } from "prom-client";
 import { taskKey, reasonLabel } from "../../../capabilities/lib/pipeline";
-import { allow, deny } from "../../helpers/fake-broker";
+import { deny } from "../../helpers/fake-broker";
 import {
   applyWrites,
   condition,
