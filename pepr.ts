@@ -1,27 +1,11 @@
-// The module's entry point: the action registry, the capabilities, and the start-up order.
-// Adding an action = one folder under capabilities/ plus one entry in `actions` (the registry's
-// type makes a missing action a compile error).
+// The module's entry point: the capabilities and the start-up order. The actions are listed in
+// capabilities/registry.ts (adding one is a folder plus one line there, then `npm run generate`).
 import { PeprModule } from "pepr";
 import cfg from "./package.json";
 import { agentTaskCapability } from "./capabilities/agent-task";
-import type { ActionRegistry } from "./capabilities/lib/action";
 import { loadConfig } from "./capabilities/lib/config";
 import { OperatorRuntime } from "./capabilities/lib/runtime";
-import { ScaleAction } from "./capabilities/scale";
-import { RestartAction } from "./capabilities/restart";
-import { UpdateConfigAction } from "./capabilities/update-config";
-import { DeployAction } from "./capabilities/deploy";
-import { RollbackAction } from "./capabilities/rollback";
-import { PatchAction } from "./capabilities/patch";
-
-const actions: ActionRegistry = {
-  scale: ScaleAction,
-  restart: RestartAction,
-  "update-config": UpdateConfigAction,
-  deploy: DeployAction,
-  rollback: RollbackAction,
-  patch: PatchAction,
-};
+import { ACTION_MODULES, actions } from "./capabilities/registry";
 
 const config = loadConfig();
 // The pipeline runs only where Pepr runs watches (the watcher pod, or dev mode); admission pods
@@ -31,7 +15,7 @@ const runtime =
 
 const module = new PeprModule(
   cfg,
-  [agentTaskCapability({ actions, config, runtime }), ...Object.values(actions).map(a => a.capability)],
+  [agentTaskCapability({ actions, config, runtime }), ...ACTION_MODULES.map(a => a.capability)],
   {
     deferStart: true,
   },

@@ -1,6 +1,10 @@
 // The AgentTask kind in TypeScript, and the API constants that belong next to the CRD (group,
-// labels, annotations, enums). crds/agenttask.yaml is the source of truth; the unit test
-// tests/unit/crd.test.ts fails when these lists and that YAML disagree.
+// labels, annotations, enums). The actions themselves are not listed here: each action declares
+// its name, kinds, payload schema and tier (capabilities/<action>/), capabilities/registry.ts
+// lists them, and tools/generate.ts writes the CRD's action parts from that list (this module
+// must not import the registry: the actions import this module). tests/unit/crd.test.ts checks
+// that crds/agenttask.yaml and these constants agree; tests/unit/registry.test.ts that the
+// generated parts are current.
 import { a, RegisterKind } from "pepr";
 
 export const GROUP = "atb.siemens.com";
@@ -9,9 +13,10 @@ export const KIND = "AgentTask";
 export const PLURAL = "agenttasks";
 export const CRD_NAME = `${PLURAL}.${GROUP}`;
 
-export const ACTIONS = ["scale", "restart", "update-config", "deploy", "rollback", "patch"] as const;
-export type Action = (typeof ACTIONS)[number];
-
+/**
+ * The kinds an action may target (the operator knows their API coordinates). The CRD's enum for
+ * spec.target.kind lists the ones some action declares, in this order.
+ */
 export const TARGET_KINDS = [
   "Deployment",
   "StatefulSet",
@@ -22,16 +27,6 @@ export const TARGET_KINDS = [
   "Service",
 ] as const;
 export type TargetKind = (typeof TARGET_KINDS)[number];
-
-/** Which kinds each action may target (also enforced by CEL in the CRD). */
-export const ACTION_KINDS: Readonly<Record<Action, readonly TargetKind[]>> = {
-  scale: ["Deployment", "StatefulSet", "ReplicaSet"],
-  restart: ["Deployment", "StatefulSet", "DaemonSet"],
-  "update-config": ["ConfigMap", "Secret"],
-  deploy: ["Deployment", "StatefulSet", "DaemonSet"],
-  rollback: ["Deployment", "StatefulSet", "DaemonSet"],
-  patch: ["Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "ConfigMap", "Service"],
-};
 
 export const PHASES = ["Pending", "Processing", "Executing", "Completed", "Denied", "Failed"] as const;
 export type Phase = (typeof PHASES)[number];
@@ -60,7 +55,8 @@ export interface AgentTaskTarget {
 export interface AgentTaskSpec {
   agentId: string;
   poaToken: string;
-  action: Action;
+  /** One of the registry's actions (capabilities/registry.ts); the API server enforces the list. */
+  action: string;
   target: AgentTaskTarget;
   payload?: Record<string, unknown>;
 }

@@ -1,7 +1,8 @@
 // Pure admission rules shared by every action: each returns messages that name the field and
-// the rule. Payload rules belong to the action capabilities.
+// the rule. Payload rules belong to the action capabilities; the kinds each action supports come
+// from its module in the registry.
 import { isDeepStrictEqual } from "node:util";
-import { ACTION_KINDS, type AgentTask } from "../../crds/agenttask";
+import type { AgentTask, AgentTaskSpec } from "../../crds/agenttask";
 import type { ActionRegistry } from "../lib/action";
 import type { OperatorConfig } from "../lib/config";
 
@@ -29,31 +30,34 @@ export function agentLabel(agentId: unknown): string | undefined {
   return clean || undefined;
 }
 
-export function commonErrors(
-  task: AgentTask | undefined,
-  actions: ActionRegistry,
-  config: Readonly<OperatorConfig>,
-): string[] {
-  const spec = task?.spec;
-  if (!spec) return ["spec: is required"];
-  const errors: string[] = [];
+/** The action is one the registry lists, and the target kind one that action supports. */
+function actionErrors(spec: AgentTaskSpec, actions: ActionRegistry): string[] {
   const action = spec.action as unknown;
   if (typeof action !== "string" || !Object.prototype.hasOwnProperty.call(actions, action)) {
-    errors.push(
+    return [
       `spec.action: "${show(action)}" is not an action this operator supports (${Object.keys(actions).join(", ")})`,
-    );
-  } else if (!ACTION_KINDS[spec.action].includes(spec.target?.kind)) {
-    errors.push(
-      `spec.target.kind: ${show(spec.target?.kind)} is not supported by action ${action} (supported: ${ACTION_KINDS[spec.action].join(", ")})`,
-    );
+    ];
   }
+  const kinds = actions[action].kinds;
+  if (kinds.includes(spec.target?.kind)) return [];
+  return [
+    `spec.target.kind: ${show(spec.target?.kind)} is not supported by action ${action} (supported: ${kinds.join(", ")})`,
+  ];
+}
+
+function identityErrors(spec: AgentTaskSpec): string[] {
+  const errors: string[] = [];
   if (typeof spec.agentId !== "string" || !SPIFFE.test(spec.agentId)) {
     errors.push("spec.agentId: must be a SPIFFE ID with a path (spiffe://<trust-domain>/<path>)");
   }
   if (typeof spec.poaToken !== "string" || !JWS.test(spec.poaToken)) {
     errors.push("spec.poaToken: must be a compact JWS (three base64url segments separated by dots)");
   }
-  const ns = task?.metadata?.namespace;
+  return errors;
+}
+
+function namespaceErrors(spec: AgentTaskSpec, ns: string | undefined, config: Readonly<OperatorConfig>): string[] {
+  const errors: string[] = [];
   if (spec.target?.namespace !== ns && !config.allowCrossNamespace) {
     errors.push(
       `spec.target.namespace: must equal the task's namespace "${ns}"; cross-namespace targets are disabled (ATB_ALLOW_CROSS_NAMESPACE=false)`,
@@ -65,6 +69,20 @@ export function commonErrors(
     );
   }
   return errors;
+}
+
+export function commonErrors(
+  task: AgentTask | undefined,
+  actions: ActionRegistry,
+  config: Readonly<OperatorConfig>,
+): string[] {
+  const spec = task?.spec;
+  if (!spec) return ["spec: is required"];
+  return [
+    ...actionErrors(spec, actions),
+    ...identityErrors(spec),
+    ...namespaceErrors(spec, task?.metadata?.namespace, config),
+  ];
 }
 
 export function immutableErrors(old: AgentTask | undefined, next: AgentTask | undefined): string[] {

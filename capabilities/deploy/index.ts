@@ -1,28 +1,38 @@
 // The deploy action: roll a Deployment, StatefulSet or DaemonSet to a new image or a new manifest
 // and count the task Completed when the rollout finishes (Failed on ProgressDeadlineExceeded).
-import type { ActionModule, KubeObject, Plan, TaskContext } from "../lib/action";
-import { verifyRollout } from "../lib/action/target";
+import type { TaskContext } from "../lib/action";
+import { defineAction, requireTarget, rolloutDone } from "../lib/action/define";
 import { planImage, planManifest } from "./plan";
 import { validateDeploy } from "./validate";
-import { actionCapability } from "../lib/action/capability";
 
-export { validateDeploy } from "./validate";
+const withManifest = (ctx: TaskContext): boolean => ctx.spec.payload?.manifest !== undefined;
 
-async function plan(ctx: TaskContext, target: KubeObject | undefined): Promise<Plan> {
-  return ctx.spec.payload?.manifest !== undefined ? planManifest(ctx, target) : planImage(ctx, target);
-}
-
-const capability = actionCapability(
-  "deploy",
-  "Admission of deploy AgentTasks: an image or a manifest that names exactly the target",
-  validateDeploy,
-);
-
-export const DeployAction: ActionModule = {
+export const DeployAction = defineAction({
   action: "deploy",
   kinds: ["Deployment", "StatefulSet", "DaemonSet"],
-  capability,
+  tier: "HIGH",
+  payload: {
+    fields: {
+      image: { type: "string", minLength: 1, maxLength: 1024, description: "new container image" },
+      container: { type: "string", maxLength: 253, description: "container to update (default: the only one)" },
+      manifest: {
+        type: "object",
+        description: "the full desired object (server-side applied)",
+        "x-kubernetes-preserve-unknown-fields": true,
+      },
+    },
+    required: { one: ["image", "manifest"] },
+  },
+  docs: {
+    summary:
+      "`image` (+ `container`) updates one container's image; or `manifest`, a full object server-side applied under the operator's field manager (creates a missing target only with `ATB_ALLOW_CREATE=true`); Failed on `ProgressDeadlineExceeded`",
+    payload: "`image` [+ `container`] or `manifest`",
+  },
+  admission: "an image or a manifest that names exactly the target",
   validate: validateDeploy,
-  plan,
-  verify: verifyRollout,
-};
+  plan: (ctx, target) => (withManifest(ctx) ? planManifest(ctx, target) : planImage(ctx, target)),
+  // Only a manifest may create its target (when ATB_ALLOW_CREATE allows it).
+  planMissing: ctx =>
+    withManifest(ctx) ? planManifest(ctx, undefined) : planImage(ctx, requireTarget(ctx, undefined)),
+  verify: rolloutDone,
+});

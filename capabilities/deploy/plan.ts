@@ -3,20 +3,10 @@
 // under the operator's field manager (created only when ATB_ALLOW_CREATE allows it).
 import { createHash } from "node:crypto";
 import type { KubeObject, Plan, TaskContext } from "../lib/action";
+import { isRecord, markerAnnotations, markerMetadata, refusePaused } from "../lib/action/define";
 import { AtbError } from "../lib/errors";
 import { resourcePath } from "../lib/kube";
-import { markerAnnotations } from "../lib/action/marker";
 import { containerImages, podTemplate } from "../lib/kube/workload";
-import { isRecord } from "./validate";
-
-function refusePaused(target: KubeObject, kind: string): void {
-  if (kind === "Deployment" && target.spec?.paused === true) {
-    throw new AtbError(
-      "TASK_INVALID",
-      `deployment ${target.metadata.name} is paused; resume it first (kubectl rollout resume)`,
-    );
-  }
-}
 
 /** Which list the container lives in: regular containers first, then init containers (as kubectl). */
 function locateContainer(
@@ -42,10 +32,9 @@ function locateContainer(
   );
 }
 
-export function planImage(ctx: TaskContext, target: KubeObject | undefined): Plan {
+export function planImage(ctx: TaskContext, target: KubeObject): Plan {
   const { kind, name, namespace } = ctx.spec.target;
-  if (!target) throw new AtbError("TARGET_NOT_FOUND", `${kind} ${namespace}/${name} does not exist`);
-  refusePaused(target, kind);
+  refusePaused(kind, target);
   const image = ctx.spec.payload?.image as string;
   const container = locateContainer({ ...target, kind }, ctx.spec.payload?.container as string | undefined);
   const currentImages = containerImages(target);
@@ -62,7 +51,7 @@ export function planImage(ctx: TaskContext, target: KubeObject | undefined): Pla
       path: resourcePath(kind, namespace, name),
       patchType: "strategic",
       body: {
-        metadata: { resourceVersion: target.metadata.resourceVersion, annotations: markerAnnotations(target, ctx.uid) },
+        metadata: markerMetadata(target, ctx.uid),
         spec: { template: { spec: { [container.list]: [{ name: container.name, image }] } } },
       },
     },
@@ -104,7 +93,7 @@ export function planManifest(ctx: TaskContext, target: KubeObject | undefined): 
       `${kind} ${namespace}/${name} does not exist and creation is disabled (ATB_ALLOW_CREATE=false)`,
     );
   }
-  if (target && manifest.spec?.paused !== false) refusePaused(target, kind);
+  if (target && manifest.spec?.paused !== false) refusePaused(kind, target);
   const summary = manifestSummary(manifest);
   return {
     params: { mode: "manifest", create: !target, ...summary },

@@ -1,9 +1,10 @@
 // Admission rules of the deploy action: exactly one of payload.image (with an optional
 // payload.container) or payload.manifest, and a manifest that names exactly the task's target.
+// (The payload's unknown keys are refused by defineAction from the schema in ./index.ts.)
 import type { AgentTaskSpec } from "../../crds/agenttask";
+import { isRecord } from "../lib/action/define";
 import type { OperatorConfig } from "../lib/config";
 
-const ALLOWED = ["image", "container", "manifest"];
 const CONTAINER_NAME = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 /** Fields the API server owns; an agent's manifest that sets them is a mistake or an attack. */
 const SERVER_FIELDS = [
@@ -14,10 +15,6 @@ const SERVER_FIELDS = [
   "generation",
   "deletionTimestamp",
 ];
-
-export function isRecord(v: unknown): v is Record<string, unknown> {
-  return v !== null && typeof v === "object" && !Array.isArray(v);
-}
 
 function short(v: unknown): string {
   let s: string;
@@ -93,12 +90,12 @@ function checkManifest(spec: AgentTaskSpec, config: Readonly<OperatorConfig>, er
   }
 }
 
-export function validateDeploy(spec: AgentTaskSpec | undefined, config: Readonly<OperatorConfig>): string[] {
-  const p: unknown = spec?.payload;
-  if (!spec || !isRecord(p)) return ["spec.payload: must be an object with field image or manifest"];
-  const errors = Object.keys(p)
-    .filter(k => !ALLOWED.includes(k))
-    .map(k => `spec.payload.${k.slice(0, 64)}: not a field of action deploy (allowed: ${ALLOWED.join(", ")})`);
+export function validateDeploy(
+  p: Record<string, unknown>,
+  spec: AgentTaskSpec,
+  config: Readonly<OperatorConfig>,
+): string[] {
+  const errors: string[] = [];
   const hasImage = p.image !== undefined;
   const hasManifest = p.manifest !== undefined;
   if (hasImage === hasManifest) errors.push("spec.payload: exactly one of image or manifest is required");

@@ -10,28 +10,11 @@
 // object succeeded, so only a change in between explains it). For objects without a generation
 // (ConfigMap, Service) the resourceVersion itself (`replace /metadata/resourceVersion`, a 409).
 import { applyPatch, validate as validateOps } from "fast-json-patch";
-import type { AgentTaskSpec } from "../../crds/agenttask";
-import type { ActionModule, KubeObject, Plan, TaskContext, VerifyResult } from "../lib/action";
-import type { OperatorConfig } from "../lib/config";
+import type { KubeObject, Plan, TaskContext, VerifyResult } from "../lib/action";
+import { defineAction, markerPatchOps, rolloutDone } from "../lib/action/define";
 import { AtbError, messageOf } from "../lib/errors";
 import { resourcePath } from "../lib/kube";
-import { markerPatchOps } from "../lib/action/marker";
-import { getTarget, targetGone, verifyRollout } from "../lib/action/target";
 import { parsePatch, pointerSegments, touchesPodTemplate, type Op } from "./ops";
-import { actionCapability } from "../lib/action/capability";
-
-const ALLOWED = ["patch"];
-
-export function validatePatch(spec: AgentTaskSpec | undefined, config: Readonly<OperatorConfig>): string[] {
-  const payload: unknown = spec?.payload;
-  if (payload === null || typeof payload !== "object" || Array.isArray(payload)) {
-    return ["spec.payload: must be an object with field patch"];
-  }
-  const errors = Object.keys(payload)
-    .filter(k => !ALLOWED.includes(k))
-    .map(k => `spec.payload.${k.slice(0, 64)}: not a field of action patch (allowed: ${ALLOWED.join(", ")})`);
-  return errors.concat(parsePatch((payload as Record<string, unknown>).patch, config.maxPatchBytes).errors);
-}
 
 function isConfigData(kind: string, segs: string[] | undefined): boolean {
   return (
@@ -81,9 +64,8 @@ function checkAgainst(target: KubeObject, marker: Op[], ops: Op[]): void {
   if (problem) throw new AtbError("TASK_INVALID", problem);
 }
 
-async function plan(ctx: TaskContext, target: KubeObject | undefined): Promise<Plan> {
+function plan(ctx: TaskContext, target: KubeObject): Plan {
   const { kind, name, namespace } = ctx.spec.target;
-  if (!target) throw new AtbError("TARGET_NOT_FOUND", `${kind} ${namespace}/${name} does not exist`);
   const parsed = parsePatch(ctx.spec.payload?.patch, ctx.config.maxPatchBytes);
   if (parsed.errors.length) throw new AtbError("TASK_INVALID", parsed.errors.join("; "));
   const marker = markerPatchOps(target, ctx.uid) as Op[];
@@ -114,11 +96,9 @@ function precondition(target: KubeObject): Op {
     : ({ op: "replace", path: "/metadata/resourceVersion", value: target.metadata.resourceVersion } as Op);
 }
 
-async function verify(ctx: TaskContext): Promise<VerifyResult> {
+function verify(ctx: TaskContext, obj: KubeObject): VerifyResult {
   const ops = parsePatch(ctx.spec.payload?.patch, ctx.config.maxPatchBytes).ops;
-  if (touchesPodTemplate(ops)) return verifyRollout(ctx);
-  const obj = await getTarget(ctx);
-  if (!obj) return targetGone(ctx);
+  if (touchesPodTemplate(ops)) return rolloutDone(ctx, obj);
   return { state: "done", message: `${ctx.spec.target.kind} ${obj.metadata.name} patched (${ops.length} operations)` };
 }
 
@@ -132,17 +112,26 @@ export function isStaleObjectError(err: unknown): boolean {
   return status === 409 || (status === 422 && BARE_PATCH_ERROR.test(messageOf(err)));
 }
 
-const capability = actionCapability(
-  "patch",
-  "Admission of patch AgentTasks: well-formed RFC 6902, bounded size, no protected paths",
-  validatePatch,
-);
-
-export const PatchAction: ActionModule = {
+export const PatchAction = defineAction({
   action: "patch",
   kinds: ["Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "ConfigMap", "Service"],
-  capability,
-  validate: validatePatch,
+  tier: "HIGH",
+  payload: {
+    fields: {
+      patch: {
+        description:
+          "RFC 6902 JSON Patch, as an array or a JSON string (either type, so the API server cannot check it with CEL; the patch capability's admission rule requires it)",
+        "x-kubernetes-preserve-unknown-fields": true,
+      },
+    },
+    required: { all: ["patch"], apiServer: false },
+  },
+  docs: {
+    summary:
+      "RFC 6902 JSON Patch (array, or a JSON string of one) applied to exactly the object version the broker judged; refuses `metadata.name/namespace/uid/ownerReferences/managedFields/resourceVersion`, `status` and the operator's marker annotations, and patches over `ATB_MAX_PATCH_BYTES`",
+  },
+  admission: "well-formed RFC 6902, bounded size, no protected paths",
+  validate: (payload, _spec, config) => parsePatch(payload.patch, config.maxPatchBytes).errors,
   plan,
   verify,
-};
+});

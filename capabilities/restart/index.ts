@@ -1,26 +1,13 @@
 // The restart action, as `kubectl rollout restart`: stamp
 // spec.template.metadata.annotations["kubectl.kubernetes.io/restartedAt"] so the controller rolls
 // every pod, and count the task Completed when the rollout finishes.
-import type { AgentTaskSpec } from "../../crds/agenttask";
-import type { ActionModule, KubeObject, Plan, TaskContext } from "../lib/action";
-import type { OperatorConfig } from "../lib/config";
+import type { KubeObject, Plan, TaskContext } from "../lib/action";
+import { defineAction, markerMetadata, refusePaused, rolloutDone } from "../lib/action/define";
 import { AtbError } from "../lib/errors";
 import { resourcePath } from "../lib/kube";
-import { markerAnnotations } from "../lib/action/marker";
 import { podTemplate } from "../lib/kube/workload";
-import { verifyRollout } from "../lib/action/target";
-import { actionCapability } from "../lib/action/capability";
 
 export const RESTARTED_AT = "kubectl.kubernetes.io/restartedAt";
-
-export function validateRestart(spec: AgentTaskSpec | undefined, _config?: Readonly<OperatorConfig>): string[] {
-  const payload: unknown = spec?.payload;
-  if (payload === undefined) return [];
-  if (payload === null || typeof payload !== "object" || Array.isArray(payload)) {
-    return ["spec.payload: must be an object (action restart takes no fields)"];
-  }
-  return Object.keys(payload).map(k => `spec.payload.${k}: not a field of action restart (allowed: none)`);
-}
 
 /** The restart stamp: the task's creation time (RFC 3339), so every retry of this task writes
  * the same value and a repeated write does not roll the pods a second time. */
@@ -33,12 +20,9 @@ export function restartStamp(ctx: TaskContext): string {
   return date.toISOString().replace(/\.\d{3}Z$/, "Z");
 }
 
-async function plan(ctx: TaskContext, target: KubeObject | undefined): Promise<Plan> {
+function plan(ctx: TaskContext, target: KubeObject): Plan {
   const { kind, name, namespace } = ctx.spec.target;
-  if (!target) throw new AtbError("TARGET_NOT_FOUND", `${kind} ${namespace}/${name} does not exist`);
-  if (kind === "Deployment" && target.spec?.paused === true) {
-    throw new AtbError("TASK_INVALID", `deployment ${name} is paused; resume it first (kubectl rollout resume)`);
-  }
+  refusePaused(kind, target);
   const restartedAt = restartStamp(ctx);
   return {
     params: { restartedAt },
@@ -52,7 +36,7 @@ async function plan(ctx: TaskContext, target: KubeObject | undefined): Promise<P
       path: resourcePath(kind, namespace, name),
       patchType: "merge",
       body: {
-        metadata: { resourceVersion: target.metadata.resourceVersion, annotations: markerAnnotations(target, ctx.uid) },
+        metadata: markerMetadata(target, ctx.uid),
         spec: { template: { metadata: { annotations: { [RESTARTED_AT]: restartedAt } } } },
       },
     },
@@ -60,17 +44,16 @@ async function plan(ctx: TaskContext, target: KubeObject | undefined): Promise<P
   };
 }
 
-const capability = actionCapability(
-  "restart",
-  "Admission of restart AgentTasks (kubectl rollout restart semantics)",
-  validateRestart,
-);
-
-export const RestartAction: ActionModule = {
+export const RestartAction = defineAction({
   action: "restart",
   kinds: ["Deployment", "StatefulSet", "DaemonSet"],
-  capability,
-  validate: validateRestart,
+  tier: "MEDIUM",
+  payload: { fields: {} },
+  docs: {
+    summary:
+      "`kubectl rollout restart`: sets only the template's `kubectl.kubernetes.io/restartedAt` (fixed per task); refuses a paused Deployment; done when the rollout finishes",
+  },
+  admission: "no payload fields (kubectl rollout restart semantics)",
   plan,
-  verify: verifyRollout,
-};
+  verify: rolloutDone,
+});

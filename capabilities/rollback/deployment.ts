@@ -5,18 +5,14 @@
 import type { KubeObject, Plan, TaskContext, VerifyResult } from "../lib/action";
 import { AtbError } from "../lib/errors";
 import { resourcePath } from "../lib/kube";
-import { isApplied, markerPatchOps } from "../lib/action/marker";
+import { isApplied, markerPatchOps, refusePaused } from "../lib/action/define";
 import { deploymentStatus } from "../lib/kube/rollout";
 import { containerImages } from "../lib/kube/workload";
-import { getTarget, targetGone } from "../lib/action/target";
 import { history, pickRevision, revisionOf, sameTemplate, withoutHash } from "./history";
 
 export async function planDeploymentRollback(ctx: TaskContext, target: KubeObject): Promise<Plan> {
   const name = target.metadata.name;
-  // kubectl refuses too: a paused Deployment would take the template but never roll it out.
-  if (target.spec?.paused === true) {
-    throw new AtbError("TASK_INVALID", `deployment ${name} is paused; resume it first (kubectl rollout resume)`);
-  }
+  refusePaused("Deployment", target);
   const replicaSets = await history(ctx, "ReplicaSet", target);
   const current = revisionOf(target);
   const wanted = ctx.spec.payload?.revision as number | undefined;
@@ -58,9 +54,7 @@ export async function planDeploymentRollback(ctx: TaskContext, target: KubeObjec
 
 /** Done when the rollout is complete and the newest ReplicaSet runs the Deployment's template
  * (the one this task restored, as long as the marker says this task wrote it). */
-export async function verifyDeploymentRollback(ctx: TaskContext): Promise<VerifyResult> {
-  const d = await getTarget(ctx);
-  if (!d) return targetGone(ctx);
+export async function verifyDeploymentRollback(ctx: TaskContext, d: KubeObject): Promise<VerifyResult> {
   const name = d.metadata.name;
   if (!isApplied(d, ctx.uid)) {
     return {

@@ -5,10 +5,9 @@
 import type { KubeObject, Plan, TaskContext, VerifyResult } from "../lib/action";
 import { AtbError } from "../lib/errors";
 import { resourcePath } from "../lib/kube";
-import { isApplied, markerAnnotations } from "../lib/action/marker";
+import { isApplied, markerMetadata } from "../lib/action/define";
 import { rolloutStatus } from "../lib/kube/rollout";
 import { containerImages } from "../lib/kube/workload";
-import { getTarget, targetGone } from "../lib/action/target";
 import { history, pickRevision, revisionOf, sameTemplate } from "./history";
 
 type Kind = "StatefulSet" | "DaemonSet";
@@ -42,7 +41,7 @@ export async function planRevisionRollback(ctx: TaskContext, target: KubeObject,
     );
   }
   const body = structuredClone(from.data as unknown as Record<string, unknown>);
-  body.metadata = { resourceVersion: target.metadata.resourceVersion, annotations: markerAnnotations(target, ctx.uid) };
+  body.metadata = markerMetadata(target, ctx.uid);
   return {
     params: { revision, requestedRevision: wanted ?? "previous" },
     context: {
@@ -59,9 +58,7 @@ export async function planRevisionRollback(ctx: TaskContext, target: KubeObject,
 
 /** Done when the rollout is complete and the newest ControllerRevision (the controller re-uses
  * and renumbers the restored one) holds the workload's current template. */
-export async function verifyRevisionRollback(ctx: TaskContext, kind: Kind): Promise<VerifyResult> {
-  const obj = await getTarget(ctx);
-  if (!obj) return targetGone(ctx);
+export async function verifyRevisionRollback(ctx: TaskContext, obj: KubeObject, kind: Kind): Promise<VerifyResult> {
   const name = obj.metadata.name;
   if (!isApplied(obj, ctx.uid)) {
     return { state: "failed", reason: "TargetChanged", message: `${kind} ${name} does not carry this task's marker` };

@@ -2,39 +2,17 @@
 // `kubectl scale` does, and count the task Completed when the workload reports exactly the
 // requested number of ready replicas.
 import type { AgentTaskSpec } from "../../crds/agenttask";
-import type { ActionModule, KubeObject, Plan, TaskContext, VerifyResult } from "../lib/action";
-import type { OperatorConfig } from "../lib/config";
-import { AtbError } from "../lib/errors";
+import type { KubeObject, Plan, TaskContext, VerifyResult } from "../lib/action";
+import { defineAction, markerMetadata } from "../lib/action/define";
 import { resourcePath } from "../lib/kube";
-import { markerAnnotations } from "../lib/action/marker";
 import { num, rolloutStatus, specReplicas } from "../lib/kube/rollout";
-import { getTarget, targetGone } from "../lib/action/target";
-import { actionCapability } from "../lib/action/capability";
-
-const ALLOWED = ["replicas"];
-
-export function validateScale(spec: AgentTaskSpec | undefined, config: Readonly<OperatorConfig>): string[] {
-  const payload: unknown = spec?.payload;
-  if (payload === null || typeof payload !== "object" || Array.isArray(payload)) {
-    return ["spec.payload: must be an object with field replicas"];
-  }
-  const errors = Object.keys(payload)
-    .filter(k => !ALLOWED.includes(k))
-    .map(k => `spec.payload.${k}: not a field of action scale (allowed: ${ALLOWED.join(", ")})`);
-  const r = (payload as Record<string, unknown>).replicas;
-  if (!Number.isSafeInteger(r) || (r as number) < 0 || (r as number) > config.maxReplicas) {
-    errors.push(`spec.payload.replicas: must be an integer between 0 and ${config.maxReplicas} (ATB_MAX_REPLICAS)`);
-  }
-  return errors;
-}
 
 function requested(spec: AgentTaskSpec): number {
   return spec.payload?.replicas as number;
 }
 
-async function plan(ctx: TaskContext, target: KubeObject | undefined): Promise<Plan> {
+function plan(ctx: TaskContext, target: KubeObject): Plan {
   const { kind, name, namespace } = ctx.spec.target;
-  if (!target) throw new AtbError("TARGET_NOT_FOUND", `${kind} ${namespace}/${name} does not exist`);
   const replicas = requested(ctx.spec);
   return {
     params: { replicas },
@@ -50,10 +28,7 @@ async function plan(ctx: TaskContext, target: KubeObject | undefined): Promise<P
       method: "PATCH",
       path: resourcePath(kind, namespace, name),
       patchType: "merge",
-      body: {
-        metadata: { resourceVersion: target.metadata.resourceVersion, annotations: markerAnnotations(target, ctx.uid) },
-        spec: { replicas },
-      },
+      body: { metadata: markerMetadata(target, ctx.uid), spec: { replicas } },
     },
     // The broker judged the replica count, not the object version: re-planning on a conflict
     // writes the same count.
@@ -84,22 +59,26 @@ export function scaleStatus(kind: string, obj: KubeObject, want: number): Verify
   return { state: "done", message: `${kind} ${name} has ${want} ready replicas` };
 }
 
-async function verify(ctx: TaskContext): Promise<VerifyResult> {
-  const obj = await getTarget(ctx);
-  return obj ? scaleStatus(ctx.spec.target.kind, obj, requested(ctx.spec)) : targetGone(ctx);
-}
-
-const capability = actionCapability(
-  "scale",
-  "Admission of scale AgentTasks: replicas within the configured bound",
-  validateScale,
-);
-
-export const ScaleAction: ActionModule = {
+export const ScaleAction = defineAction({
   action: "scale",
   kinds: ["Deployment", "StatefulSet", "ReplicaSet"],
-  capability,
-  validate: validateScale,
+  tier: "LOW",
+  payload: {
+    // The CRD's bound is a sanity cap; ATB_MAX_REPLICAS, checked below, is the operator's own.
+    fields: { replicas: { type: "integer", minimum: 0, maximum: 100000, description: "desired replicas" } },
+    required: { all: ["replicas"] },
+  },
+  docs: {
+    summary: "sets `spec.replicas`; done when the replicas are ready",
+    payload: "`replicas` (0…`ATB_MAX_REPLICAS`)",
+    tierNote: "MEDIUM to 0, beyond 2× or ½, or by more than 10",
+  },
+  admission: "replicas within the configured bound",
+  validate(payload, _spec, config) {
+    const r = payload.replicas;
+    if (Number.isSafeInteger(r) && (r as number) >= 0 && (r as number) <= config.maxReplicas) return [];
+    return [`spec.payload.replicas: must be an integer between 0 and ${config.maxReplicas} (ATB_MAX_REPLICAS)`];
+  },
   plan,
-  verify,
-};
+  verify: (ctx, target) => scaleStatus(ctx.spec.target.kind, target, requested(ctx.spec)),
+});

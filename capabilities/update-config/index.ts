@@ -2,15 +2,11 @@
 // payload.remove, in one merge patch. Every value is treated as sensitive (a ConfigMap often holds
 // a password someone put there by mistake): the broker, logs and messages see keys and sizes only.
 import type { AgentTaskSpec } from "../../crds/agenttask";
-import type { ActionModule, KubeObject, Plan, TaskContext, VerifyResult } from "../lib/action";
-import type { OperatorConfig } from "../lib/config";
+import type { KubeObject, Plan, TaskContext, VerifyResult } from "../lib/action";
+import { defineAction, isRecord, markerMetadata, shown } from "../lib/action/define";
 import { AtbError } from "../lib/errors";
 import { resourcePath } from "../lib/kube";
-import { markerAnnotations } from "../lib/action/marker";
-import { getTarget, targetGone } from "../lib/action/target";
-import { actionCapability } from "../lib/action/capability";
 
-const ALLOWED = ["data", "remove"];
 const KEY = /^[-._a-zA-Z0-9]+$/;
 /** Bound on keys plus values of one task: the API server's own limit for an object is 1 MiB. */
 export const MAX_CONFIG_BYTES = 1024 * 1024;
@@ -21,15 +17,6 @@ export function keyProblem(key: string): string | undefined {
   if (!KEY.test(key)) return "must consist of alphanumeric characters, '-', '_' or '.'";
   if (key === "." || key === ".." || key.startsWith("..")) return "must not be '.' or '..' or start with '..'";
   return undefined;
-}
-
-/** A key shown in a message: printable and short, since it comes from an untrusted agent. */
-function shown(key: string): string {
-  return JSON.stringify(key.length > 64 ? `${key.slice(0, 64)}...` : key);
-}
-
-function isRecord(v: unknown): v is Record<string, unknown> {
-  return v !== null && typeof v === "object" && !Array.isArray(v);
 }
 
 function checkData(data: unknown, errors: string[]): number {
@@ -64,15 +51,8 @@ function checkRemove(remove: unknown, data: Record<string, unknown>, errors: str
   });
 }
 
-export function validateUpdateConfig(spec: AgentTaskSpec | undefined, _config?: Readonly<OperatorConfig>): string[] {
-  const payload: unknown = spec?.payload;
-  if (!isRecord(payload)) return ["spec.payload: must be an object with field data and/or remove"];
-  const errors = Object.keys(payload)
-    .filter(k => !ALLOWED.includes(k))
-    .map(
-      k =>
-        `spec.payload.${shown(k).slice(1, -1)}: not a field of action update-config (allowed: ${ALLOWED.join(", ")})`,
-    );
+function validate(payload: Record<string, unknown>): string[] {
+  const errors: string[] = [];
   const bytes = checkData(payload.data, errors);
   checkRemove(payload.remove, isRecord(payload.data) ? payload.data : {}, errors);
   const setCount = isRecord(payload.data) ? Object.keys(payload.data).length : 0;
@@ -112,17 +92,14 @@ function patchBody(kind: string, target: KubeObject, c: ConfigChange, uid: strin
     if (target.data && Object.hasOwn(target.data, k)) data[k] = null;
     if (Object.hasOwn(binaryData, k)) binary[k] = null;
   }
-  const body: Record<string, unknown> = {
-    metadata: { resourceVersion: target.metadata.resourceVersion, annotations: markerAnnotations(target, uid) },
-  };
+  const body: Record<string, unknown> = { metadata: markerMetadata(target, uid) };
   if (Object.keys(data).length) body.data = data;
   if (Object.keys(binary).length) body.binaryData = binary;
   return body;
 }
 
-async function plan(ctx: TaskContext, target: KubeObject | undefined): Promise<Plan> {
+function plan(ctx: TaskContext, target: KubeObject): Plan {
   const { kind, name, namespace } = ctx.spec.target;
-  if (!target) throw new AtbError("TARGET_NOT_FOUND", `${kind} ${namespace}/${name} does not exist`);
   if (target.immutable === true) {
     throw new AtbError(
       "TASK_INVALID",
@@ -162,9 +139,7 @@ export function mismatchedKeys(kind: string, obj: KubeObject, c: ConfigChange): 
   return wrong.concat(c.remove.filter(k => Object.hasOwn(data, k) || Object.hasOwn(binary, k)));
 }
 
-async function verify(ctx: TaskContext): Promise<VerifyResult> {
-  const obj = await getTarget(ctx);
-  if (!obj) return targetGone(ctx);
+function verify(ctx: TaskContext, obj: KubeObject): VerifyResult {
   const { kind, name } = ctx.spec.target;
   const wrong = mismatchedKeys(kind, obj, change(ctx.spec));
   if (wrong.length) {
@@ -177,17 +152,28 @@ async function verify(ctx: TaskContext): Promise<VerifyResult> {
   return { state: "done", message: `${kind} ${name} updated` };
 }
 
-const capability = actionCapability(
-  "update-config",
-  "Admission of update-config AgentTasks: valid keys, bounded size, no key both set and removed",
-  validateUpdateConfig,
-);
-
-export const UpdateConfigAction: ActionModule = {
+export const UpdateConfigAction = defineAction({
   action: "update-config",
   kinds: ["ConfigMap", "Secret"],
-  capability,
-  validate: validateUpdateConfig,
+  tier: "MEDIUM",
+  payload: {
+    fields: {
+      data: { type: "object", description: "keys to set (string values)", additionalProperties: { type: "string" } },
+      remove: {
+        type: "array",
+        description: "keys to remove",
+        items: { type: "string", maxLength: 253 },
+        maxItems: 1000,
+      },
+    },
+    required: { any: ["data", "remove"] },
+  },
+  docs: {
+    summary:
+      "merges `data` (strings) and removes `remove` keys; Secret values are stored base64-encoded; values never reach logs, events, status or the broker (keys and sizes only)",
+  },
+  admission: "valid keys, bounded size, no key both set and removed",
+  validate,
   plan,
   verify,
-};
+});

@@ -7,7 +7,8 @@
 // task is deleted, or on timeout (naming the task and its last phase). The PoA token is never
 // logged and never appears in an error message.
 import { ApiException, CustomObjectsApi, KubeConfig, Watch } from "@kubernetes/client-node";
-import type { Action, AgentTaskStatus, TargetKind } from "../../crds/agenttask";
+import type { AgentTaskStatus, TargetKind } from "../../crds/agenttask";
+import type { Action } from "../../capabilities/registry";
 
 const GROUP = "atb.siemens.com";
 const VERSION = "v1alpha1";

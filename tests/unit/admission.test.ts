@@ -2,12 +2,9 @@
 import fc from "fast-check";
 import { agentLabel, commonErrors, immutableErrors } from "../../capabilities/agent-task/admission";
 import { parseConfig } from "../../capabilities/lib/config";
-import type { ActionRegistry } from "../../capabilities/lib/action";
+import { actions } from "../../capabilities/registry";
 import type { AgentTask } from "../../crds/agenttask";
 
-const actions = Object.fromEntries(
-  ["scale", "restart", "update-config", "deploy", "rollback", "patch"].map(a => [a, {}]),
-) as unknown as ActionRegistry;
 const config = parseConfig({});
 const TOKEN = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln";
 

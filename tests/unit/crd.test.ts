@@ -1,19 +1,9 @@
-// The CRD YAML is the source of truth; the TypeScript constants must say the same thing.
+// The hand-written parts of the CRD YAML and the TypeScript constants next to it say the same
+// thing. (The parts generated from the action registry are checked by registry.test.ts.)
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { load } from "js-yaml";
-import {
-  ACTIONS,
-  ACTION_KINDS,
-  CONDITION_TYPES,
-  GROUP,
-  KIND,
-  PHASES,
-  PLURAL,
-  RISK_TIERS,
-  TARGET_KINDS,
-  VERSION,
-} from "../../crds/agenttask";
+import { CONDITION_TYPES, GROUP, KIND, PHASES, PLURAL, RISK_TIERS, TARGET_KINDS, VERSION } from "../../crds/agenttask";
 
 type Schema = {
   properties?: Record<string, Schema>;
@@ -49,21 +39,10 @@ describe("crds/agenttask.yaml and crds/agenttask.ts agree", () => {
   });
 
   test("enums", () => {
-    expect(spec.properties!.action.enum).toEqual([...ACTIONS]);
-    expect(spec.properties!.target.properties!.kind.enum).toEqual([...TARGET_KINDS]);
+    expect(TARGET_KINDS).toEqual(expect.arrayContaining(spec.properties!.target.properties!.kind.enum!));
     expect(status.properties!.phase.enum).toEqual([...PHASES]);
     expect(status.properties!.atbResult.properties!.riskTier.enum).toEqual([...RISK_TIERS]);
     expect(CONDITION_TYPES).toEqual(["Authorized", "Executed", "Succeeded"]);
-  });
-
-  test("the CEL action x kind rule encodes ACTION_KINDS exactly", () => {
-    const rule = spec["x-kubernetes-validations"]!.map(v => v.rule).find(r => r.includes("self.target.kind in"))!;
-    for (const action of ACTIONS) {
-      const m = rule.match(new RegExp(`self\\.action == '${action}' && self\\.target\\.kind in \\[([^\\]]*)\\]`));
-      expect(m).not.toBeNull();
-      const kinds = m![1].split(",").map(s => s.trim().replace(/'/g, ""));
-      expect(kinds).toEqual([...ACTION_KINDS[action]]);
-    }
   });
 
   test("spec is immutable and printer columns are the seed's", () => {

@@ -1,13 +1,13 @@
 // Least privilege (architecture invariant 7): the RBAC that `npx pepr build` produces from
 // package.json ("rbacMode": "scoped" + "rbac") has no wildcard, equals the documented list (the
 // table in docs/deployment.md) verb by verb, and equals what the code needs: each action's target
-// kinds (GET + PATCH), rollback's history lists, the pipeline's task reads and status patches,
-// Events, and what Pepr itself needs. The built manifests are checked the same way, and on a real
+// kinds (GET + PATCH) and declared grants (rollback's history lists), the pipeline's task reads
+// and status patches, Events, and what Pepr itself needs. The built manifests are checked the same way, and on a real
 // API server, by tests/e2e/manifests.test.ts.
 import { readdirSync, readFileSync } from "node:fs";
 import { join, relative } from "node:path";
 import type { Capability } from "pepr";
-import type { ActionModule } from "../../capabilities/lib/action";
+import type { ActionModule, ActionRegistry } from "../../capabilities/lib/action";
 import {
   documentedGrants,
   grantDiff,
@@ -95,20 +95,18 @@ beforeAll(() => {
   // Everything that loads pepr is required here, after the variable is set.
   RESOURCES = (require("../../capabilities/lib/kube") as { RESOURCES: Resources }).RESOURCES;
   const { parseConfig } = require("../../capabilities/lib/config") as { parseConfig: (env: object) => object };
-  const mods = [
-    require("../../capabilities/scale").ScaleAction,
-    require("../../capabilities/restart").RestartAction,
-    require("../../capabilities/update-config").UpdateConfigAction,
-    require("../../capabilities/deploy").DeployAction,
-    require("../../capabilities/rollback").RollbackAction,
-    require("../../capabilities/patch").PatchAction,
-  ] as ActionModule[];
+  const registry = require("../../capabilities/registry") as {
+    ACTION_MODULES: readonly ActionModule[];
+    actions: ActionRegistry;
+  };
   const { agentTaskCapability } = require("../../capabilities/agent-task") as {
     agentTaskCapability: (o: object) => Capability;
   };
-  actions = mods;
-  const registry = Object.fromEntries(mods.map(m => [m.action, m]));
-  const caps = [agentTaskCapability({ actions: registry, config: parseConfig({}) }), ...mods.map(m => m.capability)];
+  actions = [...registry.ACTION_MODULES];
+  const caps = [
+    agentTaskCapability({ actions: registry.actions, config: parseConfig({}) }),
+    ...actions.map(m => m.capability),
+  ];
   bindings = caps.flatMap(c => c.bindings as unknown as BindingLike[]);
 });
 
@@ -122,14 +120,13 @@ const cluster = (group: string, resource: string, verbs: string[], name = "*"): 
 /** What the operator's own code calls (see capabilities/lib/kube/client.ts: every call goes through it). */
 function codeNeeds(): Grant[] {
   const out: Grant[] = [];
-  // Every action: GET the target to plan and to verify, PATCH it (after a dry-run PATCH).
+  // Every action: GET the target to plan and to verify, PATCH it (after a dry-run PATCH), and
+  // the reads it declares beyond that (rollback: the history the controllers keep).
   for (const a of actions) {
     for (const kind of a.kinds) out.push(...cluster(RESOURCES[kind].group, RESOURCES[kind].plural, ["get", "patch"]));
+    for (const g of a.grants) out.push(...cluster(RESOURCES[g.kind].group, RESOURCES[g.kind].plural, g.verbs));
   }
   out.push(
-    // rollback: the history of a Deployment (ReplicaSets) or StatefulSet/DaemonSet (ControllerRevisions)
-    ...cluster("apps", "replicasets", ["list"]),
-    ...cluster("apps", "controllerrevisions", ["list"]),
     // the pipeline re-reads the task; the runtime sweeps (LIST); the status writer patches status and posts Events
     ...cluster("atb.siemens.com", "agenttasks", ["get", "list"]),
     ...cluster("atb.siemens.com", "agenttasks/status", ["patch"]),

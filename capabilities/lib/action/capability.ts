@@ -2,11 +2,11 @@
 // payload validation on new tasks of that action (the core capability's Mutate stamps the action
 // label from spec.action, so the label filter routes the request to the right module).
 import { Capability } from "pepr";
-import { AgentTask, LABEL_ACTION, type Action } from "../../../crds/agenttask";
+import { AgentTask, LABEL_ACTION } from "../../../crds/agenttask";
 import type { ActionModule } from ".";
 import { loadConfig } from "../config";
 
-export function actionCapability(action: Action, description: string, validate: ActionModule["validate"]): Capability {
+export function actionCapability(action: string, description: string, validate: ActionModule["validate"]): Capability {
   const capability = new Capability({ name: `agenttask-${action}`, description });
   capability
     .When(AgentTask)

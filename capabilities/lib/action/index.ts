@@ -1,9 +1,12 @@
-// The contract between the shared pipeline and one action capability (scale, restart, ...).
-// An action module owns its payload schema, the kinds it supports, what it tells the broker, the
-// one write that applies the change (with the at-most-once marker), and when the change counts
-// as done. It never writes AgentTask status and never talks to the broker: the pipeline does.
+// The contract between the shared pipeline and one action (scale, restart, ...), and the table
+// entry every action declares about itself. An action module owns its payload schema, the kinds
+// it supports, its default risk tier, what it tells the broker, the one write that applies the
+// change (with the at-most-once marker), and when the change counts as done. It never writes
+// AgentTask status and never talks to the broker: the pipeline does. Modules are built with
+// defineAction (./define.ts) and listed in capabilities/registry.ts, from which the CRD, the RBAC
+// rules, the policy's default tiers and the README's table are generated (tools/generate.ts).
 import type { Capability } from "pepr";
-import type { Action, AgentTask, AgentTaskSpec, TargetKind } from "../../../crds/agenttask";
+import type { AgentTask, AgentTaskSpec, RiskTier, TargetKind } from "../../../crds/agenttask";
 import type { OperatorConfig } from "../config";
 import type { KubeApi, KubeRequest } from "../kube";
 import type { Logger } from "../logger";
@@ -62,10 +65,67 @@ export type VerifyResult =
   | { state: "waiting"; message: string }
   | { state: "failed"; reason: string; message: string };
 
-export interface ActionModule {
-  readonly action: Action;
+/**
+ * One payload field as the CRD's structural schema carries it (an OpenAPI v3 fragment under
+ * spec.payload.properties). The generator writes it into crds/agenttask.yaml as given, with the
+ * description prefixed by the action's name. Only the keywords the CRD uses are typed; the API
+ * server checks these, the action's validate() checks the rest (and says so in its messages).
+ */
+export interface FieldSchema {
+  type?: "string" | "integer" | "number" | "boolean" | "object" | "array";
+  description?: string;
+  minimum?: number;
+  maximum?: number;
+  minLength?: number;
+  maxLength?: number;
+  maxItems?: number;
+  pattern?: string;
+  items?: FieldSchema;
+  additionalProperties?: FieldSchema;
+  "x-kubernetes-preserve-unknown-fields"?: boolean;
+}
+
+/**
+ * Which payload fields a task must set: all of them, at least one, or exactly one. The API server
+ * enforces it with a CEL rule generated into the CRD, except when `apiServer` is false (a field
+ * whose type is open, such as patch's array-or-string, is left to the action's own validate()).
+ */
+export type RequiredFields = ({ all: string[] } | { any: string[] } | { one: string[] }) & { apiServer?: boolean };
+
+export interface PayloadSchema {
+  /** Every field the action accepts; any other key is refused at admission. */
+  fields: Record<string, FieldSchema>;
+  /** Absent: the payload is optional (and may be omitted altogether). */
+  required?: RequiredFields;
+}
+
+/** What the README's table of supported actions says about an action (Markdown, one line each). */
+export interface ActionDocs {
+  /** What the action does, as kubectl and the controllers do it, and when it counts as done. */
+  summary: string;
+  /** The payload column; default: the fields, in backticks, or "none". */
+  payload?: string;
+  /** When the policy raises the default tier, e.g. "MEDIUM to 0"; shown after the tier. */
+  tierNote?: string;
+}
+
+/** A permission an action needs beyond GET and PATCH on its target kinds (RBAC is generated). */
+export interface ExtraGrant {
+  kind: string;
+  verbs: string[];
+}
+
+export interface ActionModule<A extends string = string> {
+  readonly action: A;
+  /** The kinds it may target; the CRD's CEL rule, the webhook and the RBAC rules follow this list. */
   readonly kinds: readonly TargetKind[];
-  /** The action's Pepr capability (its admission bindings), listed in pepr.ts. */
+  /** The policy's tier for this action before its own risk rules or a protected namespace raise it. */
+  readonly tier: RiskTier;
+  readonly payload: PayloadSchema;
+  readonly docs: ActionDocs;
+  /** Reads beyond the target itself (rollback lists the history the controllers keep). */
+  readonly grants: readonly ExtraGrant[];
+  /** The action's Pepr capability (its admission binding), registered by pepr.ts. */
   readonly capability: Capability;
   /**
    * Pure payload check used at admission and again by the pipeline (defence in depth). Returns
@@ -83,8 +143,12 @@ export interface ActionModule {
   verify(ctx: TaskContext): Promise<VerifyResult>;
 }
 
-/** Every action, keyed by the CRD's action value: a missing module is a compile error. */
-export type ActionRegistry = Readonly<Record<Action, ActionModule>>;
+/**
+ * Every action, keyed by the CRD's action value (capabilities/registry.ts builds it). Keyed by
+ * string because the pipeline looks up what the API server stored; the registry's own type keeps
+ * each key equal to its module's name.
+ */
+export type ActionRegistry = Readonly<Record<string, ActionModule>>;
 
 /** `k8s.<Kind>.<action>`: the broker's action string (the seed's mapping). */
 export function brokerAction(spec: Pick<AgentTaskSpec, "action" | "target">): string {

@@ -31,6 +31,18 @@ export function markerAnnotations(target: KubeObject | undefined, uid: string): 
   };
 }
 
+/**
+ * The metadata block of a merge or strategic-merge patch that applies task `uid`: the observed
+ * resourceVersion (so the write fails with 409 if the target moved on since the plan) and the
+ * marker annotations (so the change and its marker land in one write).
+ */
+export function markerMetadata(
+  target: KubeObject,
+  uid: string,
+): { resourceVersion: string | undefined; annotations: Record<string, string> } {
+  return { resourceVersion: target.metadata.resourceVersion, annotations: markerAnnotations(target, uid) };
+}
+
 /** JSON Pointer escaping for annotation keys (RFC 6901: ~ → ~0, / → ~1). */
 export function pointerEscape(key: string): string {
   return key.replace(/~/g, "~0").replace(/\//g, "~1");

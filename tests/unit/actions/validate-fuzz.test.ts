@@ -6,22 +6,9 @@ import { PeprValidateRequest } from "pepr";
 import { LABEL_ACTION } from "../../../crds/agenttask";
 import type { AgentTaskSpec } from "../../../crds/agenttask";
 import type { ActionModule } from "../../../capabilities/lib/action";
-import { ScaleAction } from "../../../capabilities/scale";
-import { RestartAction } from "../../../capabilities/restart";
-import { UpdateConfigAction } from "../../../capabilities/update-config";
-import { DeployAction } from "../../../capabilities/deploy";
-import { RollbackAction } from "../../../capabilities/rollback";
-import { PatchAction } from "../../../capabilities/patch";
+import { ACTION_MODULES as MODULES, type Action } from "../../../capabilities/registry";
 import { config, spec } from "./fake";
 
-const MODULES: ActionModule[] = [
-  ScaleAction,
-  RestartAction,
-  UpdateConfigAction,
-  DeployAction,
-  RollbackAction,
-  PatchAction,
-];
 const cfg = config();
 
 function check(m: ActionModule, s: unknown): void {
@@ -39,17 +26,7 @@ describe.each(MODULES.map(m => [m.action, m] as const))("%s validate()", (_name,
   });
 
   test("never throws on payloads shaped like its own fields", () => {
-    const field = fc.constantFrom(
-      "replicas",
-      "image",
-      "container",
-      "manifest",
-      "data",
-      "remove",
-      "revision",
-      "patch",
-      "__proto__",
-    );
+    const field = fc.constantFrom(...MODULES.flatMap(x => Object.keys(x.payload.fields)), "__proto__");
     fc.assert(
       fc.property(fc.dictionary(field, fc.anything({ maxDepth: 3 })), payload =>
         check(m, { ...spec(m.action, m.kinds[0]), payload }),
@@ -82,7 +59,7 @@ describe.each(MODULES.map(m => [m.action, m] as const))("%s validate()", (_name,
 // (CREATE, filtered on the action label) denies an invalid payload with 422 and the messages,
 // and approves a valid one.
 describe("each action's admission binding", () => {
-  const valid: Record<string, Record<string, unknown> | undefined> = {
+  const valid: Record<Action, Record<string, unknown> | undefined> = {
     scale: { replicas: 1 },
     restart: undefined,
     "update-config": { data: { a: "b" } },
@@ -108,6 +85,8 @@ describe("each action's admission binding", () => {
     const deny = await binding.validateCallback!(request(m, { nonsense: true }) as never);
     expect(deny).toMatchObject({ allowed: false, statusCode: 422 });
     expect(deny.statusMessage).toContain(`spec.payload.nonsense: not a field of action ${m.action}`);
-    expect(await binding.validateCallback!(request(m, valid[m.action]) as never)).toMatchObject({ allowed: true });
+    expect(await binding.validateCallback!(request(m, valid[m.action as Action]) as never)).toMatchObject({
+      allowed: true,
+    });
   });
 });
