@@ -1,22 +1,14 @@
 # Risk tiers. The seed's table, made precise:
-#   scale          LOW, or MEDIUM when the change is risky (see risky_scale)
-#   restart        MEDIUM      update-config  MEDIUM
-#   deploy         HIGH        rollback       HIGH        patch  HIGH
+#   each action starts at its default tier (action_default_tiers in actions.rego, generated from
+#   the operator's action registry: scale LOW, restart and update-config MEDIUM, deploy, rollback
+#   and patch HIGH); an action's own risk rules may raise it (scale: MEDIUM when risky_scale)
 #   any action on a protected namespace (data.atb_config.protected_namespaces): CRITICAL
 # A tier asserted in the token (input.poa.risk_tier) raises the computed tier, never lowers it.
 package atb.k8s
 
 tier_rank := {"LOW": 0, "MEDIUM": 1, "HIGH": 2, "CRITICAL": 3}
 
-fixed_verb_tiers := {
-	"restart": "MEDIUM",
-	"update-config": "MEDIUM",
-	"deploy": "HIGH",
-	"rollback": "HIGH",
-	"patch": "HIGH",
-}
-
-known_verbs := object.keys(fixed_verb_tiers) | {"scale"}
+known_verbs := object.keys(action_default_tiers)
 
 # "k8s.<Kind>.<action>"; undefined when the action string is malformed.
 action_match := regex.find_all_string_submatch_n(`^k8s\.([A-Za-z][A-Za-z0-9]*)\.([a-z][a-z-]*)$`, input.action, 1)[0]
@@ -48,18 +40,28 @@ risky_scale if desired_replicas * data.atb_config.scale.max_factor < current_rep
 
 risky_scale if abs(desired_replicas - current_replicas) > data.atb_config.scale.max_abs_change
 
-scale_tier := "MEDIUM" if risky_scale
+# The tiers an action's own risk rules ask for (only scale has such rules).
+raised_tiers contains "MEDIUM" if {
+	verb == "scale"
+	risky_scale
+}
 
-else := "LOW"
+# The default tier, or the highest raised tier above it.
+action_tier := max_tier if {
+	default_tier := action_default_tiers[verb]
+	max_tier := max_rank_tier(raised_tiers | {default_tier})
+}
+
+max_rank_tier(tiers) := t if {
+	some t in tiers
+	every u in tiers {
+		tier_rank[u] <= tier_rank[t]
+	}
+}
 
 base_tier := "CRITICAL" if protected_namespace
 
-base_tier := scale_tier if {
-	not protected_namespace
-	verb == "scale"
-}
-
-base_tier := fixed_verb_tiers[verb] if not protected_namespace
+base_tier := action_tier if not protected_namespace
 
 # Unknown or malformed actions are denied anyway; report the most cautious tier.
 default computed_tier := "CRITICAL"
