@@ -1,5 +1,6 @@
-// Two projects: unit (no cluster, seconds) and e2e (the project's own control plane, started
-// once in globalSetup). kubernetes-fluent-client and its ESM dependencies must be transformed
+// Projects: unit (no cluster, seconds), integration, e2e (the project's own control plane, started
+// once in globalSetup), reliability, and interrupt (npm test's runner interrupted while it runs an
+// e2e file: a control plane of its own, none from globalSetup). kubernetes-fluent-client and its ESM dependencies must be transformed
 // for jest on Node 20 (see docs/adr and ../shared/reference/pepr-notes.md §10).
 const esm = ["kubernetes-fluent-client", "@kubernetes/client-node", "openid-client", "oauth4webapi", "jose"];
 const common = {
@@ -51,5 +52,6 @@ module.exports = {
       setupFiles: ["<rootDir>/tests/e2e/setup-env.ts"],
       setupFilesAfterEnv: ["<rootDir>/tests/e2e/setup-timeout.ts"],
     },
+    { ...common, displayName: "interrupt", testMatch: ["<rootDir>/tests/interrupt/**/*.test.ts"] },
   ],
 };
