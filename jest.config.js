@@ -1,7 +1,7 @@
 // Projects: unit (no cluster, seconds), integration, e2e (the project's own control plane, started
 // once in globalSetup), reliability, and interrupt (npm test's runner interrupted while it runs an
-// e2e file: a control plane of its own, none from globalSetup). kubernetes-fluent-client and its ESM dependencies must be transformed
-// for jest on Node 20 (see docs/adr and ../shared/reference/pepr-notes.md §10).
+// e2e file: a control plane of its own, none from globalSetup). kubernetes-fluent-client and its
+// ESM dependencies must be transformed for jest on Node 20 (they ship ES modules only).
 const esm = ["kubernetes-fluent-client", "@kubernetes/client-node", "openid-client", "oauth4webapi", "jose"];
 const common = {
   transform: {
