@@ -8,6 +8,7 @@ import { createWriteStream, readFileSync } from "node:fs";
 import { Pool } from "undici";
 import { BROKER_CLIENT_DEFAULTS, createBrokerClient, type DecideRequest } from "../capabilities/lib/broker/client";
 import { createLogger } from "../capabilities/lib/logger";
+import { quantile } from "./measure";
 
 export interface LoadSpec {
   mode: "client" | "raw";
@@ -32,14 +33,6 @@ export interface LoadResult {
   rate: number;
   p50Ms: number;
   p99Ms: number;
-}
-
-function q(sorted: number[], p: number): number {
-  if (!sorted.length) return NaN;
-  const pos = (sorted.length - 1) * p;
-  const lo = Math.floor(pos);
-  const hi = Math.ceil(pos);
-  return sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo);
 }
 
 function rawBody(r: DecideRequest): string {
@@ -148,8 +141,8 @@ async function main(): Promise<void> {
     ...(firstError ? { firstError } : {}),
     seconds,
     rate: latencies.length / seconds,
-    p50Ms: q(latencies, 0.5),
-    p99Ms: q(latencies, 0.99),
+    p50Ms: quantile(latencies, 0.5),
+    p99Ms: quantile(latencies, 0.99),
   };
   process.stdout.write(`${JSON.stringify(result)}\n`);
 }

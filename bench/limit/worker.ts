@@ -10,44 +10,25 @@
 // PATCH target; status PATCH Executing/Applied + Event; verify: GET target (marker) + GET target
 // (rollout), and while waiting every pollMs: GET task + the two GETs; status PATCH Completed + Event.
 import { createWriteStream } from "node:fs";
-import type { AgentTask } from "../crds/agenttask";
-import type { KubeObject, TaskContext } from "../capabilities/lib/action";
-import { decideRequest, decisionTransition } from "../capabilities/lib/pipeline/steps";
+import type { AgentTask } from "../../crds/agenttask";
+import type { KubeObject, TaskContext } from "../../capabilities/lib/action";
+import { decideRequest, decisionTransition } from "../../capabilities/lib/pipeline";
 import {
   BROKER_CLIENT_DEFAULTS,
   createBrokerClient,
   poaExpiry,
   type BrokerClient,
-} from "../capabilities/lib/broker/client";
-import { parseConfig } from "../capabilities/lib/config";
-import { KubeClient, KubeError, resourcePath } from "../capabilities/lib/kube";
-import { createLogger, type Logger } from "../capabilities/lib/logger";
-import { appliedTasks, isApplied } from "../capabilities/lib/action/marker";
-import { createStatusWriter, type StatusWriter } from "../capabilities/lib/status/writer";
-import type { Transition } from "../capabilities/lib/status/conditions";
-import { ScaleAction } from "../capabilities/scale";
+} from "../../capabilities/lib/broker/client";
+import { parseConfig } from "../../capabilities/lib/config";
+import { KubeClient, KubeError, resourcePath } from "../../capabilities/lib/kube";
+import { createLogger, type Logger } from "../../capabilities/lib/logger";
+import { appliedTasks, isApplied } from "../../capabilities/lib/action/marker";
+import { createStatusWriter, type StatusWriter } from "../../capabilities/lib/status/writer";
+import type { Transition } from "../../capabilities/lib/status/conditions";
+import { ScaleAction } from "../../capabilities/scale";
 import { KubeConfig } from "@kubernetes/client-node";
-
-export interface LimitInit {
-  type: "init";
-  kubeconfig: string;
-  brokerUrl: string;
-  tls: { certFile: string; keyFile: string; caFile: string };
-  workers: number;
-  qps: number;
-  pollMs: number;
-  logFile: string;
-}
-
-export type ToLimit =
-  | LimitInit
-  | { type: "task"; namespace: string; name: string }
-  | { type: "stats" }
-  | { type: "exit" };
-export type FromLimit =
-  | { type: "ready" }
-  | { type: "done"; name: string; phase: string; error?: string }
-  | { type: "stats"; requests: number; writes: number };
+import { sleep } from "../measure";
+import type { FromLimit, LimitInit, ToLimit } from "./protocol";
 
 /** Worker slots; like the operator's work queue, work under way (`urgent`) goes before new tasks. */
 class Semaphore {
@@ -88,21 +69,27 @@ class TargetFifo {
   }
 }
 
-const sleep = (ms: number) => new Promise(r => setTimeout(r, ms));
+interface LimitDeps {
+  kube: KubeClient;
+  broker: BrokerClient;
+  status: StatusWriter;
+  log: Logger;
+  init: LimitInit;
+}
 
 class Limit {
   private readonly sem: Semaphore;
   private readonly fifo = new TargetFifo();
   private readonly config = parseConfig({});
+  private readonly kube: KubeClient;
+  private readonly broker: BrokerClient;
+  private readonly status: StatusWriter;
+  private readonly log: Logger;
+  private readonly init: LimitInit;
 
-  constructor(
-    private readonly kube: KubeClient,
-    private readonly broker: BrokerClient,
-    private readonly status: StatusWriter,
-    private readonly log: Logger,
-    private readonly init: LimitInit,
-  ) {
-    this.sem = new Semaphore(init.workers);
+  constructor(d: LimitDeps) {
+    ({ kube: this.kube, broker: this.broker, status: this.status, log: this.log, init: this.init } = d);
+    this.sem = new Semaphore(d.init.workers);
   }
 
   async run(namespace: string, name: string): Promise<string> {
@@ -235,7 +222,7 @@ async function main(): Promise<void> {
           log,
         );
         const status = createStatusWriter({ kube, log });
-        limit = new Limit(kube, broker, status, log, msg);
+        limit = new Limit({ kube, broker, status, log, init: msg });
         send({ type: "ready" });
       })();
     } else if (msg.type === "task") {

@@ -1,0 +1,221 @@
+// The shape of bench/results.json: one type per scenario's result and BenchResults for the whole
+// file. The scenarios return these, the report reads them; docs/benchmarks.md describes the
+// figures. A key added or renamed here changes the file's format.
+import type { Memory, Percentiles, Spread } from "./measure";
+import type { Settings } from "./settings";
+
+/** A scenario that threw: recorded with its error, the other scenarios still run. */
+export interface ScenarioFailure {
+  error: string;
+}
+export type Outcome<T> = T | ScenarioFailure;
+
+export function failed<T extends object>(o: Outcome<T> | undefined): o is ScenarioFailure {
+  return o !== undefined && "error" in o;
+}
+
+/** The result, or undefined when the scenario did not run or failed. */
+export function succeeded<T extends object>(o: Outcome<T> | undefined): T | undefined {
+  return o === undefined || failed(o) ? undefined : o;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Broker path
+
+export interface LoadSummary {
+  ratePerS: Spread;
+  p50Ms: Spread;
+  p99Ms: Spread;
+  /** Failed calls over all repeats. */
+  errors: number;
+}
+
+export const LOOPS = ["clientToBroker", "rawToTrivial", "rawToBroker", "clientToTrivial"] as const;
+export type Loop = (typeof LOOPS)[number];
+
+export interface BrokerRatios {
+  /** The ratio: broker client against the reference broker / raw HTTPS to a trivial endpoint. */
+  ratioClientBrokerToRawTrivial: Spread;
+  /** The client's own overhead, same endpoint: client / raw, both against the reference broker. */
+  ratioClientToRawSameBroker: Spread;
+  /** The client's own overhead, same endpoint: client / raw, both against the trivial endpoint. */
+  ratioClientToRawSameTrivial: Spread;
+}
+
+export type BrokerResult = {
+  concurrency: number;
+  connections: number;
+  secondsPerMeasurement: number;
+} & Record<Loop, LoadSummary> &
+  BrokerRatios;
+
+// ---------------------------------------------------------------------------------------------
+// End to end
+
+export type Side = "operator" | "limit";
+
+/** One end-to-end run: N tasks through the operator or through the limit, at one mode. */
+export interface RunResult {
+  side: Side;
+  /** "burst" or "<rate>/s". */
+  mode: string;
+  repeat: number;
+  tasks: number;
+  createErrors: number;
+  /** Tasks per terminal phase (CreateFailed for refused creates). */
+  phases: Record<string, number>;
+  /** tasks per second from the first create sent to the last task terminal. */
+  throughput: number;
+  makespanS: number;
+  createSeconds: number;
+  latencyS: Percentiles;
+  /** median seconds spent between the phases, as the watch saw them. */
+  stagesS: Record<string, number>;
+  cpuSeconds: number;
+  cpuSecondsPer1000: number;
+  peakRssMiB: number;
+  apiRequestsPerTask: Record<string, number>;
+  /** Requests the limit's own client counted per task (limit runs only). */
+  clientRequestsPerTask?: number;
+}
+
+export interface LatencySpread {
+  p50: Spread;
+  p95: Spread;
+  p99: Spread;
+}
+
+/** One mode over the repeats: medians and spreads, operator against limit (paired by repeat). */
+export interface ModeSummary {
+  operatorThroughput: Spread;
+  limitThroughput: Spread;
+  throughputFractionOfLimit: Spread;
+  operatorLatencyS: LatencySpread;
+  limitLatencyS: LatencySpread;
+  addedLatencyS: { p50: Spread; p99: Spread };
+  /** p99 added latency as a multiple of the limit's p99 per-task latency. */
+  p99AddedOverLimitP99: Spread;
+  operatorCpuSecondsPer1000: Spread;
+  limitCpuSecondsPer1000: Spread;
+  operatorPeakRssMiB: Spread;
+  operatorStagesS: Record<string, number>;
+  limitStagesS: Record<string, number>;
+  operatorApiRequestsPerTask: Record<string, number>;
+  limitApiRequestsPerTask: Record<string, number>;
+}
+
+export interface E2eResult {
+  runs: RunResult[];
+  /** By mode ("burst", "10/s", ...). */
+  summary: Record<string, ModeSummary>;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Restart at scale
+
+/** The operator's own view of its memory (prom-client default metrics), in MiB. */
+export type HeapFigures = Record<string, number>;
+
+export interface RestartMeasurement extends Memory {
+  restart: number;
+  stopSeconds: number;
+  healthySeconds: number;
+  readySeconds: number;
+  brokerCalls: number;
+  writes: number;
+  writesByResource: Record<string, number>;
+  cpuSecondsToReady: number;
+  cpuSecondsAfterWindow: number;
+  heap: HeapFigures;
+  observedSeconds: number;
+}
+
+export interface RestartSeries {
+  finishedTasks: number;
+  fill: Settings["fill"];
+  finishedPhases: Record<string, number>;
+  fillSeconds: number;
+  fillThroughput: number;
+  observeSecondsAfterReady: number;
+  readySeconds: Spread;
+  brokerCalls: Spread;
+  writes: Spread;
+  rssMiB: Spread;
+  peakRssMiB: Spread;
+  cpuSecondsAfterWindow: Spread;
+  restarts: RestartMeasurement[];
+}
+
+export interface RestartResult extends RestartSeries {
+  /** The same restart with no task in the operator's namespaces. */
+  baselineNoTasks: Pick<RestartSeries, "readySeconds" | "rssMiB" | "peakRssMiB">;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The whole file
+
+/** Each scenario's result type, by the scenario's name (settings.ts lists the names). */
+export interface ScenarioResultOf {
+  broker: BrokerResult;
+  e2e: E2eResult;
+  restart: RestartResult;
+}
+
+/** A scenario's key is absent when it was not selected. */
+export type ScenarioResults = { [K in keyof ScenarioResultOf]?: Outcome<ScenarioResultOf[K]> };
+
+export interface MachineFacts {
+  cores: number;
+  cpuModel: string;
+  memoryGiB: number;
+  node: string;
+  kubernetes: string;
+  etcd: string;
+  opa: string;
+  kwok: string;
+  loadAverageAtStart: number[];
+}
+
+/** The settings as recorded: the output path left out, what the operator and the limit were given added. */
+export type RecordedSettings = Omit<Settings, "out"> & {
+  operatorEnv: Record<string, string>;
+  limitPollMs: number;
+};
+
+export interface Target {
+  target: string;
+  value: string;
+  met: boolean | null;
+}
+
+export interface OperatorLifetime extends Memory {
+  heap: HeapFigures;
+  note: string;
+}
+
+export interface ProfileEntry {
+  where: string;
+  seconds: number;
+  share: number;
+}
+
+/** Self time of the operator's --cpu-prof files, by package or file and by function. */
+export interface ProfileSummary {
+  files: number;
+  totalSeconds: number;
+  byArea: ProfileEntry[];
+  byFunction: ProfileEntry[];
+}
+
+export interface BenchResults extends ScenarioResults {
+  benchmark: string;
+  startedAt: string;
+  finishedAt: string;
+  durationMinutes: number;
+  machine: MachineFacts & { loadAverageAtEnd: number[] };
+  settings: RecordedSettings;
+  units: Record<string, string>;
+  targets: Target[];
+  operatorLifetime: OperatorLifetime;
+  profile?: ProfileSummary;
+}

@@ -1,0 +1,134 @@
+// The benchmark's settings: every ATB_BENCH_* variable, read in one place. parseSettings is pure
+// (environment in, frozen settings out) and fails with a message naming the variable, so a typo
+// stops the run before a control plane is started rather than measuring NaN tasks.
+import { join } from "node:path";
+
+/** The scenarios, in the order they run (ATB_BENCH_SCENARIOS only selects among them). */
+export const SCENARIOS = ["broker", "e2e", "restart"] as const;
+export type ScenarioName = (typeof SCENARIOS)[number];
+
+export interface Settings {
+  /** Tasks per end-to-end run. */
+  readonly tasks: number;
+  /** Deployments the end-to-end tasks are spread over. */
+  readonly targets: number;
+  /** Repeats of every scenario (medians and spreads are reported). */
+  readonly repeats: number;
+  /** Fixed creation rates (tasks/s) run besides the burst; empty: the burst only. */
+  readonly rates: readonly number[];
+  /** Finished tasks for the restart scenario. */
+  readonly finished: number;
+  /** bulk: statuses written by the benchmark; operator: tasks the broker denies, through the pipeline. */
+  readonly fill: "bulk" | "operator";
+  /** Operator restarts measured. */
+  readonly restarts: number;
+  /** ATB_API_QPS of the operator and of the limit client. */
+  readonly qps: number;
+  /** ATB_WORKERS of the operator and the limit client's concurrency. */
+  readonly workers: number;
+  /** How often the limit polls a rollout (the pipeline's requeue while verifying). */
+  readonly pollMs: number;
+  /** Broker path: seconds per measurement (after a 1 s warm-up). */
+  readonly brokerSeconds: number;
+  /** Broker path: callers in flight. */
+  readonly brokerConcurrency: number;
+  /** Creates in flight for the burst. */
+  readonly createConcurrency: number;
+  readonly scenarios: readonly ScenarioName[];
+  /** node --cpu-prof on the operator, summarized in the results. */
+  readonly profile: boolean;
+  /** bundle: the module as `npm run build` ships it, under plain node; source: pepr.ts under tsx. */
+  readonly operator: "bundle" | "source";
+  /** Keep the scratch folder (logs, audit) after the run. */
+  readonly keep: boolean;
+  /** Where the results are written. */
+  readonly out: string;
+}
+
+type Env = Readonly<Record<string, string | undefined>>;
+
+const DEFAULT_OUT = join(__dirname, "results.json");
+
+function invalid(name: string, rule: string, raw: string): never {
+  throw new Error(`${name}: ${rule} (got "${raw.slice(0, 80)}")`);
+}
+
+/** The variable's value, or undefined when it is unset or empty (then the default applies). */
+function raw(env: Env, name: string): string | undefined {
+  const v = env[name]?.trim();
+  return v === undefined || v === "" ? undefined : v;
+}
+
+function int(env: Env, name: string, def: number, min = 1): number {
+  const v = raw(env, name);
+  if (v === undefined) return def;
+  if (!/^\d+$/.test(v) || Number(v) < min) invalid(name, `must be a whole number >= ${min}`, v);
+  return Number(v);
+}
+
+function flag(env: Env, name: string): boolean {
+  const v = raw(env, name);
+  if (v === undefined) return false;
+  if (/^(1|true|yes)$/i.test(v)) return true;
+  if (/^(0|false|no)$/i.test(v)) return false;
+  return invalid(name, "must be 1 or 0", v);
+}
+
+function oneOf<T extends string>(env: Env, name: string, allowed: readonly T[]): T {
+  const v = raw(env, name) ?? allowed[0];
+  if (!allowed.includes(v as T)) invalid(name, `must be one of ${allowed.join(", ")}`, v);
+  return v as T;
+}
+
+function list(value: string): string[] {
+  return value
+    .split(",")
+    .map(s => s.trim())
+    .filter(Boolean);
+}
+
+/** Fixed rates. Unlike the other variables, set but empty means none: the burst only. */
+function rates(env: Env): number[] {
+  const v = env.ATB_BENCH_RATES;
+  if (v === undefined) return [10, 50, 100];
+  return list(v).map(r => {
+    const n = Number(r);
+    if (!Number.isFinite(n) || n <= 0)
+      invalid("ATB_BENCH_RATES", "must be comma-separated tasks/s (empty: the burst only)", r);
+    return n;
+  });
+}
+
+function scenarios(env: Env): ScenarioName[] {
+  const v = raw(env, "ATB_BENCH_SCENARIOS");
+  if (v === undefined) return [...SCENARIOS];
+  const names = list(v);
+  for (const n of names)
+    if (!SCENARIOS.includes(n as ScenarioName))
+      invalid("ATB_BENCH_SCENARIOS", `must be a comma-separated subset of ${SCENARIOS.join(",")}`, n);
+  return names as ScenarioName[];
+}
+
+/** Every ATB_BENCH_* variable, with its default; the key order is the order results.json records. */
+export function parseSettings(env: Env): Settings {
+  return Object.freeze({
+    tasks: int(env, "ATB_BENCH_TASKS", 1000),
+    targets: int(env, "ATB_BENCH_TARGETS", 50),
+    repeats: int(env, "ATB_BENCH_REPEATS", 3),
+    rates: Object.freeze(rates(env)),
+    finished: int(env, "ATB_BENCH_FINISHED", 10_000, 0),
+    fill: oneOf(env, "ATB_BENCH_FILL", ["bulk", "operator"] as const),
+    restarts: int(env, "ATB_BENCH_RESTARTS", 3),
+    qps: int(env, "ATB_BENCH_QPS", 1000),
+    workers: int(env, "ATB_BENCH_WORKERS", 8),
+    pollMs: 500,
+    brokerSeconds: int(env, "ATB_BENCH_BROKER_SECONDS", 5),
+    brokerConcurrency: int(env, "ATB_BENCH_BROKER_CONCURRENCY", 8),
+    createConcurrency: int(env, "ATB_BENCH_CREATE_CONCURRENCY", 16),
+    scenarios: Object.freeze(scenarios(env)),
+    profile: flag(env, "ATB_BENCH_PROFILE"),
+    operator: oneOf(env, "ATB_BENCH_OPERATOR", ["bundle", "source"] as const),
+    keep: flag(env, "ATB_BENCH_KEEP"),
+    out: raw(env, "ATB_BENCH_OUT") ?? DEFAULT_OUT,
+  });
+}
