@@ -7,6 +7,7 @@ import { createServer, request, type Server } from "node:https";
 import { join } from "node:path";
 import { startBroker } from "../../broker/server";
 import { createLogger } from "../../capabilities/lib/logger";
+import { ACTION_MODULES, type Action } from "../../capabilities/registry";
 import type { ClusterState } from "../../tools/controlplane/cluster";
 import { agentTask, mintTaskToken, workload } from "../../tools/objects";
 import { startStack, type Stack } from "../../tools/stack";
@@ -15,19 +16,17 @@ import { eventually, Kube } from "./kube";
 import { scanForSecrets } from "./secrets";
 
 export const AGENT = "spiffe://atb.example.com/agent/release-agent";
-export type Action = "scale" | "restart" | "update-config" | "deploy" | "rollback" | "patch";
+export type { Action };
 export type Kind = "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet" | "ConfigMap" | "Secret" | "Service";
 export type Workload = "Deployment" | "StatefulSet" | "DaemonSet";
 
-/** The policy's tier per action (docs/authorization.md); scale is LOW for changes within 2×. */
-export const TIER: Record<Action, "LOW" | "MEDIUM" | "HIGH"> = {
-  scale: "LOW",
-  restart: "MEDIUM",
-  "update-config": "MEDIUM",
-  deploy: "HIGH",
-  rollback: "HIGH",
-  patch: "HIGH",
-};
+/** The policy's default tier per action (each action's module); scale is LOW for changes within 2×. */
+export const TIER = Object.fromEntries(
+  ACTION_MODULES.map(m => {
+    if (m.tier === "CRITICAL") throw new Error(`action ${m.action}: no approvers here satisfy a CRITICAL tier`);
+    return [m.action, m.tier];
+  }),
+) as Record<Action, "LOW" | "MEDIUM" | "HIGH">;
 /** Approvers that satisfy each tier: none, one who is not the agent, two distinct ones. */
 export const APPROVERS = { LOW: [], MEDIUM: ["alice@example.com"], HIGH: ["alice@example.com", "bob@example.com"] };
 

@@ -16,6 +16,8 @@ import { eventually } from "../helpers/kube";
 import { operatorWrites } from "../helpers/audit";
 import { AGENT, APPROVERS, executed, Harness, sleep, TIER, type Action } from "../helpers/pipeline-tasks";
 import { checkNoLeaks, operatorAlive, probe, size, summary } from "../helpers/reliability";
+import { ACTION_KINDS, ACTIONS } from "../../capabilities/registry";
+import { TARGET_KINDS } from "../../crds/agenttask";
 
 const NS = "rel-hostile";
 const MALLORY = "spiffe://atb.example.com/agent/mallory";
@@ -29,16 +31,8 @@ let signingKey = "";
 const ROGUE = generateKeyPairSync("ec", { namedCurve: "P-256" }).privateKey;
 const SECRET_VALUE = `s3cr3t-${Math.random().toString(36).slice(2)}${Math.random().toString(36).slice(2)}`;
 
-const ACTIONS: Action[] = ["scale", "restart", "update-config", "deploy", "rollback", "patch"];
-const KINDS = ["Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "ConfigMap", "Secret", "Service"];
-const KINDS_OF: Record<Action, string[]> = {
-  scale: ["Deployment", "StatefulSet", "ReplicaSet"],
-  restart: ["Deployment", "StatefulSet", "DaemonSet"],
-  "update-config": ["ConfigMap", "Secret"],
-  deploy: ["Deployment", "StatefulSet", "DaemonSet"],
-  rollback: ["Deployment", "StatefulSet", "DaemonSet"],
-  patch: ["Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "ConfigMap", "Service"],
-};
+const KINDS: readonly string[] = TARGET_KINDS;
+const KINDS_OF: Readonly<Record<Action, readonly string[]>> = ACTION_KINDS;
 /** The object of each kind in both namespaces (the good task's "canary" is never generated). */
 const NAME_OF: Record<string, string> = {
   Deployment: "web",

@@ -72,9 +72,3 @@ export function foldedLines(head: string, lines: readonly string[], indent: stri
 export function mapping(value: { [key: string]: YamlValue }, indent: string): string[] {
   return Object.entries(value).flatMap(([k, v]) => entry(k, v, indent));
 }
-
-/** A block-sequence item whose value is a map: `- first: ...` then the others aligned under it. */
-export function listItem(value: { [key: string]: YamlValue }, indent: string): string[] {
-  const lines = mapping(value, `${indent}  `);
-  return lines.length ? [`${indent}- ${lines[0].slice(indent.length + 2)}`, ...lines.slice(1)] : [];
-}
