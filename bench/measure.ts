@@ -44,7 +44,8 @@ export function spread(values: number[]): Spread {
     p25: round(quantile(s, 0.25)),
     p75: round(quantile(s, 0.75)),
     n: s.length,
-    values: v.map(round),
+    // Not v.map(round): map's index would become round's digits (values[0] rounded to an integer).
+    values: v.map(x => round(x)),
   };
 }
 
