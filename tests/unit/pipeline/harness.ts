@@ -131,7 +131,8 @@ export interface WorldOptions {
   env?: Record<string, string>;
   kube?: FakeKubeOptions;
   probe?: Probe;
-  /** Leave the Event recorder's errors uncounted; default counts them in eventErrors. */
+  /** Build the pipeline without a wake callback (its default). */
+  noWake?: boolean;
 }
 
 const quiet = (): ReturnType<typeof createLogger> =>
@@ -161,7 +162,7 @@ export function world(o: WorldOptions = {}): World {
       metrics,
       status: createStatusWriter({ kube, log, now: clock.now, onEventError: () => metrics.eventErrors.inc() }),
       now: clock.now,
-      wake: key => wakes.push(key),
+      ...(o.noWake ? {} : { wake: (key: string) => void wakes.push(key) }),
     });
   const w: World = {
     clock,

@@ -2,7 +2,8 @@
 // in-memory API server: (none) → Pending → Processing → Executing → Applied → Completed, the
 // waits (a held target, a rollout), Denied, and the verify outcomes.
 import type { Metric } from "prom-client";
-import { taskKey, reasonLabel } from "../../../capabilities/lib/pipeline";
+import { decideRequest, taskKey, reasonLabel } from "../../../capabilities/lib/pipeline";
+import type { TaskContext } from "../../../capabilities/lib/action";
 import { deny } from "../../helpers/fake-broker";
 import {
   applyWrites,
@@ -13,6 +14,7 @@ import {
   deployment,
   drive,
   probe,
+  probePlan,
   submit,
   task,
   taskPath,
@@ -110,6 +112,17 @@ describe("the happy path, one transition at a time", () => {
     const dry = w.kube.audit.filter(e => e.dryRun);
     expect(dry).toHaveLength(1);
     expect(dry[0].seq).toBeLessThanOrEqual(call.stamp);
+  });
+
+  test("GIVEN an action's plan THEN the broker is asked exactly decideRequest(task, plan)", async () => {
+    const w = world({ kube: { autoRollout: true } });
+    const target = deployment(w);
+    const key = submit(w, "t", { action: "patch", payload: { value: "v" } });
+    await w.pipeline.reconcile(key);
+    const t = task(w, key);
+    const plan = probePlan({ spec: t.spec!, uid: uidOf(w, key) } as TaskContext, target);
+    expect(w.broker.calls[0].request).toEqual(decideRequest(t, plan));
+    expect(w.broker.calls[0].request.action).toBe("k8s.Deployment.patch");
   });
 
   test("GIVEN an update-config task THEN the ConfigMap is merged and the task completes in one reconcile", async () => {
