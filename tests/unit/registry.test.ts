@@ -237,10 +237,14 @@ describe("a table edited without regenerating", () => {
     expect(rbac(out.get(PACKAGE)!).map(r => r.resources[0])).not.toContain("services");
   });
 
-  test("two actions that declare one payload field differently cannot be generated", () => {
+  test("inconsistent payload schemas cannot be generated", () => {
     const clash = { ...AnnotateAction, payload: { fields: { replicas: { type: "string" as const } } } };
     expect(() => generate([...ACTION_MODULES, clash])).toThrow(
       "payload field replicas: actions scale and annotate declare different schemas",
+    );
+    const undeclared = { ...AnnotateAction, payload: { fields: {}, required: { all: ["key"] } } };
+    expect(() => generate([...ACTION_MODULES, undeclared])).toThrow(
+      "action annotate requires payload field key, which it does not declare",
     );
   });
 });

@@ -16,6 +16,10 @@ function check(modules: readonly ActionModule[]): void {
     if (m.kinds.length === 0) throw new Error(`action ${m.action} declares no target kinds`);
     const bad = Object.keys(m.payload.fields).find(f => !FIELD_NAME.test(f));
     if (bad) throw new Error(`payload field ${JSON.stringify(bad)} of action ${m.action} is not a CEL identifier`);
+    const r = m.payload.required;
+    const named = r ? ("all" in r ? r.all : "any" in r ? r.any : r.one) : [];
+    const unknown = named.find(f => !Object.hasOwn(m.payload.fields, f));
+    if (unknown) throw new Error(`action ${m.action} requires payload field ${unknown}, which it does not declare`);
   }
 }
 
