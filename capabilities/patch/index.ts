@@ -6,7 +6,7 @@
 // The precondition: for objects with a generation (workloads), `test /metadata/generation` — the
 // generation moves with every spec change but not with the controllers' status updates, which
 // would otherwise make a patch of a live Deployment fail at random; a failed test is a bare 422,
-// which the pipeline maps to TargetChanged (retryOnConflict is false; the dry run on the observed
+// which the pipeline maps to TargetChanged (lib/kube/errors.ts isStaleWrite) (retryOnConflict is false; the dry run on the observed
 // object succeeded, so only a change in between explains it). For objects without a generation
 // (ConfigMap, Service) the resourceVersion itself (`replace /metadata/resourceVersion`, a 409).
 import { applyPatch, validate as validateOps } from "fast-json-patch";
@@ -100,16 +100,6 @@ function verify(ctx: TaskContext, obj: KubeObject): VerifyResult {
   const ops = parsePatch(ctx.spec.payload?.patch, ctx.config.maxPatchBytes).ops;
   if (touchesPodTemplate(ops)) return rolloutDone(ctx, obj);
   return { state: "done", message: `${ctx.spec.target.kind} ${obj.metadata.name} patched (${ops.length} operations)` };
-}
-
-const BARE_PATCH_ERROR = /^the server rejected our request due to an error in our request$/;
-
-/** Whether a failed write means the object changed after the decision: the resourceVersion
- * precondition (409), or a bare 422 (a JSON patch that no longer applies; the dry-run on the
- * observed object succeeded, so only a change in between explains it). */
-export function isStaleObjectError(err: unknown): boolean {
-  const status = (err as { status?: number } | null)?.status;
-  return status === 409 || (status === 422 && BARE_PATCH_ERROR.test(messageOf(err)));
 }
 
 export const PatchAction = defineAction({

@@ -7,7 +7,7 @@ import { randomUUID } from "node:crypto";
 import type { AgentTask, AgentTaskSpec } from "../../crds/agenttask";
 import type { ActionModule, KubeObject, Plan, TaskContext, VerifyResult } from "../../capabilities/lib/action";
 import { parseConfig, type OperatorConfig } from "../../capabilities/lib/config";
-import { KubeClient, KubeError, resourcePath } from "../../capabilities/lib/kube";
+import { isStaleWrite, KubeClient, KubeError, resourcePath } from "../../capabilities/lib/kube";
 import { createLogger } from "../../capabilities/lib/logger";
 import { isApplied } from "../../capabilities/lib/action/marker";
 import { ScaleAction } from "../../capabilities/scale";
@@ -15,7 +15,7 @@ import { RESTARTED_AT, RestartAction } from "../../capabilities/restart";
 import { UpdateConfigAction } from "../../capabilities/update-config";
 import { DeployAction } from "../../capabilities/deploy";
 import { RollbackAction } from "../../capabilities/rollback";
-import { isStaleObjectError, PatchAction } from "../../capabilities/patch";
+import { PatchAction } from "../../capabilities/patch";
 
 const NS = `actions-${randomUUID().slice(0, 8)}`;
 const CFG = parseConfig({ ATB_MAX_REPLICAS: "20" });
@@ -435,7 +435,7 @@ describe("patch", () => {
     const err = await kube.request(plan.write).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(KubeError);
     expect({
-      stale: isStaleObjectError(err),
+      stale: isStaleWrite(err),
       status: (err as KubeError).status,
       message: (err as KubeError).message,
     }).toEqual({

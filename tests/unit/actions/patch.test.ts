@@ -1,9 +1,9 @@
 // patch: RFC 6902 from an agent, protected paths refused, size bounded, and a write that only
 // applies to the object version the broker judged.
 import fc from "fast-check";
-import { brokerOps, isStaleObjectError, PatchAction } from "../../../capabilities/patch";
+import { brokerOps, PatchAction } from "../../../capabilities/patch";
 import { parsePatch, pointerSegments, touchesPodTemplate } from "../../../capabilities/patch/ops";
-import { KubeError } from "../../../capabilities/lib/kube";
+import { isStaleWrite, KubeError } from "../../../capabilities/lib/kube";
 import { config, ctx, FakeKube, NS, spec, workload } from "./fake";
 
 const cfg = config({ ATB_MAX_PATCH_BYTES: "512" });
@@ -191,13 +191,13 @@ describe("patch verify and helpers", () => {
     expect((await PatchAction.verify(ctx(image, kube))).state).toBe("waiting");
   });
 
-  test("isStaleObjectError recognises conflicts and JSON patches that no longer apply", () => {
+  test("isStaleWrite recognises conflicts and JSON patches that no longer apply", () => {
     expect(
-      isStaleObjectError(
+      isStaleWrite(
         new KubeError(422, "Invalid", "the server rejected our request due to an error in our request"),
       ),
     ).toBe(true);
-    expect(isStaleObjectError(new KubeError(409, "Conflict", "the object has been modified"))).toBe(true);
-    expect(isStaleObjectError(new KubeError(422, "Invalid", "spec.replicas: Invalid value"))).toBe(false);
+    expect(isStaleWrite(new KubeError(409, "Conflict", "the object has been modified"))).toBe(true);
+    expect(isStaleWrite(new KubeError(422, "Invalid", "spec.replicas: Invalid value"))).toBe(false);
   });
 });
