@@ -108,9 +108,13 @@ async function runAll(w: World, keys: string[], bound: number): Promise<number> 
   return calls;
 }
 
-async function history(
-  s: fc.RecordValue<{ tasks: TaskGen[]; faults: Record<string, FaultKind>; broker: BrokerKind[] }>,
-) {
+interface Scenario {
+  tasks: TaskGen[];
+  faults: Record<string, FaultKind>;
+  broker: BrokerKind[];
+}
+
+async function history(s: Scenario) {
   const w = world({ kube: { autoRollout: true }, probe: probe() });
   deployment(w, "web");
   deployment(w, "api");
