@@ -6,8 +6,8 @@
 // The precondition: for objects with a generation (workloads), `test /metadata/generation` — the
 // generation moves with every spec change but not with the controllers' status updates, which
 // would otherwise make a patch of a live Deployment fail at random; a failed test is a bare 422,
-// which the pipeline maps to TargetChanged (lib/kube/errors.ts isStaleWrite) (retryOnConflict is false; the dry run on the observed
-// object succeeded, so only a change in between explains it). For objects without a generation
+// which the pipeline maps to TargetChanged (isStaleWrite in lib/kube/errors.ts; retryOnConflict
+// is false; the dry run on the observed object succeeded, so only a change in between explains it). For objects without a generation
 // (ConfigMap, Service) the resourceVersion itself (`replace /metadata/resourceVersion`, a 409).
 import { applyPatch, validate as validateOps } from "fast-json-patch";
 import type { KubeObject, Plan, TaskContext, VerifyResult } from "../lib/action";
