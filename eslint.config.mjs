@@ -1,4 +1,5 @@
-// Size and safety limits after Pepr's own ESLint setup: small functions, awaited promises.
+// Size and safety limits after Pepr's own ESLint setup: small functions, awaited promises. The
+// type-aware rules use tsconfig.all.json (every file); tsconfig.json covers only the module.
 import tseslint from "@typescript-eslint/eslint-plugin";
 import tsparser from "@typescript-eslint/parser";
 
@@ -6,7 +7,7 @@ export default [
   { ignores: ["dist/**", "node_modules/**", "coverage/**", ".data/**", "**/*.js", "**/*.mjs"] },
   {
     files: ["**/*.ts"],
-    languageOptions: { parser: tsparser, parserOptions: { project: "./tsconfig.json" } },
+    languageOptions: { parser: tsparser, parserOptions: { project: "./tsconfig.all.json" } },
     plugins: { "@typescript-eslint": tseslint },
     rules: {
       "@typescript-eslint/no-floating-promises": "error",

@@ -68,7 +68,7 @@ const podSpec = (d: K8sObject): PodSpec =>
   (d as unknown as { spec: { template: { spec: PodSpec } } }).spec.template.spec;
 
 beforeAll(() => {
-  // The build type-checks the whole repository and writes dist/ (about 30 s on a quiet machine).
+  // The build type-checks the module (tsconfig.json) and writes dist/ (about 30 s on a quiet machine).
   const build = run(join(root, "node_modules", ".bin", "pepr"), ["build"], 300_000);
   if (/error TS\d+/.test(build)) throw new Error(`pepr build reported type errors:\n${build.slice(-4000)}`);
   run(join(root, "node_modules", ".bin", "tsx"), [join(root, "tools", "manifests.ts")], 120_000);
