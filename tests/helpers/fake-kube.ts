@@ -196,6 +196,13 @@ export class FakeKube implements KubeApi {
     return this;
   }
 
+  /** Set by close() (the runtime closes its kube port on stop). */
+  closed = false;
+
+  async close(): Promise<void> {
+    this.closed = true;
+  }
+
   /** A new operator process: requests work again after an injected crash. */
   restart(): void {
     this.dead = false;

@@ -1,0 +1,368 @@
+// The operator runtime on in-memory ports (tests/helpers/fake-kube.ts, fake-broker.ts): the
+// start-up sweep (paged lists, the phase gauge, targets of started tasks re-taken before any
+// work), Pepr's event callback (terminal tasks and echoes of our own writes cost nothing),
+// readiness on the metrics port, and stop(). Real time and timers, kept short.
+import { request } from "node:http";
+import { Writable } from "node:stream";
+import type { AgentTask } from "../../crds/agenttask";
+import type { ActionRegistry } from "../../capabilities/lib/action";
+import { parseConfig } from "../../capabilities/lib/config";
+import { KubeError, resourcePath } from "../../capabilities/lib/kube";
+import { createLogger } from "../../capabilities/lib/logger";
+import { OperatorRuntime } from "../../capabilities/lib/runtime";
+import { ScaleAction } from "../../capabilities/scale";
+import { FakeBroker } from "../helpers/fake-broker";
+import { FakeKube, type AuditEntry } from "../helpers/fake-kube";
+import { token } from "./pipeline/harness";
+
+const NS = "shop";
+const TASKS = resourcePath("AgentTask");
+const taskPath = (name: string) => resourcePath("AgentTask", NS, name);
+const DEPLOY = resourcePath("Deployment", NS, "web");
+
+interface Harness {
+  rt: OperatorRuntime;
+  kube: FakeKube;
+  broker: FakeBroker;
+  lines: string[];
+}
+
+const running: OperatorRuntime[] = [];
+afterEach(async () => {
+  jest.restoreAllMocks();
+  await Promise.all(running.splice(0).map(rt => rt.stop()));
+});
+
+function harness(env: Record<string, string> = {}, kube = new FakeKube({ autoRollout: true })): Harness {
+  const lines: string[] = [];
+  const log = createLogger("info", "test", new Writable({ write: (c, _e, cb) => cb(void lines.push(String(c))) }));
+  const config = parseConfig({
+    LOG_LEVEL: "info",
+    ATB_METRICS_PORT: "0",
+    ATB_SWEEP_INTERVAL_SECONDS: "1",
+    ATB_TASK_BACKOFF_MS: "10",
+    ...env,
+  });
+  const broker = new FakeBroker();
+  const rt = new OperatorRuntime(config, { scale: ScaleAction } as unknown as ActionRegistry, log, {
+    kube: async () => kube,
+    broker: () => broker,
+  });
+  running.push(rt);
+  if (!kube.read(DEPLOY)) {
+    kube.put(DEPLOY, { kind: "Deployment", metadata: {}, spec: { replicas: 1 } });
+    kube.completeRollout(DEPLOY);
+  }
+  return { rt, kube, broker, lines };
+}
+
+function addTask(kube: FakeKube, name: string, status?: AgentTask["status"], replicas = 2): AgentTask {
+  kube.put(taskPath(name), {
+    apiVersion: "atb.siemens.com/v1alpha1",
+    kind: "AgentTask",
+    metadata: {},
+    spec: {
+      agentId: "spiffe://atb.example.com/agent/test",
+      poaToken: token(Date.now() + 300_000),
+      action: "scale",
+      target: { kind: "Deployment", name: "web", namespace: NS },
+      payload: { replicas },
+    },
+    ...(status ? { status: status as Record<string, unknown> } : {}),
+  });
+  return kube.read<AgentTask>(taskPath(name))!;
+}
+
+const phaseOf = (kube: FakeKube, name: string) => kube.read<AgentTask>(taskPath(name))?.status?.phase;
+
+async function eventually(check: () => boolean, ms = 5_000): Promise<void> {
+  const until = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > until) throw new Error("condition not met in time");
+    await new Promise(r => setTimeout(r, 10));
+  }
+}
+
+function http(port: number, path: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = request({ host: "127.0.0.1", port, path, agent: false }, res => {
+      let body = "";
+      res.on("data", c => (body += String(c)));
+      res.on("end", () => resolve({ status: res.statusCode ?? 0, body }));
+    });
+    req.on("error", reject);
+    req.end();
+  });
+}
+
+const lists = (kube: FakeKube): AuditEntry[] => kube.audit.filter(e => e.method === "GET" && e.path === TASKS);
+const readsOf = (kube: FakeKube, name: string) =>
+  kube.audit.filter(e => e.method === "GET" && e.path === taskPath(name)).length;
+
+describe("start(): the first sweep", () => {
+  test("GIVEN 7 tasks and pages of 3 THEN three listing requests joined by continue tokens", async () => {
+    const kube = new FakeKube({ autoRollout: true });
+    for (let i = 0; i < 7; i++) addTask(kube, `t${i}`, { phase: "Completed" });
+    const { rt } = harness({ ATB_SWEEP_PAGE_SIZE: "3" }, kube);
+
+    await rt.start();
+
+    const pages = lists(kube);
+    expect(pages.map(p => p.query)).toEqual([
+      { limit: "3" },
+      { limit: "3", continue: expect.any(String) },
+      { limit: "3", continue: expect.any(String) },
+    ]);
+  });
+
+  test("GIVEN tasks in every phase THEN the gauge counts them (no status counts as Pending)", async () => {
+    const kube = new FakeKube({ autoRollout: true });
+    addTask(kube, "new");
+    for (const [name, phase] of [
+      ["c1", "Completed"],
+      ["c2", "Completed"],
+      ["d1", "Denied"],
+      ["f1", "Failed"],
+    ] as const)
+      addTask(kube, name, { phase });
+    const { rt } = harness({}, kube);
+
+    await rt.start();
+
+    const values = Object.fromEntries(
+      (await rt.metrics.tasksByPhase.get()).values.map(v => [String(v.labels.phase), v.value]),
+    );
+    expect(values).toEqual({ Pending: 1, Processing: 0, Executing: 0, Completed: 2, Denied: 1, Failed: 1 });
+    expect((await rt.metrics.sweeps.get()).values).toEqual([
+      expect.objectContaining({ labels: { result: "ok" }, value: 1 }),
+    ]);
+  });
+
+  test("GIVEN open tasks THEN they are driven to the end after the sweep; finished ones are not read again", async () => {
+    const kube = new FakeKube({ autoRollout: true });
+    addTask(kube, "open");
+    addTask(kube, "done", { phase: "Completed" });
+    const { rt, broker } = harness({}, kube);
+
+    await rt.start();
+    await eventually(() => phaseOf(kube, "open") === "Completed");
+
+    expect(readsOf(kube, "done")).toBe(0);
+    expect(broker.calls).toHaveLength(1);
+  });
+
+  test("GIVEN a task past Pending and a Pending task on the same target THEN the started one keeps the target until it finishes", async () => {
+    const kube = new FakeKube({ autoRollout: true });
+    // b sorts first in every listing and queue, yet must wait for a
+    addTask(kube, "b-pending", { phase: "Pending" }, 5);
+    addTask(
+      kube,
+      "z-started",
+      {
+        phase: "Executing",
+        attempts: 0,
+        conditions: [
+          {
+            type: "Authorized",
+            status: "True",
+            reason: "Authorized",
+            message: "ok",
+            lastTransitionTime: new Date().toISOString(),
+          },
+        ],
+      },
+      3,
+    );
+    const { rt } = harness({}, kube);
+
+    await rt.start();
+    await eventually(() => phaseOf(kube, "b-pending") === "Completed" && phaseOf(kube, "z-started") === "Completed");
+
+    const processing = kube.audit.findIndex(
+      e =>
+        e.path === `${taskPath("b-pending")}/status` &&
+        (e.body as { status: { phase: string } }).status.phase === "Processing",
+    );
+    const done = kube.audit.findIndex(
+      e =>
+        e.path === `${taskPath("z-started")}/status` &&
+        (e.body as { status: { phase: string } }).status.phase === "Completed",
+    );
+    expect(done).toBeGreaterThan(-1);
+    expect(processing).toBeGreaterThan(done);
+    expect(kube.read(DEPLOY)!.spec!.replicas).toBe(5);
+  });
+
+  test("GIVEN the listing fails THEN start() still completes, the sweep is counted as an error and readiness says why", async () => {
+    const kube = new FakeKube();
+    const { rt } = harness({}, kube);
+    kube.onRequest(r => (r.path === TASKS ? new KubeError(500, "InternalError", "etcd down") : undefined));
+
+    await rt.start();
+
+    expect((await rt.metrics.sweeps.get()).values).toEqual([
+      expect.objectContaining({ labels: { result: "error" }, value: 1 }),
+    ]);
+    const ready = await http(rt.metricsPort()!, "/readyz");
+    expect(ready).toEqual({ status: 503, body: "sweep failing: etcd down" });
+  });
+
+  test("GIVEN WATCH_NAMESPACE THEN the sweep lists only those namespaces", async () => {
+    const kube = new FakeKube();
+    const { rt } = harness({ WATCH_NAMESPACE: "shop,other" }, kube);
+    await rt.start();
+    expect(lists(kube)).toHaveLength(0);
+    expect(kube.audit.filter(e => e.method === "GET").map(e => e.path)).toEqual([
+      resourcePath("AgentTask", "shop"),
+      resourcePath("AgentTask", "other"),
+    ]);
+  });
+});
+
+describe("onEvent", () => {
+  test("GIVEN a terminal task THEN it is not even read", async () => {
+    const { rt, kube } = harness();
+    await rt.start();
+    const t = addTask(kube, "done", { phase: "Denied" });
+    rt.onEvent(t);
+    await rt.idle();
+    expect(readsOf(kube, "done")).toBe(0);
+  });
+
+  test("GIVEN an open task THEN it is run; GIVEN the echo of our own last write THEN it is not", async () => {
+    const kube = new FakeKube(); // no rollout controller: the holder stays applied, waiting
+    const { rt } = harness({}, kube);
+    await rt.start();
+    rt.onEvent(addTask(kube, "holder"));
+    await eventually(() => kube.read<AgentTask>(taskPath("holder"))?.status?.conditions?.length === 2);
+    rt.onEvent(addTask(kube, "t", undefined, 4)); // waits in Pending for the target, a minute at a time
+    await eventually(() => phaseOf(kube, "t") === "Pending");
+    await rt.idle();
+    const reads = readsOf(kube, "t");
+
+    rt.onEvent(kube.read<AgentTask>(taskPath("t"))!);
+    await rt.idle();
+    await new Promise(r => setTimeout(r, 50));
+    expect(readsOf(kube, "t")).toBe(reads);
+
+    kube.mutate(taskPath("t"), o => (o.metadata.labels = { touched: "yes" }));
+    rt.onEvent(kube.read<AgentTask>(taskPath("t"))!);
+    await eventually(() => readsOf(kube, "t") > reads);
+  });
+
+  test("GIVEN events before the first sweep THEN they wait for it, then run", async () => {
+    const kube = new FakeKube({ autoRollout: true });
+    const { rt } = harness({}, kube);
+    const t = addTask(kube, "early");
+    let swept = false;
+    let readEarly = false;
+    kube.onRequest(r => {
+      if (r.path === TASKS) swept = true;
+      else if (r.path === taskPath("early") && !swept) readEarly = true;
+      return undefined;
+    });
+    rt.onEvent(t);
+    await rt.start();
+    await eventually(() => phaseOf(kube, "early") === "Completed");
+    expect(readEarly).toBe(false);
+  });
+});
+
+describe("readiness and liveness", () => {
+  test("GIVEN a started runtime THEN /healthz and /readyz answer ok, /metrics has the operator's metrics", async () => {
+    const { rt } = harness();
+    await rt.start();
+    const port = rt.metricsPort()!;
+    expect(port).toBeGreaterThan(0);
+    expect(await http(port, "/healthz")).toEqual({ status: 200, body: "ok" });
+    expect(await http(port, "/readyz")).toEqual({ status: 200, body: "ok" });
+    expect((await http(port, "/metrics")).body).toContain('atb_operator_tasks{phase="Pending"}');
+  });
+
+  test("GIVEN no successful sweep for three intervals THEN not ready", async () => {
+    const { rt, kube } = harness();
+    await rt.start();
+    kube.onRequest(r => (r.path === TASKS ? new KubeError(0, "NetworkError", "connection refused") : undefined));
+    await rt.sweep();
+    const real = Date.now.bind(Date);
+    jest.spyOn(Date, "now").mockImplementation(() => real() + 3_100);
+    expect(await http(rt.metricsPort()!, "/readyz")).toEqual({
+      status: 503,
+      body: "sweep failing: connection refused",
+    });
+  });
+
+  test("GIVEN an open task the watch never delivered, once the grace is over THEN not ready until it is delivered", async () => {
+    const kube = new FakeKube({ now: () => new Date(Date.now() - 3_600_000) }); // created an hour ago
+    const { rt } = harness({ ATB_TASK_DEADLINE_SECONDS: "86400" }, kube);
+    addTask(kube, "unseen", {
+      phase: "Executing",
+      attempts: 0,
+      conditions: [
+        {
+          type: "Authorized",
+          status: "True",
+          reason: "Authorized",
+          message: "ok",
+          lastTransitionTime: new Date().toISOString(),
+        },
+        {
+          type: "Executed",
+          status: "True",
+          reason: "Applied",
+          message: "ok",
+          lastTransitionTime: new Date().toISOString(),
+        },
+      ],
+    });
+    kube.mutate(DEPLOY, o => (o.spec!.replicas = 2)); // never rolled out: the task stays open
+    await rt.start();
+    const real = Date.now.bind(Date);
+    jest.spyOn(Date, "now").mockImplementation(() => real() + 12_500); // two sweeps + 10 s after start
+    await rt.sweep();
+    expect(await http(rt.metricsPort()!, "/readyz")).toEqual({
+      status: 503,
+      body: "watch not delivering: 1 open tasks seen only by the sweep",
+    });
+
+    rt.onEvent(kube.read<AgentTask>(taskPath("unseen"))!);
+    await rt.sweep();
+    expect(await http(rt.metricsPort()!, "/readyz")).toEqual({ status: 200, body: "ok" });
+  });
+
+  test("GIVEN an unknown path THEN 404", async () => {
+    const { rt } = harness();
+    await rt.start();
+    expect((await http(rt.metricsPort()!, "/nope")).status).toBe(404);
+  });
+});
+
+describe("stop()", () => {
+  test("GIVEN a started runtime WHEN stopped THEN the port is closed, the broker and kube ports closed, events ignored", async () => {
+    const { rt, kube, broker } = harness();
+    await rt.start();
+    const port = rt.metricsPort()!;
+    await rt.stop();
+    running.splice(running.indexOf(rt), 1);
+    expect(broker.closed).toBe(true);
+    expect(kube.closed).toBe(true);
+    await expect(http(port, "/healthz")).rejects.toThrow();
+    const before = kube.audit.length;
+    rt.onEvent(addTask(kube, "late"));
+    await rt.idle();
+    expect(kube.audit.length).toBe(before);
+  });
+
+  test("GIVEN a runtime never started WHEN stopped THEN nothing to close, no error", async () => {
+    const { rt, broker } = harness();
+    await expect(rt.stop()).resolves.toBeUndefined();
+    expect(broker.closed).toBe(false);
+    await expect(rt.idle()).resolves.toBeUndefined();
+  });
+
+  test("GIVEN ATB_INSECURE THEN start() warns", async () => {
+    const { rt, lines } = harness({ ATB_INSECURE: "true" });
+    await rt.start();
+    expect(lines.join("")).toContain("ATB_INSECURE=true");
+  });
+});
