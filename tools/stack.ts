@@ -6,7 +6,7 @@
 // when it dies without calling stop().
 import { readFileSync } from "node:fs";
 import { request } from "node:http";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { ensureDevMaterial, type DevMaterial } from "../broker/dev-material";
 import { mintPoa, type MintOptions } from "../broker/poa";
 import { startBroker, type RunningBroker } from "../broker/server";
@@ -14,7 +14,7 @@ import { createLogger } from "../capabilities/lib/logger";
 import { ensureBinaries, type Binaries } from "./controlplane/binaries";
 import { freePort, kubectl, type ClusterState } from "./controlplane/cluster";
 import { startOperator, type OperatorHandle } from "./operator";
-import { tieProcess, untieProcess } from "./reaper";
+import { tiePath, tieProcess, untiePath, untieProcess } from "./reaper";
 import { webhookConfigurations } from "./webhooks";
 
 export interface StackOptions {
@@ -81,6 +81,15 @@ export function installCrds(bin: Binaries, kubeconfig: string): void {
   ]);
 }
 
+/**
+ * OPA (the broker's child) and its socket folder, tied to this process: a killed process never
+ * gets to the broker's own cleanup.
+ */
+function tieOpa(broker: RunningBroker, op: "tie" | "untie"): void {
+  if (broker.opaPid) (op === "tie" ? tieProcess : untieProcess)(broker.opaPid);
+  if (broker.opaUrl.startsWith("unix://")) (op === "tie" ? tiePath : untiePath)(dirname(broker.opaUrl.slice(7)));
+}
+
 export async function startStack(o: StackOptions): Promise<Stack> {
   const bin = ensureBinaries();
   const material = await ensureDevMaterial(join(o.workDir, "pki"));
@@ -115,13 +124,13 @@ export async function startStack(o: StackOptions): Promise<Stack> {
         ...(o.brokerDataFile ? { dataFile: o.brokerDataFile } : {}),
       });
       stack.broker = broker;
-      if (broker.opaPid) tieProcess(broker.opaPid);
+      tieOpa(broker, "tie");
       return broker;
     },
     async stopBroker() {
-      const opaPid = broker?.opaPid;
+      const stopped = broker;
       await broker?.stop();
-      if (opaPid) untieProcess(opaPid);
+      if (stopped) tieOpa(stopped, "untie");
       broker = undefined;
       stack.broker = undefined;
     },

@@ -2,7 +2,8 @@
 // control plane (etcd, kube-apiserver, controller-manager, scheduler, KWOK), the broker's OPA and
 // the operator up, WHEN its process group gets SIGINT (what a terminal's Ctrl-C sends), or WHEN
 // the runner's group and jest are SIGKILLed (a crash: nothing gets to clean up), THEN within a
-// bounded time no process of that run is left, and its control plane's data folder is gone.
+// bounded time no process of that run is left, and neither are its control plane's data folder and
+// OPA's socket folder.
 //
 // The run is told apart from everything else on the machine (the outer run's own control plane
 // included) by a variable in its environment that every process it starts inherits; /proc shows
@@ -77,16 +78,17 @@ function startRun(): Run {
   return run;
 }
 
-/** Waits until every kind of process is up; returns them and the plane's data folder. */
-async function waitForStack(run: Run): Promise<{ procs: MarkedProcess[]; dataDir: string }> {
+/** Waits until every kind of process is up; returns them and the folders the run must remove. */
+async function waitForStack(run: Run): Promise<{ procs: MarkedProcess[]; dirs: string[] }> {
   const deadline = Date.now() + STARTUP_MS;
   for (;;) {
     const procs = processesOf(run);
     const seen = new Set(procs.map(kindOf));
     if (KINDS.every(k => seen.has(k)) && seen.has("jest")) {
-      const etcd = procs.find(p => kindOf(p) === "etcd")!;
-      const dataDir = dirname(/--data-dir=(\S+)/.exec(etcd.command)![1]);
-      return { procs, dataDir };
+      const arg = (kind: Kind, re: RegExp) => re.exec(procs.find(p => kindOf(p) === kind)!.command)?.[1];
+      // The control plane's data folder, and OPA's socket folder when it listens on one.
+      const dirs = [dirname(arg("etcd", /--data-dir=(\S+)/)!), arg("opa", /--addr=unix:\/\/(\S+)\/opa\.sock/)];
+      return { procs, dirs: dirs.filter((d): d is string => d !== undefined) };
     }
     if (run.child.exitCode !== null || Date.now() > deadline)
       throw new Error(
@@ -120,13 +122,13 @@ afterAll(async () => {
 
 test("Ctrl-C (SIGINT to the runner's process group) stops every process of the run", async () => {
   const run = startRun();
-  const { dataDir } = await waitForStack(run);
+  const { dirs } = await waitForStack(run);
   const exited = new Promise<number | null>(r => run.child.once("exit", code => r(code)));
   const t0 = Date.now();
   process.kill(-run.child.pid!, "SIGINT");
   const left = await leftAfter(run, t0);
   const code = await Promise.race([exited, sleep(5_000).then(() => "still running")]);
-  expect({ left: describeAll(left), dataDirLeft: existsSync(dataDir) }).toEqual({ left: [], dataDirLeft: false });
+  expect({ left: describeAll(left), dirsLeft: dirs.filter(d => existsSync(d)) }).toEqual({ left: [], dirsLeft: [] });
   // The runner waits for the run's processes before it exits, and says it was interrupted.
   expect({ code, closing: /tests: 0 passed, 1 failed \(interrupted by SIGINT\)/.test(run.output()) }).toEqual({
     code: 130,
@@ -137,12 +139,12 @@ test("Ctrl-C (SIGINT to the runner's process group) stops every process of the r
 
 test("a crash (SIGKILL of the runner's group and of jest) stops every process of the run", async () => {
   const run = startRun();
-  const { procs, dataDir } = await waitForStack(run);
+  const { procs, dirs } = await waitForStack(run);
   const jest = procs.find(p => kindOf(p) === "jest")!;
   const t0 = Date.now();
   process.kill(-run.child.pid!, "SIGKILL");
   process.kill(jest.pid, "SIGKILL");
   const left = await leftAfter(run, t0);
-  expect({ left: describeAll(left), dataDirLeft: existsSync(dataDir) }).toEqual({ left: [], dataDirLeft: false });
+  expect({ left: describeAll(left), dirsLeft: dirs.filter(d => existsSync(d)) }).toEqual({ left: [], dirsLeft: [] });
   console.log(`[interrupt] SIGKILL: every process of the run gone ${((Date.now() - t0) / 1000).toFixed(1)}s later`);
 }, 330_000);
