@@ -139,7 +139,6 @@ describe("a new process after each stored phase", () => {
     expect(trail(w, key)).toContain("Processing:Reauthorizing");
     const [first, second] = w.broker.calls;
     expect(second.request.token).toBe(first.request.token);
-    expect(second.options.requestIdBase).toBe(`${uidOf(w, key)}.0`);
   });
 
   test("GIVEN the crash came before the write and the PoA has expired since THEN Failed PoAExpired, nothing written", async () => {
