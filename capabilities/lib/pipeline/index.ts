@@ -197,12 +197,12 @@ export class Pipeline {
   /** Carries out a verdict on an error. */
   private follow(task: AgentTask, v: Verdict, err: unknown): Promise<Next> {
     switch (v.kind) {
-      case "retry":
-        this.deps.metrics.retries.inc({ reason: v.error.reason });
-        return this.write(
-          task,
-          retryOrFail(task, v.error, this.deps.config, { now: this.now(), random: this.random() }),
-        );
+      case "retry": {
+        const t = retryOrFail(task, v.error, this.deps.config, { now: this.now(), random: this.random() });
+        // Counted only when a retry is scheduled, not for the attempt that gives up.
+        if (t.reason === Reason.RetryScheduled) this.deps.metrics.retries.inc({ reason: v.error.reason });
+        return this.write(task, t);
+      }
       case "fail":
         return this.write(task, failed(task, v.reason, v.message));
       case "requeue":

@@ -385,6 +385,10 @@ describe("transient API server failures: retried, recorded, bounded", () => {
     expect(await w.metrics.tasksFailed.get()).toMatchObject({
       values: [{ labels: { action: "scale", reason: "KubeTransient" }, value: 1 }],
     });
+    // Only the scheduled retries count, not the attempt that gave up.
+    expect(await w.metrics.retries.get()).toMatchObject({
+      values: [{ labels: { reason: "KubeTransient" }, value: 2 }],
+    });
   });
 
   test("GIVEN a transient failure of the write THEN the retry stays in Executing and the next attempt writes", async () => {
