@@ -5,8 +5,8 @@
 // (globalTeardown does not run), a SIGKILL, a crash. So whatever a process starts is "tied" to
 // it here: a watchdog (tools/watchdog.mjs), detached, reads a pipe from this process, and when
 // the pipe closes (the kernel closes it whatever way this process ends) it stops every group and
-// process still tied and removes the tied files and folders. There is one watchdog per process while
-// something is tied; it exits once everything has been untied (stopped in the ordinary way).
+// process still tied and removes the tied files and folders. There is one watchdog per process
+// while something is tied; it exits once everything has been untied (stopped the ordinary way).
 //
 // Also the /proc helpers tools/test.ts uses to find every process a test run started, by an
 // environment variable they all inherit.
@@ -18,7 +18,13 @@ import { join } from "node:path";
 type Kind = "group" | "pid" | "path";
 
 let watchdog: ChildProcess | undefined;
-const tied = new Set<string>();
+/** Watchdogs started in place of one that died: bounded, in case none can run at all. */
+let replacements = 0;
+const MAX_REPLACEMENTS = 5;
+/** Everything tied and not untied, by "kind:id". */
+const tied = new Map<string, { kind: Kind; id: number | string }>();
+
+const line = (op: "tie" | "untie", kind: Kind, id: number | string) => `${JSON.stringify({ op, kind, id })}\n`;
 
 function startWatchdog(): ChildProcess {
   const child = spawn(process.execPath, [join(__dirname, "watchdog.mjs"), String(process.pid)], {
@@ -29,10 +35,21 @@ function startWatchdog(): ChildProcess {
   child.unref();
   const pipe = child.stdin as unknown as Socket;
   pipe.unref();
-  // A watchdog that died early (killed by hand) must not crash its owner with EPIPE.
-  pipe.on("error", () => {
-    if (watchdog === child) watchdog = undefined;
+  // A watchdog that could not start, or died early (killed by hand), must not crash its owner
+  // (an unhandled 'error' event, EPIPE); while something is tied, a replacement takes over.
+  const lost = () => {
+    if (watchdog !== child) return;
+    watchdog = undefined;
+    if (tied.size > 0 && replacements++ < MAX_REPLACEMENTS) watchdog = startWatchdog();
+  };
+  child.on("error", err => {
+    console.error(`[reaper] watchdog: ${err.message}`);
+    lost();
   });
+  child.on("exit", lost);
+  pipe.on("error", lost);
+  // A replacement for a lost watchdog takes over everything still tied.
+  for (const t of tied.values()) pipe.write(line("tie", t.kind, t.id));
   return child;
 }
 
@@ -40,10 +57,13 @@ function send(op: "tie" | "untie", kind: Kind, id: number | string): void {
   const key = `${kind}:${id}`;
   if (op === "tie") {
     if (tied.has(key)) return;
-    tied.add(key);
-    watchdog ??= startWatchdog();
+    tied.set(key, { kind, id });
+    if (!watchdog) {
+      watchdog = startWatchdog(); // sends what is tied, this one included
+      return;
+    }
   } else if (!tied.delete(key)) return;
-  watchdog?.stdin?.write(`${JSON.stringify({ op, kind, id })}\n`);
+  watchdog?.stdin?.write(line(op, kind, id));
   if (tied.size === 0 && watchdog) {
     // Nothing left to guard: ending the pipe lets the watchdog exit (there is nothing to stop).
     watchdog.stdin?.end();
