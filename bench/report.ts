@@ -33,7 +33,7 @@ const pct = (s: Spread) => `${round(s.median * 100, 1)}% (${round(s.min * 100, 1
 // ---------------------------------------------------------------------------------------------
 // Targets
 
-/** The issue's targets, for the scenarios that ran and did not fail. */
+/** The benchmark's targets (docs/benchmarks.md), for the scenarios that ran and did not fail. */
 export function targets(r: Pick<BenchResults, "broker" | "e2e" | "restart">): Target[] {
   const e2e = succeeded(r.e2e);
   const broker = succeeded(r.broker);

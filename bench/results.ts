@@ -34,7 +34,7 @@ export const LOOPS = ["clientToBroker", "rawToTrivial", "rawToBroker", "clientTo
 export type Loop = (typeof LOOPS)[number];
 
 export interface BrokerRatios {
-  /** The issue's ratio: broker client against the reference broker / raw HTTPS to a trivial endpoint. */
+  /** The target ratio (docs/benchmarks.md): broker client against the reference broker / raw HTTPS to a trivial endpoint. */
   ratioClientBrokerToRawTrivial: Spread;
   /** The client's own overhead, same endpoint: client / raw, both against the reference broker. */
   ratioClientToRawSameBroker: Spread;

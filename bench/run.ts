@@ -57,7 +57,7 @@ async function benchmark(settings: Settings, teardown: Teardown): Promise<void> 
   const recorded: Omit<Settings, "out"> & { out?: string } = { ...settings };
   delete recorded.out;
   const doc: BenchResults = {
-    benchmark: "ATB operator, issue 7 part 1",
+    benchmark: "ATB operator: throughput, latency, cost and restart against the same-run limit",
     startedAt: started.toISOString(),
     finishedAt: new Date().toISOString(),
     durationMinutes: round((Date.now() - started.getTime()) / 60_000, 1),

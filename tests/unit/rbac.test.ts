@@ -1,9 +1,9 @@
-// Least privilege (architecture invariant 7): the RBAC that `npx pepr build` produces from
-// package.json ("rbacMode": "scoped" + "rbac") has no wildcard, equals the documented list (the
-// table in docs/deployment.md) verb by verb, and equals what the code needs: each action's target
-// kinds (GET + PATCH) and declared grants (rollback's history lists), the pipeline's task reads
-// and status patches, Events, and what Pepr itself needs. The built manifests are checked the same way, and on a real
-// API server, by tests/e2e/manifests.test.ts.
+// Least privilege (the least-privilege invariant, docs/invariants.md): the RBAC that `npx pepr
+// build` produces from package.json ("rbacMode": "scoped" + "rbac") has no wildcard, equals the
+// documented list (the table in docs/deployment.md) verb by verb, and equals what the code needs:
+// each action's target kinds (GET + PATCH) and declared grants (rollback's history lists), the
+// pipeline's task reads and status patches, Events, and what Pepr itself needs. The built manifests
+// are checked the same way, and on a real API server, by tests/e2e/manifests.test.ts.
 import { readdirSync, readFileSync } from "node:fs";
 import { join, relative } from "node:path";
 import type { Capability } from "pepr";

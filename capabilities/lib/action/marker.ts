@@ -1,9 +1,10 @@
-// The at-most-once marker on changed targets (invariant 2). The write that applies a change also
-// records the task's UID in two annotations: `applied-by-task` (the latest task, for people) and
-// `applied-tasks` (the most recent MARKER_HISTORY task UIDs, for the operator). A task found in
-// Executing after a restart looks itself up in the list: present means its change is already
-// applied and must not be applied again. The list is read-modify-written under the observed
-// resourceVersion, so two tasks on one target cannot erase each other's entry.
+// The at-most-once marker on changed targets (the at-most-once invariant, docs/invariants.md). The
+// write that applies a change also records the task's UID in two annotations: `applied-by-task`
+// (the latest task, for people) and `applied-tasks` (the most recent MARKER_HISTORY task UIDs, for
+// the operator). A task found in Executing after a restart looks itself up in the list: present
+// means its change is already applied and must not be applied again. The list is read-modify-
+// written under the observed resourceVersion, so two tasks on one target cannot erase each other's
+// entry.
 import { ANNOTATION_APPLIED_BY, GROUP } from "../../../crds/agenttask";
 import type { KubeObject } from ".";
 
