@@ -10,7 +10,10 @@
 // Plain JavaScript on purpose: it starts in tens of milliseconds under plain node, without a loader.
 import { readFileSync, readdirSync, rmSync } from "node:fs";
 
-const TERM_GRACE_MS = 5_000;
+// Short on purpose: this is the path for an owner that died, not an orderly stop. Stopped by
+// SIGTERM together, kube-apiserver drains its watches and etcd waits for those streams, so both
+// take longer than this and end with SIGKILL; the data they leave is thrown away.
+const TERM_GRACE_MS = 2_000;
 const KILL_GRACE_MS = 3_000;
 
 /** Fields after the command name in /proc/<pid>/stat (state first), or undefined when gone. */
