@@ -3,8 +3,9 @@
 // samples/broker-data.json) and the operator with its admission webhooks; creates the sample
 // workloads; mints a PoA for every sample task as samples/expectations.json describes; applies
 // the tasks and prints `kubectl get agenttasks -A` as they finish. Without --once it keeps running
-// until Ctrl-C and then stops everything it started; with --once it exits 0 only when every
-// sample reached its expected phase and risk tier.
+// until Ctrl-C and then stops everything it started (killed instead, it leaves nothing running
+// either: the control plane, OPA and the operator are tied to it, see tools/reaper.ts); with
+// --once it exits 0 only when every sample reached its expected phase and risk tier.
 import { readFileSync, readdirSync } from "node:fs";
 import { join, relative } from "node:path";
 import { load } from "js-yaml";
