@@ -193,9 +193,7 @@ describe("patch verify and helpers", () => {
 
   test("isStaleWrite recognises conflicts and JSON patches that no longer apply", () => {
     expect(
-      isStaleWrite(
-        new KubeError(422, "Invalid", "the server rejected our request due to an error in our request"),
-      ),
+      isStaleWrite(new KubeError(422, "Invalid", "the server rejected our request due to an error in our request")),
     ).toBe(true);
     expect(isStaleWrite(new KubeError(409, "Conflict", "the object has been modified"))).toBe(true);
     expect(isStaleWrite(new KubeError(422, "Invalid", "spec.replicas: Invalid value"))).toBe(false);
