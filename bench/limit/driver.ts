@@ -2,6 +2,7 @@
 // task as its create returns, asks for its request counts, and stops it.
 import { fork, type ChildProcess } from "node:child_process";
 import { join } from "node:path";
+import { tieProcess, untieProcess } from "../../tools/reaper";
 import type { FromLimit, LimitInit, ToLimit } from "./protocol";
 
 const ROOT = join(__dirname, "..", "..");
@@ -28,6 +29,12 @@ export class LimitDriver {
       cwd: ROOT,
       stdio: ["ignore", "inherit", "inherit", "ipc"],
     });
+    // Stopped with the bench however it ends (a SIGKILL included).
+    const pid = child.pid;
+    if (pid) {
+      tieProcess(pid);
+      child.once("exit", () => untieProcess(pid));
+    }
     const l = new LimitDriver(child);
     const ready = l.next("ready");
     l.send(init);

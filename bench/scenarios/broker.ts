@@ -6,6 +6,7 @@ import { spawn } from "node:child_process";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { createServer, type Server } from "node:https";
 import { join } from "node:path";
+import { tieProcess, untieProcess } from "../../tools/reaper";
 import type { LoadResult, LoadSpec } from "../broker-load";
 import type { BenchEnv } from "../environment";
 import { decideRequests } from "../fixtures";
@@ -128,6 +129,12 @@ function runLoad(spec: LoadSpec): Promise<LoadResult> {
       env: { ...process.env, ATB_BENCH_LOAD: JSON.stringify(spec) },
       stdio: ["ignore", "pipe", "inherit"],
     });
+    // Stopped with the bench however it ends (a SIGKILL included).
+    const pid = child.pid;
+    if (pid) {
+      tieProcess(pid);
+      child.once("exit", () => untieProcess(pid));
+    }
     let out = "";
     child.stdout.on("data", (d: Buffer) => (out += d.toString("utf8")));
     child.on("exit", code => {

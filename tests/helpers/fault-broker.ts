@@ -13,6 +13,7 @@ import { createWriteStream, readFileSync } from "node:fs";
 import { createServer, request, type Server } from "node:https";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { join } from "node:path";
+import { tieProcess, untieProcess } from "../../tools/reaper";
 
 export interface FaultBrokerOptions {
   port: number;
@@ -66,6 +67,12 @@ export async function startFaultBroker(o: FaultBrokerOptions): Promise<FaultBrok
     env: { ...process.env, ATB_FAULT_BROKER: JSON.stringify(o) },
     stdio: ["ignore", "inherit", "inherit", "ipc"],
   });
+  // Stopped with the test process however it ends (a SIGKILL of a bare jest run included).
+  const pid = child.pid;
+  if (pid) {
+    tieProcess(pid);
+    child.once("close", () => untieProcess(pid));
+  }
   await new Promise<void>((resolve, reject) => {
     child.once("exit", code => reject(new Error(`fault broker exited with ${code}`)));
     child.on("message", m => {
