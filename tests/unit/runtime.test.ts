@@ -12,6 +12,7 @@ import { createLogger } from "../../capabilities/lib/logger";
 import { OperatorRuntime } from "../../capabilities/lib/runtime";
 import { ScaleAction } from "../../capabilities/scale";
 import { FakeBroker } from "../helpers/fake-broker";
+import { startedStatus } from "../helpers/statuses";
 import { FakeKube, type AuditEntry } from "../helpers/fake-kube";
 import { token } from "./pipeline/harness";
 
@@ -155,24 +156,7 @@ describe("start(): the first sweep", () => {
     const kube = new FakeKube({ autoRollout: true });
     // b sorts first in every listing and queue, yet must wait for a
     addTask(kube, "b-pending", { phase: "Pending" }, 5);
-    addTask(
-      kube,
-      "z-started",
-      {
-        phase: "Executing",
-        attempts: 0,
-        conditions: [
-          {
-            type: "Authorized",
-            status: "True",
-            reason: "Authorized",
-            message: "ok",
-            lastTransitionTime: new Date().toISOString(),
-          },
-        ],
-      },
-      3,
-    );
+    addTask(kube, "z-started", startedStatus(new Date()), 3);
     const { rt } = harness({}, kube);
 
     await rt.start();
@@ -295,26 +279,7 @@ describe("readiness and liveness", () => {
   test("GIVEN an open task the watch never delivered, once the grace is over THEN not ready until it is delivered", async () => {
     const kube = new FakeKube({ now: () => new Date(Date.now() - 3_600_000) }); // created an hour ago
     const { rt } = harness({ ATB_TASK_DEADLINE_SECONDS: "86400" }, kube);
-    addTask(kube, "unseen", {
-      phase: "Executing",
-      attempts: 0,
-      conditions: [
-        {
-          type: "Authorized",
-          status: "True",
-          reason: "Authorized",
-          message: "ok",
-          lastTransitionTime: new Date().toISOString(),
-        },
-        {
-          type: "Executed",
-          status: "True",
-          reason: "Applied",
-          message: "ok",
-          lastTransitionTime: new Date().toISOString(),
-        },
-      ],
-    });
+    addTask(kube, "unseen", startedStatus(new Date(), { applied: true }));
     kube.mutate(DEPLOY, o => (o.spec!.replicas = 2)); // never rolled out: the task stays open
     await rt.start();
     const real = Date.now.bind(Date);

@@ -28,6 +28,7 @@ import {
 } from "./harness";
 import { parseConfig } from "../../../capabilities/lib/config";
 import { Writable } from "node:stream";
+import { startedStatus } from "../../helpers/statuses";
 
 const statusPhase = (r: RequestInfo) =>
   r.method === "PATCH" && r.path.endsWith("/status") ? (r.body as { status: { phase: string } }).status.phase : "";
@@ -162,7 +163,7 @@ describe("a new process after each stored phase", () => {
   test("GIVEN the new process finds an Executing task whose token no longer decodes THEN Failed PoAExpired", async () => {
     const w = world();
     deployment(w);
-    const key = submit(w, "t", { poaToken: "garbage", status: authorizedStatus(w) });
+    const key = submit(w, "t", { poaToken: "garbage", status: startedStatus(w.clock.now()) });
     await w.pipeline.reconcile(key);
     expect(condition(task(w, key), "Succeeded")!.reason).toBe("PoAExpired");
   });
@@ -205,23 +206,6 @@ describe("a new process after each stored phase", () => {
     },
   );
 });
-
-/** A status as an earlier process left it: authorized, not applied. */
-function authorizedStatus(w: World): AgentTask["status"] {
-  return {
-    phase: "Executing",
-    attempts: 0,
-    conditions: [
-      {
-        type: "Authorized",
-        status: "True",
-        reason: "Authorized",
-        message: "ok",
-        lastTransitionTime: w.clock.now().toISOString(),
-      },
-    ],
-  };
-}
 
 describe("targets after a restart", () => {
   test("GIVEN a task that was past Pending THEN the new process re-takes its target before a Pending task can", async () => {
@@ -325,7 +309,7 @@ describe("statuses an earlier process (or a person) left behind", () => {
     const w = world();
     deployment(w);
     w.kube.mutate(deployPath(), o => (o.spec!.replicas = 3)); // applied, not rolled out
-    const status = authorizedStatus(w)!;
+    const status = startedStatus(w.clock.now());
     status.conditions!.push({ type: "Executed", status: "True", reason: "Applied", message: "m" } as never);
     const key = submit(w, "t", { status });
     expect(await w.pipeline.reconcile(key)).toEqual({ requeueAfterMs: 500 });
