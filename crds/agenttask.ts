@@ -11,7 +11,6 @@ export const GROUP = "atb.siemens.com";
 export const VERSION = "v1alpha1";
 export const KIND = "AgentTask";
 export const PLURAL = "agenttasks";
-export const CRD_NAME = `${PLURAL}.${GROUP}`;
 
 /**
  * The kinds an action may target (the operator knows their API coordinates). The CRD's enum for

@@ -45,7 +45,7 @@ export function markerMetadata(
 }
 
 /** JSON Pointer escaping for annotation keys (RFC 6901: ~ → ~0, / → ~1). */
-export function pointerEscape(key: string): string {
+function pointerEscape(key: string): string {
   return key.replace(/~/g, "~0").replace(/\//g, "~1");
 }
 

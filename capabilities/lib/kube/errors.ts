@@ -24,7 +24,7 @@ export class KubeError extends AtbError {
   }
 }
 
-export function isTransient(status: number, apiReason: string): boolean {
+function isTransient(status: number, apiReason: string): boolean {
   if (status === 0 || status === 429 || status >= 500) return true;
   return status === 409 && apiReason === "Conflict";
 }

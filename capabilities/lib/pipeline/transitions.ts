@@ -32,7 +32,6 @@ export const Reason = {
   RolloutTimeout: "RolloutTimeout",
   InternalError: "InternalError",
 } as const;
-export type PipelineReason = (typeof Reason)[keyof typeof Reason];
 
 /** Task-level retry: the backoff doubles from the base up to the cap; jitter keeps the upper half. */
 export interface RetryPolicy {
