@@ -11,7 +11,7 @@
 // to outcome.ts, transitions come from transitions.ts. This file dispatches on the phase, applies
 // what a step returns, and keeps the pipeline's memory (judged plans, our own last writes, locks).
 import type { AgentTask } from "../../../crds/agenttask";
-import type { ActionRegistry, Plan } from "../action";
+import type { ActionModule, ActionRegistry, Plan } from "../action";
 import type { BrokerClient } from "../broker/client";
 import type { OperatorConfig } from "../config";
 import { AtbError, messageOf } from "../errors";
@@ -109,11 +109,21 @@ export class Pipeline {
   }
 
   private async step(task: AgentTask): Promise<Next> {
-    const module = this.deps.actions[task.spec?.action as keyof ActionRegistry];
+    if (isTerminal(task.status?.phase) || !this.inScope(task)) return { done: true };
+    const module = this.moduleOf(task);
+    if (!module) {
+      const message = `action ${String(task.spec?.action)} has no module in this operator`;
+      return this.write(task, failed(task, Reason.InvalidTask, message));
+    }
     const now = this.now();
-    const stop = this.gate(task, module, now);
+    const stop = this.gate(task, now);
     if (stop) return stop;
     this.holdTargetIfStarted(task);
+    return this.dispatch(task, module, now);
+  }
+
+  /** The step for the task's phase. */
+  private async dispatch(task: AgentTask, module: ActionModule, now: Date): Promise<Next> {
     switch (task.status?.phase) {
       case undefined:
         return this.write(task, queued());
@@ -130,13 +140,14 @@ export class Pipeline {
     return { done: true };
   }
 
-  /** Why a task must not take a step now: finished, out of scope, no module, too old, or backing off. */
-  private gate(task: AgentTask, module: StepScope["module"] | undefined, now: Date): Promise<Next> | Next | undefined {
-    if (isTerminal(task.status?.phase) || !this.inScope(task)) return { done: true };
-    if (!module) {
-      const message = `action ${String(task.spec?.action)} has no module in this operator`;
-      return this.write(task, failed(task, Reason.InvalidTask, message));
-    }
+  /** The task's action module; own keys only, so "constructor" or "__proto__" find nothing. */
+  private moduleOf(task: AgentTask): ActionModule | undefined {
+    const action = String(task.spec?.action);
+    return Object.hasOwn(this.deps.actions, action) ? this.deps.actions[action] : undefined;
+  }
+
+  /** Why a task must not take a step now: too old, or backing off after a failed attempt. */
+  private gate(task: AgentTask, now: Date): Promise<Next> | Next | undefined {
     if (now.getTime() > this.deadline(task)) {
       const message = `the task did not finish within ${this.deps.config.taskDeadlineMs / 1000}s of its creation`;
       return this.write(task, failed(task, Reason.TaskDeadlineExceeded, message));

@@ -106,6 +106,14 @@ describe("the task itself is invalid (defence in depth behind admission)", () =>
       writes: 0,
     },
     {
+      what: "an action named like a member of every object",
+      task: { action: "constructor" },
+      phase: "Failed",
+      reason: "InvalidTask",
+      message: /action constructor has no module in this operator/,
+      writes: 0,
+    },
+    {
       what: "a token that is not a JWT",
       task: { poaToken: "not-a-jwt" },
       phase: "Failed",
