@@ -2,15 +2,14 @@
 // wanted revision gives the pod template, which replaces spec.template (without the
 // pod-template-hash label) in one JSON patch. The controller then re-uses that ReplicaSet and
 // gives it the next revision number.
-import type { KubeObject, Plan, TaskContext, VerifyResult } from "../lib/action";
-import { AtbError } from "../lib/errors";
+import type { KubeObject, Planned, TaskContext, VerifyResult } from "../lib/action";
 import { resourcePath } from "../lib/kube";
 import { isApplied, markerPatchOps, refusePaused } from "../lib/action/define";
 import { deploymentStatus } from "../lib/kube/rollout";
 import { containerImages } from "../lib/kube/workload";
 import { history, pickRevision, revisionOf, sameTemplate, withoutHash } from "./history";
 
-export async function planDeploymentRollback(ctx: TaskContext, target: KubeObject): Promise<Plan> {
+export async function planDeploymentRollback(ctx: TaskContext, target: KubeObject): Promise<Planned> {
   const name = target.metadata.name;
   refusePaused("Deployment", target);
   const replicaSets = await history(ctx, "ReplicaSet", target);
@@ -18,22 +17,23 @@ export async function planDeploymentRollback(ctx: TaskContext, target: KubeObjec
   const wanted = ctx.spec.payload?.revision as number | undefined;
   const from = pickRevision(replicaSets, current, wanted, `deployment ${name}`);
   const revision = revisionOf(from);
-  if (sameTemplate(from.spec?.template, target.spec?.template)) {
-    throw new AtbError(
-      "TASK_INVALID",
-      `skipped rollback: the current template of deployment ${name} already matches revision ${revision}`,
-    );
-  }
   const template = withoutHash(from.spec?.template);
+  const params = { revision, requestedRevision: wanted ?? "previous" };
+  const context = {
+    currentRevision: current,
+    targetRevision: revision,
+    revisions: replicaSets.map(revisionOf),
+    currentImages: containerImages(target),
+    targetImages: containerImages({ metadata: { name }, spec: { template } }),
+  };
+  // As `kubectl rollout undo`: "skipped rollback (current template already matches revision N)".
+  if (sameTemplate(from.spec?.template, target.spec?.template)) {
+    const noChange = `skipped rollback: the current template of deployment ${name} already matches revision ${revision}; nothing was written`;
+    return { params, context: { ...context, noChange: true }, noChange };
+  }
   return {
-    params: { revision, requestedRevision: wanted ?? "previous" },
-    context: {
-      currentRevision: current,
-      targetRevision: revision,
-      revisions: replicaSets.map(revisionOf),
-      currentImages: containerImages(target),
-      targetImages: containerImages({ metadata: { name }, spec: { template } }),
-    },
+    params,
+    context,
     // JSON patch `replace` swaps the whole template (a merge patch would keep keys the old
     // template lacks, such as a later restartedAt). Replacing resourceVersion with the observed one
     // makes the write conditional: the API server answers 409 Conflict if the Deployment moved on.

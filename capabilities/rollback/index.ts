@@ -1,13 +1,13 @@
 // The rollback action: restore an earlier pod template from the history the controllers keep
 // (ReplicaSets for Deployments, ControllerRevisions for StatefulSets and DaemonSets), as
 // `kubectl rollout undo [--to-revision=N]`, and count the task Completed when it runs again.
-import type { KubeObject, Plan, TaskContext, VerifyResult } from "../lib/action";
+import type { KubeObject, Planned, TaskContext, VerifyResult } from "../lib/action";
 import { defineAction } from "../lib/action/define";
 import { AtbError } from "../lib/errors";
 import { planDeploymentRollback, verifyDeploymentRollback } from "./deployment";
 import { planRevisionRollback, verifyRevisionRollback } from "./revisions";
 
-function plan(ctx: TaskContext, target: KubeObject): Promise<Plan> {
+function plan(ctx: TaskContext, target: KubeObject): Promise<Planned> {
   const kind = ctx.spec.target.kind;
   if (kind === "Deployment") return planDeploymentRollback(ctx, target);
   if (kind === "StatefulSet" || kind === "DaemonSet") return planRevisionRollback(ctx, target, kind);
@@ -30,7 +30,7 @@ export const RollbackAction = defineAction({
   },
   docs: {
     summary:
-      "`kubectl rollout undo`: restores the pod template of `revision` (default: the previous one) from the ReplicaSets or ControllerRevisions the controllers kept; refuses a missing revision or a paused Deployment",
+      "`kubectl rollout undo`: restores the pod template of `revision` (default: the previous one) from the ReplicaSets or ControllerRevisions the controllers kept; the revision that already runs is Completed `NoChange` with nothing written; refuses a missing revision or a paused Deployment",
     payload: "`revision` (optional)",
   },
   admission: "a revision number if any (kubectl rollout undo semantics)",

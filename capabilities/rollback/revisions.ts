@@ -2,7 +2,7 @@
 // a ControllerRevision's `data` is a strategic merge patch of the workload
 // ({"spec":{"template":{..., "$patch":"replace"}}}), and restoring the revision is applying that
 // patch to the object. Our marker and the observed resourceVersion ride in the same patch.
-import type { KubeObject, Plan, TaskContext, VerifyResult } from "../lib/action";
+import type { KubeObject, Planned, TaskContext, VerifyResult } from "../lib/action";
 import { AtbError } from "../lib/errors";
 import { resourcePath } from "../lib/kube";
 import { isApplied, markerMetadata } from "../lib/action/define";
@@ -24,7 +24,7 @@ function currentRevision(target: KubeObject, entries: KubeObject[]): number {
   return named ? revisionOf(named) : revisionOf(entries[entries.length - 1] ?? { metadata: { name: "" } });
 }
 
-export async function planRevisionRollback(ctx: TaskContext, target: KubeObject, kind: Kind): Promise<Plan> {
+export async function planRevisionRollback(ctx: TaskContext, target: KubeObject, kind: Kind): Promise<Planned> {
   const name = target.metadata.name;
   const what = `${kind === "StatefulSet" ? "statefulset" : "daemon set"} ${name}`;
   const entries = await history(ctx, "ControllerRevision", target);
@@ -34,23 +34,23 @@ export async function planRevisionRollback(ctx: TaskContext, target: KubeObject,
   const revision = revisionOf(from);
   const template = revisionTemplate(from);
   if (!template) throw new AtbError("TASK_INVALID", `revision ${revision} of ${what} holds no pod template`);
+  const params = { revision, requestedRevision: wanted ?? "previous" };
+  const context = {
+    currentRevision: current,
+    targetRevision: revision,
+    revisions: entries.map(revisionOf),
+    currentImages: containerImages(target),
+    targetImages: containerImages({ metadata: { name }, spec: { template } }),
+  };
   if (sameTemplate(template, target.spec?.template)) {
-    throw new AtbError(
-      "TASK_INVALID",
-      `skipped rollback: the current template of ${what} already matches revision ${revision}`,
-    );
+    const noChange = `skipped rollback: the current template of ${what} already matches revision ${revision}; nothing was written`;
+    return { params, context: { ...context, noChange: true }, noChange };
   }
   const body = structuredClone(from.data as unknown as Record<string, unknown>);
   body.metadata = markerMetadata(target, ctx.uid);
   return {
-    params: { revision, requestedRevision: wanted ?? "previous" },
-    context: {
-      currentRevision: current,
-      targetRevision: revision,
-      revisions: entries.map(revisionOf),
-      currentImages: containerImages(target),
-      targetImages: containerImages({ metadata: { name }, spec: { template } }),
-    },
+    params,
+    context,
     write: { method: "PATCH", path: resourcePath(kind, target.metadata.namespace, name), patchType: "strategic", body },
     retryOnConflict: wanted !== undefined,
   };

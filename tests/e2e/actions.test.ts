@@ -5,7 +5,14 @@
 // tests the action modules; the pipeline's e2e covers the broker path.
 import { randomUUID } from "node:crypto";
 import type { AgentTask, AgentTaskSpec } from "../../crds/agenttask";
-import type { ActionModule, KubeObject, Plan, TaskContext, VerifyResult } from "../../capabilities/lib/action";
+import {
+  isUnchanged,
+  type ActionModule,
+  type KubeObject,
+  type Plan,
+  type TaskContext,
+  type VerifyResult,
+} from "../../capabilities/lib/action";
 import { parseConfig, type OperatorConfig } from "../../capabilities/lib/config";
 import { isStaleWrite, KubeClient, KubeError, resourcePath } from "../../capabilities/lib/kube";
 import { createLogger } from "../../capabilities/lib/logger";
@@ -65,6 +72,7 @@ async function apply(mod: ActionModule, spec: AgentTaskSpec, config = CFG): Prom
   const c = context(spec, config);
   for (let attempt = 1; ; attempt++) {
     const plan = await mod.plan(c, await get(spec.target.kind, spec.target.name));
+    if (isUnchanged(plan)) throw new Error(`expected a change, got nothing to write: ${plan.noChange}`);
     try {
       await kube.request(plan.write, true);
       await kube.request(plan.write);

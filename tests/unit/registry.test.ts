@@ -126,7 +126,7 @@ describe("a seventh action: one folder plus one registry line", () => {
       "spec.payload: must be an object with fields key and value",
     ]);
     expect(AnnotateAction.validate(annotate({ key: "team", value: "x", extra: 1 }), cfg)).toEqual([
-      "spec.payload.extra: not a field of action annotate (allowed: key, value)",
+      "spec.payload.extra: not a field of action annotate (allowed: key, value, reason)",
     ]);
     expect(AnnotateAction.validate(annotate({ key: "atb.siemens.com/applied-tasks", value: "x" }), cfg)).toEqual([
       `spec.payload.key: "atb.siemens.com/applied-tasks" is the operator's own (atb.siemens.com/...)`,

@@ -140,7 +140,7 @@ export function payloadFields(modules: readonly ActionModule[], indent: string):
   for (const [name, { schema, actions }] of fields) {
     const entries = Object.entries(schema).map(([k, v]) => [
       k,
-      k === "description" ? `${actions.join(", ")}: ${v}` : v,
+      k === "description" ? `${actions.length === modules.length ? "every action" : actions.join(", ")}: ${v}` : v,
     ]);
     out[name] = Object.fromEntries(entries) as { [key: string]: YamlValue };
   }

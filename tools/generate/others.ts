@@ -3,6 +3,7 @@
 // per action (policies/actions.rego).
 import type { ActionModule } from "../../capabilities/lib/action";
 import { RESOURCES } from "../../capabilities/lib/kube";
+import { COMMON_PAYLOAD_FIELDS } from "../../capabilities/lib/action/define";
 
 export interface PolicyRule {
   apiGroups: string[];
@@ -62,7 +63,9 @@ export function readmeTable(modules: readonly ActionModule[]): string[] {
     "| action | what it does, as kubectl and the controllers do it | kinds | payload | risk tier |",
     "|---|---|---|---|---|",
     ...modules.map(m => {
-      const fields = Object.keys(m.payload.fields).map(f => `\`${f}\``);
+      const fields = Object.keys(m.payload.fields)
+        .filter(f => !Object.hasOwn(COMMON_PAYLOAD_FIELDS, f))
+        .map(f => `\`${f}\``);
       const payload = m.docs.payload ?? (fields.length ? fields.join(", ") : "none");
       const tier = m.docs.tierNote ? `${m.tier}; ${m.docs.tierNote}` : m.tier;
       return `| \`${m.action}\` | ${[m.docs.summary, m.kinds.join(", "), payload, tier].map(cell).join(" | ")} |`;

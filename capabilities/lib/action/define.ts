@@ -9,8 +9,10 @@ import type {
   ActionModule,
   ExtraGrant,
   KubeObject,
+  FieldSchema,
   PayloadSchema,
   Plan,
+  Planned,
   TaskContext,
   VerifyResult,
 } from ".";
@@ -23,7 +25,7 @@ export { isRecord, shown } from "./payload";
 export { markerAnnotations, markerMetadata, markerPatchOps, isApplied } from "./marker";
 export { getTarget, refusePaused, requireTarget, rolloutDone, targetGone } from "./target";
 
-export interface ActionDefinition<A extends string> {
+export interface ActionDefinition<A extends string, P extends Planned = Plan> {
   /** The CRD's action value; also the folder's name and the registry key. */
   action: A;
   kinds: readonly TargetKind[];
@@ -37,29 +39,57 @@ export interface ActionDefinition<A extends string> {
   /** The action's own payload rules; runs only on an object payload, after the shared checks. */
   validate?(payload: Record<string, unknown>, spec: AgentTaskSpec, config: Readonly<OperatorConfig>): string[];
   /** The change against the existing target (see ActionModule.plan). */
-  plan(ctx: TaskContext, target: KubeObject): Plan | Promise<Plan>;
+  plan(ctx: TaskContext, target: KubeObject): P | Promise<P>;
   /** The change when the target does not exist; without it, a missing target is TARGET_NOT_FOUND. */
-  planMissing?(ctx: TaskContext): Plan | Promise<Plan>;
+  planMissing?(ctx: TaskContext): P | Promise<P>;
   /** Whether the change is complete, judged on the target as just re-read (a vanished target fails). */
   verify(ctx: TaskContext, target: KubeObject): VerifyResult | Promise<VerifyResult>;
 }
 
-function validator<A extends string>(def: ActionDefinition<A>): ActionModule["validate"] {
+/**
+ * Payload fields every action accepts besides its own. `reason` is the agent's free-text why (the
+ * upstream ATB samples set it): shown in the Queued Event and status message, `kubectl get -o wide`
+ * and the broker's context (`context.task.reason`); never used for a decision.
+ */
+export const COMMON_PAYLOAD_FIELDS: Readonly<Record<string, FieldSchema>> = {
+  reason: {
+    type: "string",
+    maxLength: 1024,
+    description: "free-text reason for the task (shown, never used for a decision)",
+  },
+};
+
+/** The reason check: a string of 1 to 1024 characters without control characters (one log line). */
+export function reasonErrors(payload: Record<string, unknown>): string[] {
+  const r = payload.reason;
+  if (r === undefined) return [];
+  if (typeof r === "string" && r.length > 0 && r.length <= 1024 && !/[\u0000-\u001f\u007f]/.test(r)) return [];
+  return ["spec.payload.reason: must be free text of 1 to 1024 characters without control characters (no newlines)"];
+}
+
+function validator<A extends string, P extends Planned>(
+  def: ActionDefinition<A, P>,
+  schema: PayloadSchema,
+): ActionModule["validate"] {
   return (spec, config) => {
-    const checked = checkPayload(def.action, def.payload, (spec as AgentTaskSpec | null | undefined)?.payload);
+    const checked = checkPayload(def.action, schema, (spec as AgentTaskSpec | null | undefined)?.payload);
     if (!checked) return [];
-    if (!("payload" in checked) || !def.validate) return checked.errors;
-    return checked.errors.concat(def.validate(checked.payload, spec, config));
+    if (!("payload" in checked)) return checked.errors;
+    const errors = checked.errors.concat(reasonErrors(checked.payload));
+    return def.validate ? errors.concat(def.validate(checked.payload, spec, config)) : errors;
   };
 }
 
-export function defineAction<const A extends string>(def: ActionDefinition<A>): ActionModule<A> {
-  const validate = validator(def);
+export function defineAction<const A extends string, P extends Planned = Plan>(
+  def: ActionDefinition<A, P>,
+): ActionModule<A, P> {
+  const payload: PayloadSchema = { ...def.payload, fields: { ...def.payload.fields, ...COMMON_PAYLOAD_FIELDS } };
+  const validate = validator(def, payload);
   return {
     action: def.action,
     kinds: def.kinds,
     tier: def.tier,
-    payload: def.payload,
+    payload,
     docs: def.docs,
     grants: def.grants ?? [],
     capability: actionCapability(def.action, `Admission of ${def.action} AgentTasks: ${def.admission}`, validate),

@@ -60,6 +60,26 @@ export interface Plan {
   retryOnConflict: boolean;
 }
 
+/**
+ * A plan with nothing to write: the target already is in the wanted state (a rollback to the
+ * revision that runs, as `kubectl rollout undo` skips it). The broker still judges the params (a
+ * task whose token fails is Denied whatever the target holds); after an allow the task is
+ * Completed with reason NoChange and nothing is written.
+ */
+export interface Unchanged {
+  params: Record<string, unknown>;
+  context: Record<string, unknown>;
+  /** Why nothing is written, for the task's status and Event. */
+  noChange: string;
+}
+
+/** What an action's plan returns: a change to write, or nothing to write. */
+export type Planned = Plan | Unchanged;
+
+export function isUnchanged(p: Planned): p is Unchanged {
+  return "noChange" in p;
+}
+
 export type VerifyResult =
   | { state: "done"; message: string }
   | { state: "waiting"; message: string }
@@ -115,7 +135,8 @@ export interface ExtraGrant {
   verbs: string[];
 }
 
-export interface ActionModule<A extends string = string> {
+/** `P`: what plan() returns; only actions that may find nothing to write declare Planned. */
+export interface ActionModule<A extends string = string, P extends Planned = Planned> {
   readonly action: A;
   /** The kinds it may target; the CRD's CEL rule, the webhook and the RBAC rules follow this list. */
   readonly kinds: readonly TargetKind[];
@@ -138,7 +159,7 @@ export interface ActionModule<A extends string = string> {
    * with a manifest may create). Throws AtbError("TASK_INVALID" | "TARGET_NOT_FOUND", message) for
    * a change that cannot be made (paused Deployment, missing revision, ...).
    */
-  plan(ctx: TaskContext, target: KubeObject | undefined): Promise<Plan>;
+  plan(ctx: TaskContext, target: KubeObject | undefined): Promise<P>;
   /** Whether the applied change is complete (rollout finished, replicas ready, ...). */
   verify(ctx: TaskContext): Promise<VerifyResult>;
 }

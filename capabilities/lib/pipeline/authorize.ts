@@ -1,7 +1,7 @@
 // Processing → Executing | Denied: the checks admission already made (a task may predate the
 // webhook), the token's lifetime, the plan and its server-side dry run, then the broker's decision.
 import type { AgentTask } from "../../../crds/agenttask";
-import { brokerAction, type Plan } from "../action";
+import { brokerAction, isUnchanged, type Planned } from "../action";
 import { getTarget } from "../action/target";
 import { poaExpiry, type DecideRequest } from "../broker/client";
 import { messageOf } from "../errors";
@@ -36,17 +36,18 @@ export async function authorize(s: StepScope): Promise<StepResult> {
     const message = `the PoA token expired at ${exp.toISOString()}, before the broker decided`;
     return { transition: failed(s.task, Reason.PoAExpired, message) };
   }
-  let plan: Plan;
+  let plan: Planned;
   try {
     plan = await s.module.plan(s.ctx, await getTarget(s.ctx));
-    await s.ctx.kube.request(plan.write, true);
+    // Nothing to write (a rollback to the running revision) has nothing to dry-run either.
+    if (!isUnchanged(plan)) await s.ctx.kube.request(plan.write, true);
   } catch (err) {
     return { error: err, stage: "authorize" };
   }
   return decide(s, plan, exp);
 }
 
-async function decide(s: StepScope, plan: Plan, exp: Date): Promise<StepResult> {
+async function decide(s: StepScope, plan: Planned, exp: Date): Promise<StepResult> {
   const m = s.task.metadata!;
   const created = Date.parse(String(m.creationTimestamp));
   const deadline = new Date(Math.min(exp.getTime(), created + s.config.taskDeadlineMs));
@@ -66,15 +67,18 @@ async function decide(s: StepScope, plan: Plan, exp: Date): Promise<StepResult> 
 }
 
 /** What the broker is asked for a task: its spec, the planned change and what was observed. */
-export function decideRequest(task: AgentTask, plan: Plan): DecideRequest {
+export function decideRequest(task: AgentTask, plan: Planned): DecideRequest {
   const spec = task.spec!;
   const m = task.metadata!;
+  // The agent's free-text reason is context for the approvers and the audit, never a param: the
+  // reference policy does not read it, and a re-plan compares params only.
+  const reason = typeof spec.payload?.reason === "string" ? { reason: spec.payload.reason } : {};
   return {
     action: brokerAction(spec),
     token: spec.poaToken,
     agentId: spec.agentId,
     target: spec.target,
     params: plan.params,
-    context: { ...plan.context, task: { uid: m.uid, name: m.name, namespace: m.namespace } },
+    context: { ...plan.context, task: { uid: m.uid, name: m.name, namespace: m.namespace, ...reason } },
   };
 }

@@ -3,7 +3,7 @@
 // changed since) and only for actions that allow it is the change planned again, and if the new
 // plan's params differ from the judged ones the task is authorized again instead of written.
 import { isDeepStrictEqual } from "node:util";
-import type { KubeObject, Plan } from "../action";
+import { isUnchanged, type KubeObject, type Plan, type Planned } from "../action";
 import { isApplied } from "../action/marker";
 import { getTarget } from "../action/target";
 import { poaExpiry } from "../broker/client";
@@ -11,7 +11,7 @@ import { AtbError, messageOf } from "../errors";
 import { judge } from "./outcome";
 import type { StepResult, StepScope } from "./scope";
 import { MAX_WRITE_ATTEMPTS } from "./timing";
-import { applied, failed, reauthorizing, Reason } from "./transitions";
+import { applied, failed, reauthorizing, Reason, unchanged } from "./transitions";
 
 export async function execute(s: StepScope): Promise<StepResult> {
   let plan = s.judged;
@@ -30,6 +30,7 @@ export async function execute(s: StepScope): Promise<StepResult> {
       if (!("plan" in next)) return next;
       plan = next.plan;
     }
+    if (isUnchanged(plan)) return { transition: unchanged(plan.noChange) };
     const result = await write(s, plan);
     if (result) return result;
   }
@@ -42,9 +43,9 @@ export async function execute(s: StepScope): Promise<StepResult> {
 /** After a conflict: the same change planned on the new state, or re-authorization if it differs. */
 async function replan(
   s: StepScope,
-  judged: Plan,
+  judged: Planned,
   target: KubeObject | undefined,
-): Promise<{ plan: Plan } | StepResult> {
+): Promise<{ plan: Planned } | StepResult> {
   try {
     const again = await s.module.plan(s.ctx, target);
     if (isDeepStrictEqual(again.params, judged.params)) return { plan: again };

@@ -11,13 +11,14 @@
 // to outcome.ts, transitions come from transitions.ts. This file dispatches on the phase, applies
 // what a step returns, and keeps the pipeline's memory (judged plans, our own last writes, locks).
 import type { AgentTask } from "../../../crds/agenttask";
-import type { ActionModule, ActionRegistry, Plan } from "../action";
+import type { ActionModule, ActionRegistry, Planned } from "../action";
+import { shown } from "../action/payload";
 import type { BrokerClient } from "../broker/client";
 import type { OperatorConfig } from "../config";
 import { AtbError, messageOf } from "../errors";
 import type { KubeApi } from "../kube";
 import { resourcePath } from "../kube";
-import type { Logger } from "../logger";
+import { redactString, type Logger } from "../logger";
 import type { OperatorMetrics } from "../metrics";
 import { conditionOf, isTerminal, type Transition } from "../status/conditions";
 import type { StatusWriter } from "../status/writer";
@@ -59,10 +60,15 @@ const targetKey = (t: AgentTask): string => {
   return `${x.kind}/${x.namespace}/${x.name}`;
 };
 const createdAt = (t: AgentTask): number => Date.parse(String(t.metadata!.creationTimestamp));
+/** The agent's reason as shown in status and Events: quoted, bounded, with token-shaped text redacted. */
+const agentReason = (t: AgentTask): string | undefined => {
+  const r = t.spec?.payload?.reason;
+  return typeof r === "string" && r ? shown(redactString(r), 200) : undefined;
+};
 
 export class Pipeline {
   /** Plans the broker allowed, by task UID, not yet applied; empty after a restart. */
-  readonly authorizedHere = new Map<string, Plan>();
+  readonly authorizedHere = new Map<string, Planned>();
   /** The resourceVersion of our own last status write per task: its echo needs no work. */
   readonly lastWritten = new Map<string, string>();
   readonly locks: TargetLocks;
@@ -126,7 +132,7 @@ export class Pipeline {
   private async dispatch(task: AgentTask, module: ActionModule, now: Date): Promise<Next> {
     switch (task.status?.phase) {
       case undefined:
-        return this.write(task, queued());
+        return this.write(task, queued(agentReason(task)));
       case "Pending":
         return this.leavePending(task, now);
       case "Processing":

@@ -3,7 +3,7 @@
 // and returns a result the pipeline applies: a transition to write, a time to look again, or an
 // error for outcome.ts to judge. Steps never write status.
 import type { AgentTask } from "../../../crds/agenttask";
-import type { ActionModule, Plan, TaskContext } from "../action";
+import type { ActionModule, Planned, TaskContext } from "../action";
 import type { BrokerClient } from "../broker/client";
 import type { OperatorConfig } from "../config";
 import type { OperatorMetrics } from "../metrics";
@@ -22,12 +22,12 @@ export interface StepScope {
   now: Date;
   clock: () => Date;
   /** The plan the broker allowed for this task and that is not applied yet (memory only; gone after a restart). */
-  judged?: Plan;
+  judged?: Planned;
 }
 
 export type StepResult =
   /** Write this transition; `judged` is the plan an allow refers to, kept until it is applied. */
-  | { transition: Transition; judged?: Plan }
+  | { transition: Transition; judged?: Planned }
   /** Nothing to write now; look again after this long. */
   | { requeueAfterMs: number }
   /** Something went wrong; outcome.ts decides between retry, requeue and Failed. */

@@ -42,8 +42,10 @@ export interface RetryPolicy {
   taskBackoffMaxMs: number;
 }
 
-export function queued(): Transition {
-  return { phase: "Pending", reason: Reason.Queued, message: "Task received; waiting for a worker" };
+/** The agent's free-text reason (spec.payload.reason), when it gave one, is shown here once. */
+export function queued(agentReason?: string): Transition {
+  const why = agentReason ? ` (reason: ${agentReason})` : "";
+  return { phase: "Pending", reason: Reason.Queued, message: `Task received${why}; waiting for a worker` };
 }
 
 export function authorizing(): Transition {
@@ -125,6 +127,19 @@ export function completed(message: string): Transition {
     reason: Reason.Completed,
     message,
     conditions: [{ type: "Succeeded", status: "True", reason: Reason.Completed, message }],
+  };
+}
+
+/** Authorized, and nothing to write: the target already was in the wanted state. */
+export function unchanged(message: string): Transition {
+  return {
+    phase: "Completed",
+    reason: Reason.NoChange,
+    message,
+    conditions: [
+      { type: "Executed", status: "True", reason: Reason.NoChange, message: "nothing to write" },
+      { type: "Succeeded", status: "True", reason: Reason.NoChange, message },
+    ],
   };
 }
 

@@ -30,7 +30,7 @@ describe("deploy validate()", () => {
     ],
     [
       { image: "x", tag: "y" },
-      ["spec.payload.tag: not a field of action deploy (allowed: image, container, manifest)"],
+      ["spec.payload.tag: not a field of action deploy (allowed: image, container, manifest, reason)"],
     ],
     [
       { manifest: manifest({ kind: "StatefulSet" }) },

@@ -90,7 +90,7 @@ describe("patch validate()", () => {
   test("unknown payload fields are named", () => {
     expect(
       PatchAction.validate(spec("patch", "Service", { patch: [{ op: "remove", path: "/spec/x" }], type: "json" }), cfg),
-    ).toEqual(["spec.payload.type: not a field of action patch (allowed: patch)"]);
+    ).toEqual(["spec.payload.type: not a field of action patch (allowed: patch, reason)"]);
   });
 
   test("no path that reaches a protected field passes, however it is spelled", () => {

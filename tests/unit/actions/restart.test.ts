@@ -7,7 +7,7 @@ describe("restart validate()", () => {
   test.each([
     [undefined, []],
     [{}, []],
-    [{ force: true }, ["spec.payload.force: not a field of action restart (allowed: none)"]],
+    [{ force: true }, ["spec.payload.force: not a field of action restart (allowed: reason)"]],
   ])("%p → %p", (payload, errors) => {
     expect(
       RestartAction.validate(spec("restart", "Deployment", payload as Record<string, unknown> | undefined), config()),

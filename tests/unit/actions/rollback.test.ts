@@ -2,9 +2,15 @@
 // pod-template-hash, ControllerRevision data applied as a strategic merge patch, clear refusals.
 import { RollbackAction } from "../../../capabilities/rollback";
 import { selectorString } from "../../../capabilities/rollback/history";
-import type { KubeObject } from "../../../capabilities/lib/action";
+import { isUnchanged, type KubeObject, type Plan, type Planned } from "../../../capabilities/lib/action";
 import { ANNOTATION_APPLIED_BY } from "../../../crds/agenttask";
 import { ctx, FakeKube, NS, spec, UID, workload } from "./fake";
+
+/** The plan as a change to write (the test fails on a plan with nothing to write). */
+function change(p: Planned): Plan {
+  if (isUnchanged(p)) throw new Error(`expected a write, got nothing to write: ${p.noChange}`);
+  return p;
+}
 
 function template(image: string, hash?: string) {
   return {
@@ -39,7 +45,7 @@ describe("rollback validate()", () => {
     [{ revision: 3 }, []],
     [{ revision: 0 }, ["spec.payload.revision: must be a whole number >= 1 (omit it for the previous revision)"]],
     [{ revision: "2" }, ["spec.payload.revision: must be a whole number >= 1 (omit it for the previous revision)"]],
-    [{ toRevision: 2 }, ["spec.payload.toRevision: not a field of action rollback (allowed: revision)"]],
+    [{ toRevision: 2 }, ["spec.payload.toRevision: not a field of action rollback (allowed: revision, reason)"]],
   ])("%p → %p", (payload, errors) => {
     expect(
       RollbackAction.validate(
@@ -61,7 +67,7 @@ describe("rollback plan() for a Deployment", () => {
 
   test("default: the highest revision below the current one, template without pod-template-hash, one JSON patch", async () => {
     const k = kube();
-    const plan = await RollbackAction.plan(ctx(spec("rollback", "Deployment"), k), deployment(3, "nginx:3"));
+    const plan = change(await RollbackAction.plan(ctx(spec("rollback", "Deployment"), k), deployment(3, "nginx:3")));
     expect(k.requests[0]).toMatchObject({ method: "GET", query: { labelSelector: "app=web" } });
     expect(plan.params).toEqual({ revision: 2, requestedRevision: "previous" });
     expect(plan.context).toMatchObject({
@@ -83,9 +89,8 @@ describe("rollback plan() for a Deployment", () => {
   });
 
   test("an explicit revision is used and may be retried on conflict", async () => {
-    const plan = await RollbackAction.plan(
-      ctx(spec("rollback", "Deployment", { revision: 1 }), kube()),
-      deployment(3, "nginx:3"),
+    const plan = change(
+      await RollbackAction.plan(ctx(spec("rollback", "Deployment", { revision: 1 }), kube()), deployment(3, "nginx:3")),
     );
     expect(plan.params).toEqual({ revision: 1, requestedRevision: 1 });
     expect(plan.retryOnConflict).toBe(true);
@@ -93,11 +98,6 @@ describe("rollback plan() for a Deployment", () => {
 
   test.each([
     [{ revision: 7 }, deployment(3, "nginx:3"), "revision 7 of deployment web does not exist (revisions: 1, 2, 3)"],
-    [
-      { revision: 3 },
-      deployment(3, "nginx:3"),
-      "skipped rollback: the current template of deployment web already matches revision 3",
-    ],
     [
       {},
       Object.assign(workload("Deployment", { extra: { paused: true } })),
@@ -107,6 +107,22 @@ describe("rollback plan() for a Deployment", () => {
     await expect(
       RollbackAction.plan(ctx(spec("rollback", "Deployment", payload), kube()), target),
     ).rejects.toMatchObject({ kind: "TASK_INVALID", message });
+  });
+
+  test("the revision that already runs: nothing to write (NoChange), as kubectl rollout undo skips it", async () => {
+    const k = kube();
+    const plan = await RollbackAction.plan(
+      ctx(spec("rollback", "Deployment", { revision: 3, reason: "regression in v3" }), k),
+      deployment(3, "nginx:3"),
+    );
+    expect(isUnchanged(plan)).toBe(true);
+    expect(plan).toMatchObject({
+      params: { revision: 3, requestedRevision: 3 },
+      context: { currentRevision: 3, targetRevision: 3, noChange: true },
+      noChange:
+        "skipped rollback: the current template of deployment web already matches revision 3; nothing was written",
+    });
+    expect(k.requests.filter(r => r.method !== "GET")).toEqual([]);
   });
 
   test("no earlier revision: TASK_INVALID naming what exists", async () => {
@@ -135,7 +151,7 @@ describe("rollback plan() for StatefulSet and DaemonSet", () => {
       const target = workload(kind);
       target.spec!.template = template("nginx:2");
       if (kind === "StatefulSet") target.status = { updateRevision: "web-2" };
-      const plan = await RollbackAction.plan(ctx(spec("rollback", kind), k), target);
+      const plan = change(await RollbackAction.plan(ctx(spec("rollback", kind), k), target));
       expect(plan.write.patchType).toBe("strategic");
       expect(plan.write.body).toEqual({
         spec: { template: { ...template("nginx:1"), $patch: "replace" } },
@@ -144,6 +160,15 @@ describe("rollback plan() for StatefulSet and DaemonSet", () => {
       expect(plan.context).toMatchObject({ currentRevision: 2, targetRevision: 1, targetImages: { app: "nginx:1" } });
     },
   );
+
+  test.each(["StatefulSet", "DaemonSet"] as const)("%s: the revision that already runs is NoChange", async kind => {
+    const k = new FakeKube().list("ControllerRevision", [cr(1, "nginx:1"), cr(2, "nginx:2")]);
+    const target = workload(kind);
+    target.spec!.template = template("nginx:2");
+    if (kind === "StatefulSet") target.status = { updateRevision: "web-2" };
+    const plan = await RollbackAction.plan(ctx(spec("rollback", kind, { revision: 2 }), k), target);
+    expect(isUnchanged(plan) && plan.noChange).toMatch(/already matches revision 2; nothing was written$/);
+  });
 
   test("a revision that does not exist is named with the ones that do", async () => {
     const k = new FakeKube().list("ControllerRevision", [cr(1, "nginx:1"), cr(2, "nginx:2")]);

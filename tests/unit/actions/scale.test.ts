@@ -17,7 +17,7 @@ describe("scale validate()", () => {
     [{ replicas: 2.5 }, ["spec.payload.replicas: must be an integer between 0 and 50 (ATB_MAX_REPLICAS)"]],
     [{ replicas: "3" }, ["spec.payload.replicas: must be an integer between 0 and 50 (ATB_MAX_REPLICAS)"]],
     [{}, ["spec.payload.replicas: must be an integer between 0 and 50 (ATB_MAX_REPLICAS)"]],
-    [{ replicas: 3, foo: 1 }, ["spec.payload.foo: not a field of action scale (allowed: replicas)"]],
+    [{ replicas: 3, foo: 1 }, ["spec.payload.foo: not a field of action scale (allowed: replicas, reason)"]],
   ])("%p → %p", (payload, errors) => {
     expect(ScaleAction.validate(spec("scale", "Deployment", payload), cfg)).toEqual(errors);
   });

@@ -33,7 +33,7 @@ describe("update-config validate()", () => {
     [{ data: {}, remove: [] }, ["spec.payload: data or remove must name at least one key"]],
     [
       { data: { a: "1" }, values: {} },
-      ["spec.payload.values: not a field of action update-config (allowed: data, remove)"],
+      ["spec.payload.values: not a field of action update-config (allowed: data, remove, reason)"],
     ],
   ])("%p → %p", (payload, errors) => {
     expect(UpdateConfigAction.validate(spec("update-config", "ConfigMap", payload), config())).toEqual(errors);

@@ -6,7 +6,7 @@
 import { Writable } from "node:stream";
 import type { AgentTask, AgentTaskSpec } from "../../../crds/agenttask";
 import { ANNOTATION_APPLIED_BY } from "../../../crds/agenttask";
-import type { KubeObject, Plan, TaskContext, VerifyResult } from "../../../capabilities/lib/action";
+import type { KubeObject, Plan, Planned, TaskContext, VerifyResult } from "../../../capabilities/lib/action";
 import { markerAnnotations } from "../../../capabilities/lib/action/marker";
 import { parseConfig, type OperatorConfig } from "../../../capabilities/lib/config";
 import { AtbError } from "../../../capabilities/lib/errors";
@@ -53,7 +53,7 @@ export function token(expMs: number): string {
 
 export interface ProbeScript {
   /** Plans the change on the target; default: set annotation probe/value to payload.value. */
-  plan?: (ctx: TaskContext, target: KubeObject | undefined, n: number) => Plan | Promise<Plan>;
+  plan?: (ctx: TaskContext, target: KubeObject | undefined, n: number) => Planned | Promise<Planned>;
   verify?: (ctx: TaskContext, n: number) => VerifyResult | Promise<VerifyResult>;
 }
 

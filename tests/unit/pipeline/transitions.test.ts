@@ -141,6 +141,60 @@ describe("the happy path, one transition at a time", () => {
   });
 });
 
+describe("nothing to write, and the agent's reason", () => {
+  test("GIVEN a plan with nothing to write WHEN allowed THEN Completed/NoChange: asked once, no dry run, no write", async () => {
+    const noChange = "skipped rollback: already at revision 3; nothing was written";
+    const p = probe({ plan: () => ({ params: { revision: 3 }, context: { noChange: true }, noChange }) });
+    const w = world({ probe: p });
+    deployment(w);
+    const key = submit(w, "t", { action: "patch", payload: { value: "v" } });
+    await drive(w, key);
+    const t = task(w, key);
+    expect(t.status).toMatchObject({ phase: "Completed", message: noChange });
+    expect(condition(t, "Succeeded")).toMatchObject({ status: "True", reason: "NoChange" });
+    expect(condition(t, "Executed")).toMatchObject({ status: "True", reason: "NoChange" });
+    expect(trail(w, key)).toEqual([
+      "Pending:Queued",
+      "Processing:Authorizing",
+      "Executing:Authorized",
+      "Completed:NoChange",
+    ]);
+    expect(w.broker.calls).toHaveLength(1);
+    expect(w.kube.audit.filter(e => e.path === deployPath() && e.method !== "GET")).toEqual([]);
+    expect(p.calls.verify).toBe(0);
+  });
+
+  test("GIVEN a plan with nothing to write WHEN denied THEN Denied, as for any other plan", async () => {
+    const p = probe({ plan: () => ({ params: {}, context: {}, noChange: "nothing" }) });
+    const w = world({ probe: p });
+    deployment(w);
+    w.broker.answer(deny("poa_signature_invalid"));
+    const key = submit(w, "t", { action: "patch", payload: { value: "v" } });
+    await drive(w, key);
+    expect(task(w, key).status?.phase).toBe("Denied");
+  });
+
+  test("GIVEN a reason in the payload THEN the Queued Event shows it (quoted, tokens redacted) and the broker gets it as context, not as a param", async () => {
+    const w = world({ kube: { autoRollout: true } });
+    deployment(w);
+    const jws = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl";
+    const reason = `rollback after alert 4711 ${jws}`;
+    const key = submit(w, "t", { action: "scale", payload: { replicas: 3, reason } });
+    await drive(w, key);
+    const queued = w.kube.audit
+      .filter(e => e.method === "POST" && e.path.endsWith("/events"))
+      .map(e => e.body as { reason: string; note?: string; message?: string })
+      .find(b => b.reason === "Queued");
+    const text = JSON.stringify(queued);
+    expect(text).toContain("rollback after alert 4711");
+    expect(text).not.toContain(jws);
+    const call = w.broker.calls[0].request;
+    expect(call.context).toMatchObject({ task: { reason } });
+    expect(call.params).toEqual({ replicas: 3 });
+    expect(task(w, key).status?.phase).toBe("Completed");
+  });
+});
+
 describe("Processing → Denied", () => {
   test.each([
     { reason: "target_mismatch", tier: "LOW" as const, label: "target_mismatch" },
