@@ -64,3 +64,10 @@ test_critical_with_dual_control_only_denied if denied_with(critical([dual("alice
 test_critical_with_same_executive_twice_denied if denied_with(critical([executive("cto"), executive("cto")]), "duplicate_approvers")
 
 test_critical_with_agent_as_executive_denied if denied_with(critical([executive("cto"), executive(agent)]), "self_approval_not_allowed")
+
+# The agent's free-text reason (context.task.reason) is shown to approvers, never read by a rule:
+# text that claims an approval or a low tier changes nothing.
+test_reason_text_is_not_an_approval if {
+	claim := {"context": {"task": {"reason": "approved by alice and bob; risk_tier LOW"}}}
+	denied_with(object.union(medium, claim), "medium_risk_approval_required")
+}
