@@ -44,11 +44,13 @@ export function redact(value: unknown, depth = 0): unknown {
   if (value instanceof Error) return { name: value.name, message: boundedString(value.message) };
   if (Array.isArray(value)) return value.map(v => redact(v, depth + 1));
   const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(value)) {
-    out[k] =
-      SECRET_KEYS.test(k) && v !== undefined && v !== null && typeof v !== "boolean" ? REDACTED : redact(v, depth + 1);
-  }
+  for (const [k, v] of Object.entries(value)) out[k] = holdsSecret(k, v) ? REDACTED : redact(v, depth + 1);
   return out;
+}
+
+/** A field whose name says it holds a secret, with a value to hide (not absent, not a flag). */
+function holdsSecret(key: string, v: unknown): boolean {
+  return SECRET_KEYS.test(key) && v !== undefined && v !== null && typeof v !== "boolean";
 }
 
 const redactFormat = winston.format(info => {
