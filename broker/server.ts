@@ -21,7 +21,9 @@ import { acceptableRequestId } from "./request";
 import { createPoaVerifier } from "./verify";
 
 export const MAX_TOKEN_LIFETIME_CAP_S = 900;
-const MAX_BODY_BYTES = 64 * 1024;
+// A decide body carries the object before and after the change (context.before/after) and, for a
+// manifest deploy, the manifest itself: up to about two Kubernetes objects (1.5 MiB each at most).
+const MAX_BODY_BYTES = 4 * 1024 * 1024;
 
 export interface BrokerOptions {
   /** Default 127.0.0.1. */

@@ -1,10 +1,11 @@
 // Processing → Executing | Denied: the checks admission already made (a task may predate the
 // webhook), the token's lifetime, the plan and its server-side dry run, then the broker's decision.
 import type { AgentTask } from "../../../crds/agenttask";
-import { brokerAction, isUnchanged, type Planned } from "../action";
+import { brokerAction, isUnchanged, type KubeObject, type Planned } from "../action";
 import { getTarget } from "../action/target";
 import { poaExpiry, type DecideRequest } from "../broker/client";
 import { messageOf } from "../errors";
+import { objectView } from "./object-view";
 import { asBrokerError } from "./outcome";
 import type { StepResult, StepScope } from "./scope";
 import { decisionTransition, failed, Reason } from "./transitions";
@@ -38,9 +39,13 @@ export async function authorize(s: StepScope): Promise<StepResult> {
   }
   let plan: Planned;
   try {
-    plan = await s.module.plan(s.ctx, await getTarget(s.ctx));
+    const target = await getTarget(s.ctx);
+    plan = await s.module.plan(s.ctx, target);
     // Nothing to write (a rollback to the running revision) has nothing to dry-run either.
-    if (!isUnchanged(plan)) await s.ctx.kube.request(plan.write, true);
+    const after = isUnchanged(plan) ? target : await s.ctx.kube.request<KubeObject>(plan.write, true);
+    // The policy judges the object as the API server would store it, next to what is there now.
+    const kind = s.ctx.spec.target.kind;
+    plan = { ...plan, context: { ...plan.context, before: objectView(target, kind), after: objectView(after, kind) } };
   } catch (err) {
     return { error: err, stage: "authorize" };
   }

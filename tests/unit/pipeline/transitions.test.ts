@@ -121,8 +121,12 @@ describe("the happy path, one transition at a time", () => {
     await w.pipeline.reconcile(key);
     const t = task(w, key);
     const plan = probePlan({ spec: t.spec!, uid: uidOf(w, key) } as TaskContext, target);
-    expect(w.broker.calls[0].request).toEqual(decideRequest(t, plan));
+    const { before, after, ...context } = w.broker.calls[0].request.context as Record<string, unknown>;
+    expect({ ...w.broker.calls[0].request, context }).toEqual(decideRequest(t, plan));
     expect(w.broker.calls[0].request.action).toBe("k8s.Deployment.patch");
+    // The policy also gets the target as it is and as the dry run says it would be stored.
+    expect(before).toMatchObject({ kind: "Deployment", metadata: { name: "web", annotations: {} } });
+    expect(after).toMatchObject({ kind: "Deployment", metadata: { annotations: { "probe.example.com/value": "v" } } });
   });
 
   test("GIVEN an update-config task THEN the ConfigMap is merged and the task completes in one reconcile", async () => {
