@@ -141,17 +141,17 @@ async function judge(
   }
   const poa = verified.poa;
   const reserved = deps.jti.reserve(poa.jti, poa.exp + deps.clockSkewS, Math.floor(nowMs / 1000), taskUid(b));
-  if (reserved !== "reserved") {
+  if (reserved.result !== "reserved") {
     const riskTier = await tierOnly(deps, policyInput(b, operatorId, null, nowMs));
     const outcome: Outcome =
-      reserved === "replayed"
+      reserved.result === "replayed"
         ? { decision: "deny", reason: "jti_replayed", riskTier, evaluateMs: 0 }
         : { decision: "error", reason: "replay_cache_full", riskTier, evaluateMs: 0 };
     return { outcome, jti: poa.jti };
   }
   const outcome = await evaluatePolicy(deps, policyInput(b, operatorId, poa, nowMs));
-  if (outcome.decision === "allow") deps.jti.commit(poa.jti);
-  else deps.jti.release(poa.jti);
+  if (outcome.decision === "allow") deps.jti.commit(reserved.ticket);
+  else deps.jti.release(reserved.ticket);
   return { outcome, jti: poa.jti };
 }
 

@@ -10,18 +10,39 @@
 // A jti is bound to the task (context.task.uid) that first presented it: the same task may
 // present it again (the operator re-authorizes a task after a crash between decision and write,
 // and retries a decide whose answer was lost); any other task presenting it is a replay.
+//
+// Each successful reserve() hands out a ticket, and only that ticket can release or commit its
+// reservation: a release from an attempt whose entry was meanwhile purged and taken by another
+// reservation is a no-op, and an entry stays while any reservation of it is still being judged,
+// so a release racing a later commit of the same task can never forget a used token. commit()
+// re-inserts the entry if it was purged meanwhile: a used token is never forgotten before it
+// expires (the cache may then hold one entry over its capacity, which is bounded by the number of
+// decisions in flight).
 
 export type ReserveResult = "reserved" | "replayed" | "full";
+
+/** Proof of one reservation, handed to commit() or release(). */
+export interface JtiTicket {
+  readonly jti: string;
+  readonly id: number;
+  readonly expiresAtS: number;
+  readonly owner?: string;
+}
+
+export type Reservation = { result: "reserved"; ticket: JtiTicket } | { result: "replayed" | "full" };
 
 interface Entry {
   expiresAtS: number;
   committed: boolean;
   /** The task the token was first presented for; undefined = strictly single use. */
   owner?: string;
+  /** Tickets of the reservations still being judged. */
+  holders: Set<number>;
 }
 
 export class JtiCache {
   private readonly entries = new Map<string, Entry>();
+  private nextTicket = 1;
 
   constructor(readonly capacity: number) {
     if (!Number.isInteger(capacity) || capacity <= 0) throw new Error("jti cache capacity must be a positive integer");
@@ -32,32 +53,56 @@ export class JtiCache {
   }
 
   /** Claims jti for one evaluation; expiresAtS is the token's exp plus the clock skew. */
-  reserve(jti: string, expiresAtS: number, nowS: number, owner?: string): ReserveResult {
+  reserve(jti: string, expiresAtS: number, nowS: number, owner?: string): Reservation {
     const existing = this.entries.get(jti);
     if (existing && existing.expiresAtS > nowS) {
-      return owner !== undefined && existing.owner === owner ? "reserved" : "replayed";
+      if (owner === undefined || existing.owner !== owner) return { result: "replayed" };
+      return { result: "reserved", ticket: this.hold(jti, existing, expiresAtS, owner) };
     }
     if (existing) this.entries.delete(jti);
     if (this.entries.size >= this.capacity) this.purge(nowS);
-    if (this.entries.size >= this.capacity) return "full";
-    this.entries.set(jti, { expiresAtS, committed: false, owner });
-    return "reserved";
+    if (this.entries.size >= this.capacity) return { result: "full" };
+    const entry: Entry = { expiresAtS, committed: false, owner, holders: new Set() };
+    this.entries.set(jti, entry);
+    return { result: "reserved", ticket: this.hold(jti, entry, expiresAtS, owner) };
   }
 
-  /** The decision was an allow: the jti stays used until it expires. */
-  commit(jti: string): void {
-    const entry = this.entries.get(jti);
-    if (entry) entry.committed = true;
+  /** The decision was an allow: the jti stays used until it expires, whatever happened meanwhile. */
+  commit(ticket: JtiTicket): void {
+    const entry = this.entries.get(ticket.jti);
+    if (!entry) {
+      this.entries.set(ticket.jti, {
+        expiresAtS: ticket.expiresAtS,
+        committed: true,
+        owner: ticket.owner,
+        holders: new Set(),
+      });
+      return;
+    }
+    entry.holders.delete(ticket.id);
+    entry.committed = true;
+    entry.expiresAtS = Math.max(entry.expiresAtS, ticket.expiresAtS);
   }
 
-  /** The decision was a deny or failed: free the jti unless an allow already used it. */
-  release(jti: string): void {
-    const entry = this.entries.get(jti);
-    if (entry && !entry.committed) this.entries.delete(jti);
+  /**
+   * The decision was a deny or failed: ends this ticket's reservation, and frees the jti when no
+   * allow used it and no other reservation of it is still being judged. A ticket that does not
+   * hold the current entry (it was purged and reserved again) changes nothing.
+   */
+  release(ticket: JtiTicket): void {
+    const entry = this.entries.get(ticket.jti);
+    if (!entry?.holders.delete(ticket.id)) return;
+    if (!entry.committed && entry.holders.size === 0) this.entries.delete(ticket.jti);
   }
 
   /** Drops expired entries; O(n), run only when the cache is full. */
   purge(nowS: number): void {
     for (const [jti, entry] of this.entries) if (entry.expiresAtS <= nowS) this.entries.delete(jti);
+  }
+
+  private hold(jti: string, entry: Entry, expiresAtS: number, owner?: string): JtiTicket {
+    const ticket: JtiTicket = { jti, id: this.nextTicket++, expiresAtS, owner };
+    entry.holders.add(ticket.id);
+    return ticket;
   }
 }

@@ -1,7 +1,7 @@
 // Pure pieces of the authorization path: the jti cache, request body validation, approval
 // normalisation, PoA expiry decoding and the classification of transport errors.
 import fc from "fast-check";
-import { JtiCache } from "../../broker/jti-cache";
+import { JtiCache, type JtiTicket, type Reservation } from "../../broker/jti-cache";
 import { acceptableRequestId, parseDecideBody } from "../../broker/request";
 import { normaliseApprovals } from "../../broker/verify";
 import { poaExpiry, safeRequestIdBase } from "../../capabilities/lib/broker/client";
@@ -9,35 +9,41 @@ import { classifyTransportError } from "../../capabilities/lib/broker/transport"
 import { AtbError } from "../../capabilities/lib/errors";
 
 describe("JtiCache", () => {
+  /** The ticket of a reservation that must succeed. */
+  const ticket = (r: Reservation): JtiTicket => {
+    if (r.result !== "reserved") throw new Error(`expected a reservation, got ${r.result}`);
+    return r.ticket;
+  };
+
   it("denies a second reservation, frees a released one, keeps a committed one until expiry", () => {
     const c = new JtiCache(10);
-    expect(c.reserve("a", 100, 0)).toBe("reserved");
-    expect(c.reserve("a", 100, 0)).toBe("replayed");
-    c.release("a");
-    expect(c.reserve("a", 100, 0)).toBe("reserved");
-    c.commit("a");
-    c.release("a");
-    expect(c.reserve("a", 100, 50)).toBe("replayed");
-    expect(c.reserve("a", 200, 100)).toBe("reserved");
+    const first = ticket(c.reserve("a", 100, 0));
+    expect(c.reserve("a", 100, 0).result).toBe("replayed");
+    c.release(first);
+    const second = ticket(c.reserve("a", 100, 0));
+    c.commit(second);
+    c.release(second);
+    expect(c.reserve("a", 100, 50).result).toBe("replayed");
+    expect(c.reserve("a", 200, 100).result).toBe("reserved");
   });
 
   it("lets the owning task reserve again and treats every other caller as a replay", () => {
     const c = new JtiCache(10);
-    expect(c.reserve("a", 100, 0, "task-1")).toBe("reserved");
-    c.commit("a");
-    expect(c.reserve("a", 100, 1, "task-1")).toBe("reserved");
-    expect(c.reserve("a", 100, 1, "task-2")).toBe("replayed");
-    expect(c.reserve("a", 100, 1)).toBe("replayed");
-    c.release("a");
-    expect(c.reserve("a", 100, 2, "task-2")).toBe("replayed");
+    const t = ticket(c.reserve("a", 100, 0, "task-1"));
+    c.commit(t);
+    const again = ticket(c.reserve("a", 100, 1, "task-1"));
+    expect(c.reserve("a", 100, 1, "task-2").result).toBe("replayed");
+    expect(c.reserve("a", 100, 1).result).toBe("replayed");
+    c.release(again);
+    expect(c.reserve("a", 100, 2, "task-2").result).toBe("replayed");
   });
 
   it("refuses new tokens when full of live entries and makes room from expired ones", () => {
     const c = new JtiCache(2);
-    expect(c.reserve("a", 10, 0)).toBe("reserved");
-    expect(c.reserve("b", 20, 0)).toBe("reserved");
-    expect(c.reserve("c", 30, 5)).toBe("full");
-    expect(c.reserve("c", 30, 10)).toBe("reserved");
+    expect(c.reserve("a", 10, 0).result).toBe("reserved");
+    expect(c.reserve("b", 20, 0).result).toBe("reserved");
+    expect(c.reserve("c", 30, 5).result).toBe("full");
+    expect(c.reserve("c", 30, 10).result).toBe("reserved");
     expect(c.size).toBe(2);
   });
 
@@ -49,6 +55,98 @@ describe("JtiCache", () => {
         return c.size <= 5;
       }),
     );
+  });
+
+  describe("races between attempts", () => {
+    it("a deny of an earlier attempt released after a later attempt's allow does not forget the used token", () => {
+      // GIVEN two attempts of task-1 in flight (the operator retried a decide whose answer was lost)
+      const c = new JtiCache(10);
+      const early = ticket(c.reserve("a", 100, 0, "task-1"));
+      const late = ticket(c.reserve("a", 100, 0, "task-1"));
+      // WHEN the later one is allowed first and the earlier one's deny is released afterwards
+      c.commit(late);
+      c.release(early);
+      // THEN the token stays used for every other task
+      expect(c.reserve("a", 100, 1, "task-2").result).toBe("replayed");
+      expect(c.reserve("a", 100, 1).result).toBe("replayed");
+    });
+
+    it("a deny released before the other attempt's allow commits does not reopen the token in between", () => {
+      const c = new JtiCache(10);
+      const early = ticket(c.reserve("a", 100, 0, "task-1"));
+      const late = ticket(c.reserve("a", 100, 0, "task-1"));
+      c.release(early);
+      // The later attempt is still being judged: nobody else may take the jti meanwhile.
+      expect(c.reserve("a", 100, 1, "task-2").result).toBe("replayed");
+      c.commit(late);
+      expect(c.reserve("a", 100, 2, "task-2").result).toBe("replayed");
+    });
+
+    it("only the attempt that reserved the current entry can release it", () => {
+      // GIVEN a reservation whose entry was purged (expired) and reserved anew by another task
+      const c = new JtiCache(1);
+      const stale = ticket(c.reserve("a", 10, 0, "task-1"));
+      const fresh = ticket(c.reserve("a", 100, 10, "task-2"));
+      // WHEN the stale attempt releases
+      c.release(stale);
+      // THEN the other task's reservation stands, and only its own ticket frees it
+      expect(c.reserve("a", 100, 11, "task-3").result).toBe("replayed");
+      c.release(fresh);
+      expect(c.reserve("a", 100, 12, "task-3").result).toBe("reserved");
+    });
+
+    it("a ticket released twice frees nothing the second time", () => {
+      const c = new JtiCache(10);
+      const first = ticket(c.reserve("a", 100, 0, "task-1"));
+      const second = ticket(c.reserve("a", 100, 0, "task-1"));
+      c.release(first);
+      c.release(first);
+      expect(c.reserve("a", 100, 1, "task-2").result).toBe("replayed");
+      c.release(second);
+      expect(c.reserve("a", 100, 1, "task-2").result).toBe("reserved");
+    });
+
+    it("commit re-inserts an entry that was purged while its decision was being made", () => {
+      // GIVEN a full cache whose only entry is purged to make room while its allow is pending
+      const c = new JtiCache(1);
+      const pending = ticket(c.reserve("a", 10, 0, "task-1"));
+      const other = ticket(c.reserve("b", 100, 10));
+      c.release(other);
+      expect(c.size).toBe(0);
+      // WHEN the allow is committed
+      c.commit(pending);
+      // THEN the used token is remembered until it expires
+      expect(c.reserve("a", 10, 5, "task-2").result).toBe("replayed");
+      expect(c.reserve("a", 10, 5).result).toBe("replayed");
+    });
+
+    it("never lets two tasks hold or use one jti, whatever the interleaving", () => {
+      type Op = { kind: "reserve"; task: number } | { kind: "end"; which: number; allow: boolean };
+      const op = fc.oneof(
+        fc.record({ kind: fc.constant("reserve" as const), task: fc.integer({ min: 0, max: 2 }) }),
+        fc.record({ kind: fc.constant("end" as const), which: fc.nat(20), allow: fc.boolean() }),
+      );
+      fc.assert(
+        fc.property(fc.array(op as fc.Arbitrary<Op>, { maxLength: 40 }), ops => {
+          const c = new JtiCache(4);
+          const open: { task: number; t: JtiTicket }[] = [];
+          const used = new Set<number>();
+          for (const o of ops) {
+            if (o.kind === "reserve") {
+              const r = c.reserve("a", 1000, 0, `task-${o.task}`);
+              if (r.result === "reserved") open.push({ task: o.task, t: r.ticket });
+            } else if (open.length > 0) {
+              const [done] = open.splice(o.which % open.length, 1);
+              if (o.allow) used.add(done!.task);
+              (o.allow ? c.commit : c.release).call(c, done!.t);
+            }
+            const tasks = new Set([...open.map(x => x.task), ...used]);
+            if (tasks.size > 1) return false;
+          }
+          return true;
+        }),
+      );
+    });
   });
 });
 
