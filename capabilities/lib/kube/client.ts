@@ -9,7 +9,7 @@ import { Pool } from "undici";
 import type { IncomingHttpHeaders } from "node:http";
 import { AtbError, messageOf } from "../errors";
 import { FIELD_MANAGER } from "../../../crds/agenttask";
-import { KubeError, isNotFound, type KubeStatusBody } from "./errors";
+import { KubeError, isNotFound, withoutObjectDump, type KubeStatusBody } from "./errors";
 
 export interface KubeRequest {
   method: "GET" | "POST" | "PATCH" | "PUT" | "DELETE";
@@ -155,7 +155,7 @@ export class KubeClient implements KubeApi {
     throw new KubeError(
       res.statusCode,
       status.reason ?? "",
-      status.message || `HTTP ${res.statusCode} from ${req.method} ${req.path}`,
+      withoutObjectDump(status.message || `HTTP ${res.statusCode} from ${req.method} ${req.path}`),
     );
   }
 

@@ -29,6 +29,15 @@ function isTransient(status: number, apiReason: string): boolean {
   return status === 409 && apiReason === "Conflict";
 }
 
+/**
+ * The API server's message without the whole object some errors quote: a JSON patch that does not
+ * decode is refused with `patch: Invalid value: "{...the patched object...}": <why>`, managedFields,
+ * env values and all. The object is left out (tasks show these messages); the why is kept.
+ */
+export function withoutObjectDump(message: string): string {
+  return message.replace(/Invalid value: "\{(?:[^"\\]|\\.)*\}"/g, "Invalid value: (the patched object)");
+}
+
 export function isNotFound(err: unknown): boolean {
   return err instanceof KubeError && err.status === 404;
 }
