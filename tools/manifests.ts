@@ -2,6 +2,10 @@
 // generator cannot express and writes dist/atb-operator.yaml, one file for `kubectl apply -f`:
 //   * the CRDs: AgentTask (crds/agenttask.yaml) and PeprStore (pepr's own definition, which the
 //     controller otherwise creates at start; shipping it lets the RBAC name that one CRD);
+//   * the scope admission policy (crds/agenttask-scope.yaml: ValidatingAdmissionPolicy and
+//     binding) with its parameter ConfigMap written from the watcher's env (WATCH_NAMESPACE,
+//     ATB_PROTECTED_NAMESPACES), so the policy refuses exactly the tasks the operator would not
+//     process;
 //   * the broker client certificate: Secret atb-operator-tls mounted read-only into the watcher
 //     at TLS_MOUNT, where the module env (package.json "pepr".env) points TLS_*_FILE;
 //   * hardening Pepr leaves out: seccompProfile RuntimeDefault on both pods, an explicit
@@ -13,6 +17,8 @@
 import { readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { dump, loadAll } from "js-yaml";
+import { parseConfig } from "../capabilities/lib/config";
+import { policyParamsConfigMap } from "../capabilities/lib/scope";
 
 export const NAMESPACE = "pepr-system";
 export const TLS_SECRET = "atb-operator-tls";
@@ -144,6 +150,28 @@ export interface ExtraObjects {
   agentTaskCrd: K8sObject;
   /** pepr's PeprStore CRD (pepr/src/lib/assets/store.ts) */
   peprStoreCrd: K8sObject;
+  /** crds/agenttask-scope.yaml: the policy and its binding (its default ConfigMap is replaced). */
+  scopePolicy: K8sObject[];
+}
+
+/**
+ * The scope policy's objects for this install: the parameter ConfigMap from the settings the
+ * watcher runs with (parsed as the operator parses them, so an invalid value fails here too),
+ * then the policy and the binding, which must not exist before their parameters.
+ */
+export function scopeObjects(watcherEnv: Record<string, string | undefined>, policy: K8sObject[]): K8sObject[] {
+  const kinds = ["ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"];
+  const found = kinds.map(k => policy.find(d => d?.kind === k));
+  if (found.some(d => !d)) throw new Error(`crds/agenttask-scope.yaml must hold a ${kinds.join(" and a ")}`);
+  return [policyParamsConfigMap(watcherConfig(watcherEnv)) as K8sObject, ...(found as K8sObject[])];
+}
+
+function watcherConfig(env: Record<string, string | undefined>): ReturnType<typeof parseConfig> {
+  try {
+    return parseConfig(env);
+  } catch (err) {
+    throw new Error(`watcher env: ${err instanceof Error ? err.message : String(err)}`);
+  }
 }
 
 /** Pure: Pepr's module objects in, the complete install out (namespace and CRDs first). */
@@ -167,7 +195,16 @@ export function buildManifests(moduleDocs: K8sObject[], extra: ExtraObjects): K8
   const watcherLabels = (watcher as unknown as { spec: { selector: { matchLabels: Record<string, string> } } }).spec
     .selector.matchLabels;
   const rest = docs.filter(d => d !== ns);
-  return [ns, extra.peprStoreCrd, extra.agentTaskCrd, ...rest, metricsService(watcherLabels), serviceMonitor()];
+  const scope = scopeObjects(envOf(podSpec(watcher).containers[0]), extra.scopePolicy);
+  return [
+    ns,
+    extra.peprStoreCrd,
+    extra.agentTaskCrd,
+    ...scope,
+    ...rest,
+    metricsService(watcherLabels),
+    serviceMonitor(),
+  ];
 }
 
 // ---- RBAC: what the operator's ServiceAccount is granted, and the documented list ----------
@@ -342,7 +379,8 @@ export async function main(root = join(__dirname, "..")): Promise<string> {
   const crdDocs = loadAll(readFileSync(join(root, "crds", "agenttask.yaml"), "utf8")) as K8sObject[];
   const agentTaskCrd = crdDocs.find(d => d?.kind === "CustomResourceDefinition");
   if (!agentTaskCrd) throw new Error("crds/agenttask.yaml holds no CustomResourceDefinition");
-  const out = buildManifests(moduleDocs, { agentTaskCrd, peprStoreCrd: await peprStoreCrd() });
+  const scopePolicy = loadAll(readFileSync(join(root, "crds", "agenttask-scope.yaml"), "utf8")) as K8sObject[];
+  const out = buildManifests(moduleDocs, { agentTaskCrd, peprStoreCrd: await peprStoreCrd(), scopePolicy });
   checkRbac(out, readFileSync(join(root, RBAC_DOC), "utf8"));
   const file = join(root, "dist", OUTPUT);
   const header =

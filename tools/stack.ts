@@ -10,7 +10,9 @@ import { dirname, join } from "node:path";
 import { ensureDevMaterial, type DevMaterial } from "../broker/dev-material";
 import { mintPoa, type MintOptions } from "../broker/poa";
 import { startBroker, type RunningBroker } from "../broker/server";
+import { parseConfig } from "../capabilities/lib/config";
 import { createLogger } from "../capabilities/lib/logger";
+import { policyParamsConfigMap } from "../capabilities/lib/scope";
 import { ensureBinaries, type Binaries } from "./controlplane/binaries";
 import { freePort, kubectl, type ClusterState } from "./controlplane/cluster";
 import { startOperator, type OperatorHandle } from "./operator";
@@ -32,6 +34,14 @@ export interface StackOptions {
   operatorNodeArgs?: string[];
   /** Extra operator environment (deadlines, workers, ...). */
   operatorEnv?: Record<string, string>;
+  /**
+   * Whether the operator marks tasks outside its namespaces that nobody picks up Failed/OutOfScope
+   * (ATB_OUT_OF_SCOPE_GRACE_SECONDS, the product default). Off unless asked: stacks sharing a
+   * control plane each stand for a cluster of their own, and another file's task may wait
+   * without status on purpose (its operator not started yet, or restarting). A stack that turns
+   * it on should also name where to look (ATB_OUT_OF_SCOPE_NAMESPACES in operatorEnv).
+   */
+  markOutOfScope?: boolean;
   /** Where the broker writes its audit lines (default: a file in workDir). */
   auditFile?: string;
   brokerLogFile?: string;
@@ -59,8 +69,10 @@ export interface Stack {
 }
 
 /**
- * Installs the CRDs the stack needs on a fresh control plane (the AgentTask CRD and Pepr's store
- * CRD) and waits until the API server serves them.
+ * Installs what the stack needs on a fresh control plane (the AgentTask CRD, Pepr's store CRD and
+ * pepr-system, and the scope admission policy with its default parameters: the default protected
+ * namespaces refused, every other namespace allowed, since each stack's WATCH_NAMESPACE is its
+ * own) and waits until the API server serves the CRDs.
  */
 export function installCrds(bin: Binaries, kubeconfig: string): void {
   const root = join(__dirname, "..");
@@ -71,6 +83,8 @@ export function installCrds(bin: Binaries, kubeconfig: string): void {
     join(root, "crds", "agenttask.yaml"),
     "-f",
     join(root, "tests", "fixtures", "peprstore-crd.yaml"),
+    "-f",
+    join(root, "crds", "agenttask-scope.yaml"),
   ]);
   kubectl(bin, kubeconfig, [
     "wait",
@@ -79,6 +93,16 @@ export function installCrds(bin: Binaries, kubeconfig: string): void {
     "crd/agenttasks.atb.siemens.com",
     "crd/peprstores.pepr.dev",
   ]);
+}
+
+/**
+ * Writes the scope policy's parameters for an operator with these settings, as the install does
+ * from the watcher's env: for a control plane that runs one stack only (the sandbox). Stacks
+ * sharing a plane keep installCrds' defaults, which allow every namespace but the protected ones.
+ */
+export function writeScopeParams(bin: Binaries, kubeconfig: string, env: Record<string, string>): void {
+  const params = policyParamsConfigMap(parseConfig(env));
+  kubectl(bin, kubeconfig, ["apply", "--server-side", "-f", "-"], JSON.stringify(params));
 }
 
 /**
@@ -194,6 +218,7 @@ function launch(stack: Stack, o: StackOptions, port: number, apiPath?: string): 
       ATB_METRICS_HOST: "127.0.0.1",
       ATB_SWEEP_INTERVAL_SECONDS: "5",
       WATCH_NAMESPACE: o.namespaces.join(","),
+      ...(o.markOutOfScope ? {} : { ATB_OUT_OF_SCOPE_GRACE_SECONDS: "0" }),
       ...o.operatorEnv,
     },
   });

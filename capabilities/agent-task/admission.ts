@@ -5,6 +5,7 @@ import { isDeepStrictEqual } from "node:util";
 import type { AgentTask, AgentTaskSpec } from "../../crds/agenttask";
 import type { ActionRegistry } from "../lib/action";
 import type { OperatorConfig } from "../lib/config";
+import { scopeRefusal } from "../lib/scope";
 
 const JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
 const SPIFFE = /^spiffe:\/\/[a-z0-9._-]+(\/[A-Za-z0-9._-]+)+$/;
@@ -63,11 +64,10 @@ function namespaceErrors(spec: AgentTaskSpec, ns: string | undefined, config: Re
       `spec.target.namespace: must equal the task's namespace "${ns}"; cross-namespace targets are disabled (ATB_ALLOW_CROSS_NAMESPACE=false)`,
     );
   }
-  if (config.watchNamespaces.length && ns && !config.watchNamespaces.includes(ns)) {
-    errors.push(
-      `metadata.namespace: the operator does not act in namespace "${ns}" (WATCH_NAMESPACE=${config.watchNamespaces.join(",")})`,
-    );
-  }
+  // The ValidatingAdmissionPolicy (crds/agenttask-scope.yaml) refuses these too, with the same
+  // words, also where Pepr's webhooks never run (kube-system, pepr-system).
+  const refusal = ns ? scopeRefusal(ns, config) : undefined;
+  if (refusal) errors.push(refusal);
   return errors;
 }
 

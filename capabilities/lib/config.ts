@@ -2,12 +2,23 @@
 // (env in, frozen config out) and fails fast with a message naming the variable and the rule.
 import { AtbError } from "./errors";
 import { BROKER_CLIENT_DEFAULTS as BROKER } from "./broker/config";
+import { DEFAULT_PROTECTED_NAMESPACES } from "./scope";
 
 export interface OperatorConfig {
   /** How Pepr runs this process: build (manifest discovery), admission, watch, or dev (both). */
   peprMode: "build" | "admission" | "watch" | "dev";
   /** Namespaces to act in; empty means all namespaces (unlike the upstream example's "default"). */
   watchNamespaces: readonly string[];
+  /** Namespaces the operator never acts in, even with WATCH_NAMESPACE empty (lib/scope.ts). */
+  protectedNamespaces: readonly string[];
+  /**
+   * How long a task outside WATCH_NAMESPACE may stay without any status before this operator
+   * marks it Failed/OutOfScope (another instance serving it writes Pending within milliseconds);
+   * 0: never. Only used when WATCH_NAMESPACE is set.
+   */
+  outOfScopeGraceMs: number;
+  /** Where that check looks; empty: every namespace outside WATCH_NAMESPACE. */
+  outOfScopeNamespaces: readonly string[];
   /** Whether a task may target another namespace than its own. Deny by default. */
   allowCrossNamespace: boolean;
   broker: {
@@ -69,7 +80,8 @@ function bool(env: Env, name: string, def: boolean): boolean {
   return invalid(name, "must be true or false", raw);
 }
 
-function namespaces(raw: string | undefined): string[] {
+function namespaces(env: Env, name: string, emptyMeans: string): string[] {
+  const raw = env[name];
   if (!raw || !raw.trim()) return [];
   const list = raw
     .split(",")
@@ -77,10 +89,47 @@ function namespaces(raw: string | undefined): string[] {
     .filter(Boolean);
   for (const ns of list) {
     if (!/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(ns) || ns.length > 63) {
-      invalid("WATCH_NAMESPACE", "must be a comma-separated list of namespace names, or empty for all", ns);
+      invalid(name, `must be a comma-separated list of namespace names, or empty for ${emptyMeans}`, ns);
     }
   }
-  return list;
+  return [...new Set(list)];
+}
+
+/**
+ * The namespace settings, checked against each other: a namespace cannot be both served and
+ * protected, nor served and checked for tasks no operator serves.
+ */
+function scopeSettings(env: Env) {
+  const watchNamespaces = namespaces(env, "WATCH_NAMESPACE", "all");
+  const listed = namespaces(env, "ATB_PROTECTED_NAMESPACES", "the default list");
+  const protectedNamespaces = listed.length ? listed : [...DEFAULT_PROTECTED_NAMESPACES];
+  const both = watchNamespaces.filter(ns => protectedNamespaces.includes(ns));
+  if (both.length) {
+    invalid(
+      "WATCH_NAMESPACE",
+      `must not name a protected namespace (${both.join(", ")}: in ATB_PROTECTED_NAMESPACES=${protectedNamespaces.join(",")}; ` +
+        "to allow tasks there, set ATB_PROTECTED_NAMESPACES to the list without it)",
+    );
+  }
+  const outOfScopeNamespaces = namespaces(
+    env,
+    "ATB_OUT_OF_SCOPE_NAMESPACES",
+    "every namespace outside WATCH_NAMESPACE",
+  );
+  if (outOfScopeNamespaces.length && !watchNamespaces.length)
+    invalid(
+      "ATB_OUT_OF_SCOPE_NAMESPACES",
+      "applies only when WATCH_NAMESPACE is set (an operator serving all namespaces sees every task)",
+    );
+  const served = outOfScopeNamespaces.filter(ns => watchNamespaces.includes(ns));
+  if (served.length)
+    invalid("ATB_OUT_OF_SCOPE_NAMESPACES", `must not name a namespace in WATCH_NAMESPACE (${served.join(", ")})`);
+  return {
+    watchNamespaces,
+    protectedNamespaces,
+    outOfScopeGraceMs: int(env, "ATB_OUT_OF_SCOPE_GRACE_SECONDS", 60, 0, 86_400) * 1000,
+    outOfScopeNamespaces,
+  };
 }
 
 function brokerUrl(raw: string | undefined): string {
@@ -117,7 +166,7 @@ export function parseConfig(env: Env): Readonly<OperatorConfig> {
           : "admission";
   const cfg: OperatorConfig = {
     peprMode,
-    watchNamespaces: namespaces(env.WATCH_NAMESPACE),
+    ...scopeSettings(env),
     allowCrossNamespace: bool(env, "ATB_ALLOW_CROSS_NAMESPACE", false),
     broker: {
       url: brokerUrl(env.ATB_BROKER_URL),

@@ -10,9 +10,10 @@
 // - the status subresource: PATCH/PUT on `.../status` changes only status, on the object ignores it;
 // - dryRun computes and validates the result but stores nothing and bumps nothing;
 // - GET of a missing object is 404 (get() answers undefined); POST creates, 409 AlreadyExists on a
-//   clash; collections list {items, metadata.continue} with `limit`, `continue` and equality-based
-//   `labelSelector`s; a few validations the operator meets (replicas ≥ 0, string data and
-//   annotations, immutable ConfigMaps) answer 422 Invalid, plus any a test adds.
+//   clash; collections list {items, metadata.continue} with `limit`, `continue`, equality-based
+//   `labelSelector`s and `fieldSelector`s on metadata.name and metadata.namespace; a few
+//   validations the operator meets (replicas ≥ 0, string data and annotations, immutable
+//   ConfigMaps) answer 422 Invalid, plus any a test adds.
 // Failures are the real `KubeError`. Every request is audited; a fault hook sees each request
 // before it runs and may fail it (409, 500, network status 0, ...) before or after it is stored,
 // or "crash" the process: from then on every request fails until restart(), as if the operator
@@ -140,6 +141,24 @@ function selectorMatches(selector: string, labels: Record<string, string> = {}):
       const [, not, key, op, value] = m;
       if (!op) return not ? !(key in labels) : key in labels;
       return op === "!=" ? labels[key] !== value : labels[key] === value;
+    });
+}
+
+/**
+ * `metadata.namespace!=a,metadata.name=b`: the field selectors the API server supports on every
+ * resource (custom resources have no others unless their CRD declares selectable fields).
+ */
+function fieldsMatch(selector: string, obj: KubeObject): boolean {
+  return selector
+    .split(",")
+    .map(s => s.trim())
+    .filter(Boolean)
+    .every(term => {
+      const m = /^(metadata\.name|metadata\.namespace)\s*(==|=|!=)\s*([A-Za-z0-9._-]*)$/.exec(term);
+      if (!m) throw new KubeError(400, "BadRequest", `field label not supported: ${term.split(/[!=]/)[0]}`);
+      const [, field, op, value] = m;
+      const actual = field === "metadata.name" ? obj.metadata.name : obj.metadata.namespace;
+      return op === "!=" ? actual !== value : actual === value;
     });
 }
 
@@ -349,6 +368,7 @@ export class FakeKube implements KubeApi {
     const keys = [...this.store.keys()]
       .filter(k => this.inCollection(k, p, base) && k > after)
       .filter(k => selectorMatches(selector, this.store.get(k)!.metadata.labels))
+      .filter(k => fieldsMatch(query.fieldSelector ?? "", this.store.get(k)!))
       .sort();
     const limit = Number(query.limit) > 0 ? Number(query.limit) : keys.length;
     const page = keys.slice(0, limit);

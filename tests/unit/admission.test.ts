@@ -46,6 +46,23 @@ test("a valid task passes; cross-namespace is allowed only when configured", () 
   expect(commonErrors(cross, actions, parseConfig({ ATB_ALLOW_CROSS_NAMESPACE: "true" }))).toEqual([]);
 });
 
+test("a task in a protected namespace is refused with the policy's words, even with WATCH_NAMESPACE empty", () => {
+  const t = task({ target: { kind: "Deployment", name: "w", namespace: "kube-system" } }, "kube-system");
+  expect(commonErrors(t, actions, config)).toEqual([
+    'metadata.namespace: "kube-system" is protected (ATB_PROTECTED_NAMESPACES=kube-system,kube-public,kube-node-lease,pepr-system): the ATB operator never processes AgentTasks in it',
+  ]);
+  const allowed = parseConfig({ ATB_PROTECTED_NAMESPACES: "pepr-system" });
+  expect(commonErrors(t, actions, allowed)).toEqual([]);
+});
+
+test("a task outside WATCH_NAMESPACE is refused with the policy's words", () => {
+  const scoped = parseConfig({ WATCH_NAMESPACE: "shop, staging" });
+  expect(commonErrors(task({}), actions, scoped)).toEqual([
+    'metadata.namespace: "prod" is not served by the ATB operator (WATCH_NAMESPACE=shop,staging): it never processes AgentTasks in it',
+  ]);
+  expect(commonErrors(task({}), actions, parseConfig({ WATCH_NAMESPACE: "prod" }))).toEqual([]);
+});
+
 test("the token is never quoted in a message", () => {
   const errors = commonErrors(task({ poaToken: "secret-not-a-jws" }), actions, config);
   expect(errors.join(" ")).not.toContain("secret-not-a-jws");

@@ -39,6 +39,45 @@ describe("parseConfig", () => {
     expect(parseConfig({ WATCH_NAMESPACE: "" }).watchNamespaces).toEqual([]);
   });
 
+  test("ATB_PROTECTED_NAMESPACES: the default list unless set; a value replaces it", () => {
+    const c = parseConfig({});
+    expect(c.protectedNamespaces).toEqual(["kube-system", "kube-public", "kube-node-lease", "pepr-system"]);
+    expect(parseConfig({ ATB_PROTECTED_NAMESPACES: " " }).protectedNamespaces).toEqual(c.protectedNamespaces);
+    expect(parseConfig({ ATB_PROTECTED_NAMESPACES: "kube-public, pepr-system" }).protectedNamespaces).toEqual([
+      "kube-public",
+      "pepr-system",
+    ]);
+    // allowed explicitly: kube-system is not in the list, so an operator may serve it
+    expect(
+      parseConfig({ ATB_PROTECTED_NAMESPACES: "kube-public,pepr-system", WATCH_NAMESPACE: "kube-system" })
+        .watchNamespaces,
+    ).toEqual(["kube-system"]);
+  });
+
+  test("the out-of-scope check: 60 s grace by default, 0 turns it off, optionally limited to namespaces", () => {
+    expect(parseConfig({}).outOfScopeGraceMs).toBe(60_000);
+    expect(parseConfig({}).outOfScopeNamespaces).toEqual([]);
+    expect(parseConfig({ ATB_OUT_OF_SCOPE_GRACE_SECONDS: "0" }).outOfScopeGraceMs).toBe(0);
+    const c = parseConfig({ WATCH_NAMESPACE: "shop", ATB_OUT_OF_SCOPE_NAMESPACES: "kube-system,orphans" });
+    expect(c.outOfScopeNamespaces).toEqual(["kube-system", "orphans"]);
+  });
+
+  test.each([
+    [{ ATB_PROTECTED_NAMESPACES: "kube_system" }, /^ATB_PROTECTED_NAMESPACES: must be a comma-separated list/],
+    [
+      { WATCH_NAMESPACE: "shop,kube-system" },
+      /^WATCH_NAMESPACE: must not name a protected namespace \(kube-system: in ATB_PROTECTED_NAMESPACES=kube-system,/,
+    ],
+    [{ ATB_OUT_OF_SCOPE_GRACE_SECONDS: "-1" }, /^ATB_OUT_OF_SCOPE_GRACE_SECONDS: must be a whole number/],
+    [{ ATB_OUT_OF_SCOPE_NAMESPACES: "orphans" }, /^ATB_OUT_OF_SCOPE_NAMESPACES: applies only when WATCH_NAMESPACE/],
+    [
+      { WATCH_NAMESPACE: "shop", ATB_OUT_OF_SCOPE_NAMESPACES: "shop" },
+      /^ATB_OUT_OF_SCOPE_NAMESPACES: must not name a namespace in WATCH_NAMESPACE \(shop\)/,
+    ],
+  ])("namespace settings: rejects %p, naming the variable", (env, message) => {
+    expect(() => parseConfig(env)).toThrow(message);
+  });
+
   test.each([
     [{ ATB_BROKER_URL: "http://broker:8443" }, /ATB_BROKER_URL: must use https/],
     [{ ATB_BROKER_URL: "::" }, /ATB_BROKER_URL: must be an absolute https URL/],
@@ -54,7 +93,17 @@ describe("parseConfig", () => {
   });
 
   test("never throws anything but a config error, whatever the environment holds", () => {
-    const keys = ["WATCH_NAMESPACE", "ATB_BROKER_URL", "ATB_WORKERS", "ATB_INSECURE", "LOG_LEVEL", "ATB_METRICS_PORT"];
+    const keys = [
+      "WATCH_NAMESPACE",
+      "ATB_PROTECTED_NAMESPACES",
+      "ATB_OUT_OF_SCOPE_NAMESPACES",
+      "ATB_OUT_OF_SCOPE_GRACE_SECONDS",
+      "ATB_BROKER_URL",
+      "ATB_WORKERS",
+      "ATB_INSECURE",
+      "LOG_LEVEL",
+      "ATB_METRICS_PORT",
+    ];
     fc.assert(
       fc.property(fc.dictionary(fc.constantFrom(...keys), fc.string()), env => {
         try {

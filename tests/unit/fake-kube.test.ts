@@ -387,7 +387,21 @@ describe("lists", () => {
   });
 
   test.each([
+    ["metadata.namespace!=a", ["b/t2"]],
+    ["metadata.namespace!=a,metadata.namespace!=b", []],
+    ["metadata.namespace=a,metadata.name==t2", ["a/t2"]],
+  ])("GIVEN fieldSelector %s THEN the matching objects", async (fieldSelector, want) => {
+    const r = await many().request<{ items: KubeObject[] }>({
+      method: "GET",
+      path: resourcePath("AgentTask"),
+      query: { fieldSelector },
+    });
+    expect(names(r)).toEqual(want);
+  });
+
+  test.each([
     ["a bad selector", { labelSelector: "a in (b)" }],
+    ["a field custom resources cannot select on", { fieldSelector: "status.phase=Pending" }],
     ["a bad continue token", { continue: "!!" }],
   ])("GIVEN %s THEN 400", async (_, query) => {
     const err = await rejection(many().request({ method: "GET", path: resourcePath("AgentTask"), query }));

@@ -191,15 +191,174 @@ describe("start(): the first sweep", () => {
     expect(ready).toEqual({ status: 503, body: "sweep failing: etcd down" });
   });
 
-  test("GIVEN WATCH_NAMESPACE THEN the sweep lists only those namespaces", async () => {
+  test("GIVEN WATCH_NAMESPACE THEN the sweep lists those namespaces, and the rest only for the out-of-scope check", async () => {
     const kube = new FakeKube();
     const { rt } = harness({ WATCH_NAMESPACE: "shop,other" }, kube);
     await rt.start();
-    expect(lists(kube)).toHaveLength(0);
-    expect(kube.audit.filter(e => e.method === "GET").map(e => e.path)).toEqual([
-      resourcePath("AgentTask", "shop"),
-      resourcePath("AgentTask", "other"),
+    expect(kube.audit.filter(e => e.method === "GET").map(e => [e.path, e.query?.fieldSelector])).toEqual([
+      [resourcePath("AgentTask", "shop"), undefined],
+      [resourcePath("AgentTask", "other"), undefined],
+      [TASKS, "metadata.namespace!=shop,metadata.namespace!=other"],
     ]);
+  });
+});
+
+describe("tasks the operator never processes (Failed/OutOfScope)", () => {
+  const ELSEWHERE = "elsewhere";
+  const pathIn = (ns: string, name: string) => resourcePath("AgentTask", ns, name);
+  const statusOf = (kube: FakeKube, ns: string, name: string) => kube.read<AgentTask>(pathIn(ns, name))?.status;
+
+  function addTaskIn(kube: FakeKube, ns: string, name: string, status?: AgentTask["status"]): AgentTask {
+    kube.put(pathIn(ns, name), {
+      apiVersion: "atb.siemens.com/v1alpha1",
+      kind: "AgentTask",
+      metadata: {},
+      spec: {
+        agentId: "spiffe://atb.example.com/agent/test",
+        poaToken: token(Date.now() + 300_000),
+        action: "scale",
+        target: { kind: "Deployment", name: "web", namespace: ns },
+        payload: { replicas: 2 },
+      },
+      ...(status ? { status: status as Record<string, unknown> } : {}),
+    });
+    return kube.read<AgentTask>(pathIn(ns, name))!;
+  }
+
+  /** A fake API server whose objects were all created an hour ago (older than any grace here). */
+  const oldKube = () => new FakeKube({ now: () => new Date(Date.now() - 3_600_000) });
+  const events = (kube: FakeKube, name: string) =>
+    kube.audit
+      .filter(e => e.method === "POST" && e.path.endsWith("/events") && e.status === 201)
+      .map(e => e.body as { involvedObject: { name: string }; reason: string; type: string; message: string })
+      .filter(b => b.involvedObject.name === name);
+
+  test("GIVEN a scoped operator and an old task without status elsewhere THEN Failed/OutOfScope with an Event, a log line and the failure counted", async () => {
+    const kube = oldKube();
+    addTaskIn(kube, ELSEWHERE, "orphan");
+    addTaskIn(kube, "kube-system", "sneaky");
+    const { rt, lines } = harness({ WATCH_NAMESPACE: NS }, kube);
+
+    await rt.start();
+    await eventually(() => statusOf(kube, "kube-system", "sneaky")?.phase === "Failed");
+    await eventually(() => statusOf(kube, ELSEWHERE, "orphan")?.phase === "Failed");
+
+    const orphan = statusOf(kube, ELSEWHERE, "orphan")!;
+    expect(orphan.conditions?.find(c => c.type === "Succeeded")).toMatchObject({
+      status: "False",
+      reason: "OutOfScope",
+      message:
+        'metadata.namespace: "elsewhere" is not served by the ATB operator (WATCH_NAMESPACE=shop): it never processes AgentTasks in it; no operator picked the task up within 60s',
+    });
+    expect(statusOf(kube, "kube-system", "sneaky")!.conditions?.find(c => c.type === "Succeeded")?.message).toMatch(
+      /^metadata\.namespace: "kube-system" is protected \(ATB_PROTECTED_NAMESPACES=kube-system,kube-public,kube-node-lease,pepr-system\)/,
+    );
+    expect(events(kube, "orphan")).toEqual([expect.objectContaining({ reason: "OutOfScope", type: "Warning" })]);
+    expect(lines.join("")).toContain('"reason":"OutOfScope"');
+    const failed = (await rt.metrics.tasksFailed.get()).values.find(v => v.labels.reason === "OutOfScope");
+    expect(failed?.value).toBe(2);
+    // Not the operator's tasks: the phase gauge counts its own namespace only.
+    const gauge = Object.fromEntries((await rt.metrics.tasksByPhase.get()).values.map(v => [v.labels.phase, v.value]));
+    expect(gauge.Failed).toBe(0);
+  });
+
+  test("GIVEN tasks elsewhere that another operator serves THEN never touched, however old", async () => {
+    const kube = oldKube();
+    addTaskIn(kube, ELSEWHERE, "served", { phase: "Pending" });
+    addTaskIn(kube, ELSEWHERE, "running", startedStatus(new Date()));
+    const { rt } = harness({ WATCH_NAMESPACE: NS }, kube);
+    await rt.start();
+    await rt.sweep();
+    await rt.idle();
+
+    expect(statusOf(kube, ELSEWHERE, "served")).toEqual({ phase: "Pending" });
+    expect(statusOf(kube, ELSEWHERE, "running")?.phase).toBe("Executing");
+    expect(kube.audit.filter(e => e.method !== "GET")).toEqual([]);
+  });
+
+  test("GIVEN a task elsewhere without status but younger than the grace THEN not touched yet", async () => {
+    const kube = new FakeKube();
+    addTaskIn(kube, ELSEWHERE, "new");
+    const { rt } = harness({ WATCH_NAMESPACE: NS }, kube);
+    await rt.start();
+    await rt.sweep();
+    await rt.idle();
+
+    expect(statusOf(kube, ELSEWHERE, "new")).toBeUndefined();
+    expect(kube.audit.filter(e => e.method !== "GET")).toEqual([]);
+  });
+
+  test("GIVEN another operator writes Pending between the listing and our write THEN its write wins and the task is left alone", async () => {
+    const kube = oldKube();
+    addTaskIn(kube, ELSEWHERE, "contested");
+    let raced = false;
+    kube.onRequest(r => {
+      if (!raced && r.method === "PATCH" && r.path === `${pathIn(ELSEWHERE, "contested")}/status`) {
+        raced = true; // the serving operator's Pending lands first: our write is conditioned on the old resourceVersion
+        kube.mutate(pathIn(ELSEWHERE, "contested"), o => (o.status = { phase: "Pending", reason: "Queued" }));
+      }
+      return undefined;
+    });
+    const { rt } = harness({ WATCH_NAMESPACE: NS }, kube);
+    await rt.start();
+    await eventually(() => raced);
+    await rt.idle();
+    await new Promise(r => setTimeout(r, 50));
+    await rt.idle();
+
+    expect(statusOf(kube, ELSEWHERE, "contested")).toEqual({ phase: "Pending", reason: "Queued" });
+    expect(events(kube, "contested")).toEqual([]);
+  });
+
+  test("GIVEN ATB_OUT_OF_SCOPE_NAMESPACES THEN only those namespaces are listed and marked", async () => {
+    const kube = oldKube();
+    addTaskIn(kube, ELSEWHERE, "orphan");
+    addTaskIn(kube, "other-shard", "not-looked-at");
+    const { rt } = harness({ WATCH_NAMESPACE: NS, ATB_OUT_OF_SCOPE_NAMESPACES: ELSEWHERE }, kube);
+    await rt.start();
+    await eventually(() => statusOf(kube, ELSEWHERE, "orphan")?.phase === "Failed");
+    await rt.idle();
+
+    expect(statusOf(kube, "other-shard", "not-looked-at")).toBeUndefined();
+    expect(lists(kube)).toEqual([]);
+    expect(kube.audit.filter(e => e.method === "GET" && e.path === resourcePath("AgentTask", ELSEWHERE))).toHaveLength(
+      1,
+    );
+  });
+
+  test("GIVEN ATB_OUT_OF_SCOPE_GRACE_SECONDS=0 THEN no out-of-scope listing and nothing marked", async () => {
+    const kube = oldKube();
+    addTaskIn(kube, ELSEWHERE, "orphan");
+    const { rt } = harness({ WATCH_NAMESPACE: NS, ATB_OUT_OF_SCOPE_GRACE_SECONDS: "0" }, kube);
+    await rt.start();
+    await rt.idle();
+    expect(kube.audit.map(e => e.path)).toEqual([resourcePath("AgentTask", NS)]);
+    expect(statusOf(kube, ELSEWHERE, "orphan")).toBeUndefined();
+  });
+
+  test("GIVEN an operator serving all namespaces THEN a task in a protected namespace is Failed/OutOfScope at once, whatever its phase", async () => {
+    const kube = new FakeKube(); // created just now: no grace applies to namespaces the operator watches
+    addTaskIn(kube, "kube-system", "fresh");
+    addTaskIn(kube, "pepr-system", "pending", { phase: "Pending" });
+    const { rt } = harness({}, kube);
+    await rt.start();
+    await eventually(
+      () =>
+        statusOf(kube, "kube-system", "fresh")?.phase === "Failed" &&
+        statusOf(kube, "pepr-system", "pending")?.phase === "Failed",
+    );
+    expect(statusOf(kube, "pepr-system", "pending")?.conditions?.[0]).toMatchObject({ reason: "OutOfScope" });
+    expect(lists(kube)).toHaveLength(1); // its own listing holds them; no second, out-of-scope one
+  });
+
+  test("GIVEN a scoped operator THEN watch events of tasks in other namespaces cost nothing", async () => {
+    const kube = oldKube();
+    const { rt } = harness({ WATCH_NAMESPACE: NS, ATB_OUT_OF_SCOPE_GRACE_SECONDS: "0" }, kube);
+    await rt.start();
+    const before = kube.audit.length;
+    rt.onEvent(addTaskIn(kube, ELSEWHERE, "foreign"));
+    await rt.idle();
+    expect(kube.audit.length).toBe(before);
   });
 });
 

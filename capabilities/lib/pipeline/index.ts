@@ -26,6 +26,7 @@ import { authorize } from "./authorize";
 import { execute } from "./execute";
 import { judge, type Verdict } from "./outcome";
 import { countTransition, logTransition } from "./observe";
+import { outOfScope } from "./out-of-scope";
 import type { StepResult, StepScope } from "./scope";
 import { TargetLocks } from "./target-locks";
 import { DEADLINE_SLACK_MS, LOCK_RECHECK_MS, MAX_STEPS_PER_RECONCILE, REFUSED_RECHECK_MS } from "./timing";
@@ -115,7 +116,9 @@ export class Pipeline {
   }
 
   private async step(task: AgentTask): Promise<Next> {
-    if (isTerminal(task.status?.phase) || !this.inScope(task)) return { done: true };
+    if (isTerminal(task.status?.phase)) return { done: true };
+    const outside = outOfScope(task, this.deps.config, this.now());
+    if (outside) return outside === "leave" ? { done: true } : this.write(task, outside);
     const module = this.moduleOf(task);
     if (!module) {
       const message = `action ${String(task.spec?.action)} has no module in this operator`;
@@ -173,11 +176,6 @@ export class Pipeline {
 
   private deadline(task: AgentTask): number {
     return createdAt(task) + this.deps.config.taskDeadlineMs;
-  }
-
-  private inScope(task: AgentTask): boolean {
-    const ns = this.deps.config.watchNamespaces;
-    return ns.length === 0 || ns.includes(task.metadata?.namespace ?? "");
   }
 
   private scope(task: AgentTask, module: StepScope["module"], now: Date): StepScope {

@@ -12,6 +12,8 @@ import { KubeClient, resourcePath, type KubeApi } from "../kube";
 import { createLogger, type Logger } from "../logger";
 import { OperatorMetrics, serveMetrics } from "../metrics";
 import { Pipeline, taskKey } from "../pipeline";
+import { unclaimed } from "../pipeline/out-of-scope";
+import { watches } from "../scope";
 import { isTerminal } from "../status/conditions";
 import { createStatusWriter } from "../status/writer";
 import { WorkQueue } from "./work-queue";
@@ -118,9 +120,15 @@ export class OperatorRuntime {
     return a && typeof a === "object" ? a.port : undefined;
   }
 
-  /** Pepr's Reconcile callback: terminal tasks and echoes of our own writes cost nothing. */
+  /**
+   * Pepr's Reconcile callback: terminal tasks, echoes of our own writes and tasks outside
+   * WATCH_NAMESPACE cost nothing. Pepr's watch is cluster-wide even for a scoped operator; a task
+   * in another namespace is another instance's, and the sweep's out-of-scope check finds the
+   * ones nobody picks up.
+   */
   onEvent(task: AgentTask): void {
     const key = taskKey(task);
+    if (!watches(task.metadata?.namespace ?? "", this.config)) return;
     if (isTerminal(task.status?.phase)) {
       this.watched.delete(key);
       return;
@@ -142,26 +150,13 @@ export class OperatorRuntime {
     try {
       const namespaces = this.config.watchNamespaces.length ? this.config.watchNamespaces : [undefined];
       const tally = { counts: new Map<string, number>(PHASES.map(p => [p, 0])), open: new Set<string>(), missed: 0 };
-      for (const ns of namespaces) {
-        // In pages: with tens of thousands of finished tasks one unpaginated list would be parsed
-        // into memory at once on every sweep. A continue token that expires fails this sweep; the
-        // next one starts over.
-        let cont: string | undefined;
-        do {
-          const page: AgentTaskList = await this.kube!.request<AgentTaskList>({
-            method: "GET",
-            path: resourcePath("AgentTask", ns),
-            query: { limit: String(this.config.sweepPageSize), ...(cont ? { continue: cont } : {}) },
-          });
-          this.visit(page.items ?? [], tally);
-          cont = page.metadata?.continue || undefined;
-        } while (cont);
-      }
+      for (const ns of namespaces) for await (const items of this.pages(ns, {})) this.visit(items, tally);
       for (const [phase, n] of tally.counts) this.metrics.tasksByPhase.set({ phase }, n);
       this.pipeline!.locks.retain(tally.open);
       if (tally.missed > 0)
         this.log.warn("the watch has not delivered some tasks; the sweep is driving them", { missed: tally.missed });
       this.missed = tally.missed;
+      await this.sweepOutOfScope();
       this.lastSweep = Date.now();
       this.metrics.sweeps.inc({ result: "ok" });
     } catch (err) {
@@ -169,6 +164,53 @@ export class OperatorRuntime {
       this.metrics.sweeps.inc({ result: "error" });
       this.log.warn("sweep failed", { error: this.sweepError });
     }
+  }
+
+  /**
+   * The backstop for tasks admission should have refused (lib/pipeline/out-of-scope.ts): a scoped
+   * operator lists the tasks outside its namespaces (all of them, by a field selector, or the
+   * namespaces ATB_OUT_OF_SCOPE_NAMESPACES names) and queues those nobody picked up within the
+   * grace; the pipeline re-reads each and marks it Failed/OutOfScope. An operator serving all
+   * namespaces has none (its own listing holds the protected ones).
+   */
+  private async sweepOutOfScope(): Promise<void> {
+    const c = this.config;
+    if (!c.watchNamespaces.length || c.outOfScopeGraceMs <= 0) return;
+    const where = c.outOfScopeNamespaces.length
+      ? c.outOfScopeNamespaces.map(ns => ({ ns, query: {} }))
+      : [
+          {
+            ns: undefined,
+            query: { fieldSelector: c.watchNamespaces.map(ns => `metadata.namespace!=${ns}`).join(",") },
+          },
+        ];
+    const now = new Date();
+    try {
+      for (const { ns, query } of where) await this.queueUnclaimed(ns, query, now);
+    } catch (err) {
+      throw new Error(`out-of-scope check: ${messageOf(err)}`);
+    }
+  }
+
+  private async queueUnclaimed(ns: string | undefined, query: Record<string, string>, now: Date): Promise<void> {
+    for await (const items of this.pages(ns, query))
+      for (const t of items) if (unclaimed(t, this.config, now)) this.requeue(taskKey(t));
+  }
+
+  /** One collection of tasks, in pages of ATB_SWEEP_PAGE_SIZE. */
+  private async *pages(ns: string | undefined, query: Record<string, string>): AsyncGenerator<AgentTask[]> {
+    // With tens of thousands of finished tasks one unpaginated list would be parsed into memory
+    // at once on every sweep. A continue token that expires fails this sweep; the next one starts over.
+    let cont: string | undefined;
+    do {
+      const page: AgentTaskList = await this.kube!.request<AgentTaskList>({
+        method: "GET",
+        path: resourcePath("AgentTask", ns),
+        query: { ...query, limit: String(this.config.sweepPageSize), ...(cont ? { continue: cont } : {}) },
+      });
+      yield page.items ?? [];
+      cont = page.metadata?.continue || undefined;
+    } while (cont);
   }
 
   /** Queues the open tasks of one listing and counts phases and tasks the watch never delivered. */

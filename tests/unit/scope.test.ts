@@ -1,0 +1,134 @@
+// The scope rule in its three places: capabilities/lib/scope.ts (the operator's webhook and
+// pipeline), the ValidatingAdmissionPolicy in crds/agenttask-scope.yaml (its messages are the
+// same texts as CEL concatenations; its default parameters are the operator's defaults; the
+// binding fails closed without them), and the install (tools/manifests.ts writes the parameters
+// from the watcher's env). tests/e2e/scope.test.ts checks the policy on the real API server.
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { loadAll } from "js-yaml";
+import { parseConfig } from "../../capabilities/lib/config";
+import {
+  POLICY_NAME,
+  POLICY_PARAMS,
+  SCOPE_MESSAGES,
+  policyParamsConfigMap,
+  scopeRefusal,
+  scopeRule,
+} from "../../capabilities/lib/scope";
+import { scopeObjects, type K8sObject } from "../../tools/manifests";
+
+const FILE = join(__dirname, "..", "..", "crds", "agenttask-scope.yaml");
+const docs = (loadAll(readFileSync(FILE, "utf8")) as K8sObject[]).filter(Boolean);
+const byKind = (kind: string) => docs.find(d => d.kind === kind) as K8sObject & { spec: Record<string, never> };
+
+interface Policy {
+  failurePolicy: string;
+  paramKind: { apiVersion: string; kind: string };
+  matchConstraints: { resourceRules: { apiGroups: string[]; operations: string[]; resources: string[] }[] };
+  variables: { name: string; expression: string }[];
+  validations: { expression: string; messageExpression: string; reason: string }[];
+}
+const policy = byKind("ValidatingAdmissionPolicy").spec as unknown as Policy;
+
+/**
+ * A messageExpression back to its template: the CEL terms for the namespace and the list become
+ * the placeholders, then the string literals are joined. Anything else in it fails the test.
+ */
+function template(expr: string, list: string): string {
+  const quoted = expr
+    .replace(/request\.namespace/g, "'{namespace}'")
+    .replace(`variables.${list}.join(',')`, "'{list}'");
+  const literals = [...quoted.matchAll(/'([^']*)'/g)];
+  const between = quoted.replace(/'[^']*'/g, "").replace(/[\s+]/g, "");
+  expect(between).toBe("");
+  return literals.map(m => m[1]).join("");
+}
+
+describe("scopeRefusal", () => {
+  const all = parseConfig({});
+  const scoped = parseConfig({ WATCH_NAMESPACE: "shop,staging" });
+
+  test.each([
+    ["shop", all, undefined],
+    ["kube-system", all, "protected"],
+    ["pepr-system", scoped, "protected"],
+    ["shop", scoped, undefined],
+    ["elsewhere", scoped, "unwatched"],
+  ] as const)("%s: %s", (ns, config, rule) => {
+    expect(scopeRule(ns, config)).toBe(rule);
+    expect(scopeRefusal(ns, config) === undefined).toBe(rule === undefined);
+  });
+
+  test("the messages name the namespace, the rule and its setting", () => {
+    expect(scopeRefusal("kube-public", all)).toBe(
+      'metadata.namespace: "kube-public" is protected (ATB_PROTECTED_NAMESPACES=kube-system,kube-public,kube-node-lease,pepr-system): the ATB operator never processes AgentTasks in it',
+    );
+    expect(scopeRefusal("elsewhere", scoped)).toBe(
+      'metadata.namespace: "elsewhere" is not served by the ATB operator (WATCH_NAMESPACE=shop,staging): it never processes AgentTasks in it',
+    );
+  });
+});
+
+describe("crds/agenttask-scope.yaml", () => {
+  test("holds the parameter ConfigMap first, then the policy and its binding", () => {
+    expect(docs.map(d => `${d.kind}/${d.metadata.name}`)).toEqual([
+      `ConfigMap/${POLICY_PARAMS.name}`,
+      `ValidatingAdmissionPolicy/${POLICY_NAME}`,
+      `ValidatingAdmissionPolicyBinding/${POLICY_NAME}`,
+    ]);
+  });
+
+  test("the default parameters are the operator's defaults: the protected namespaces refused, every namespace served", () => {
+    expect(byKind("ConfigMap")).toEqual(policyParamsConfigMap(parseConfig({})));
+  });
+
+  test("the policy refuses creations of AgentTasks only, fails closed, and takes a ConfigMap as parameters", () => {
+    expect(policy.failurePolicy).toBe("Fail");
+    expect(policy.paramKind).toEqual({ apiVersion: "v1", kind: "ConfigMap" });
+    expect(policy.matchConstraints.resourceRules).toEqual([
+      { apiGroups: ["atb.siemens.com"], apiVersions: ["*"], operations: ["CREATE"], resources: ["agenttasks"] },
+    ]);
+  });
+
+  test("its messages are the operator's messages, word for word", () => {
+    const [prot, unwatched] = policy.validations;
+    expect(template(prot.messageExpression, "protected")).toBe(SCOPE_MESSAGES.protected);
+    expect(template(unwatched.messageExpression, "watched")).toBe(SCOPE_MESSAGES.unwatched);
+    expect(policy.validations.map(v => v.reason)).toEqual(["Forbidden", "Forbidden"]);
+  });
+
+  test("its fallback when the ConfigMap lacks the key is the default protected list", () => {
+    const protectedVar = policy.variables.find(v => v.name === "protected")!.expression;
+    expect(protectedVar).toContain(`'${parseConfig({}).protectedNamespaces.join(",")}'`);
+  });
+
+  test("the binding denies, and fails closed when its parameters are missing", () => {
+    expect(byKind("ValidatingAdmissionPolicyBinding").spec).toEqual({
+      policyName: POLICY_NAME,
+      validationActions: ["Deny"],
+      paramRef: { ...POLICY_PARAMS, parameterNotFoundAction: "Deny" },
+    });
+  });
+});
+
+describe("the install's parameters (tools/manifests.ts scopeObjects)", () => {
+  test("are written from the watcher's env, before the policy and the binding", () => {
+    const objs = scopeObjects({ WATCH_NAMESPACE: "shop, staging", ATB_PROTECTED_NAMESPACES: "kube-system" }, docs);
+    expect(objs.map(d => d.kind)).toEqual([
+      "ConfigMap",
+      "ValidatingAdmissionPolicy",
+      "ValidatingAdmissionPolicyBinding",
+    ]);
+    expect(objs[0]).toMatchObject({
+      metadata: POLICY_PARAMS,
+      data: { protectedNamespaces: "kube-system", watchNamespaces: "shop,staging" },
+    });
+  });
+
+  test("an invalid setting fails the install, naming the variable", () => {
+    expect(() => scopeObjects({ ATB_PROTECTED_NAMESPACES: "Kube_System" }, docs)).toThrow(
+      /^watcher env: ATB_PROTECTED_NAMESPACES: must be a comma-separated list/,
+    );
+    expect(() => scopeObjects({}, docs.slice(0, 2))).toThrow(/must hold a ValidatingAdmissionPolicy and a/);
+  });
+});
