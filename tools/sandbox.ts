@@ -11,11 +11,12 @@ import { join, relative } from "node:path";
 import { load } from "js-yaml";
 import { binDirs, ensureBinaries, type Binaries } from "./controlplane/binaries";
 import { down, kubectl, up, type ClusterState } from "./controlplane/cluster";
-import { installCrds, startStack, type Stack } from "./stack";
+import { installCrds, startStack, writeScopeParams, type Stack } from "./stack";
 
 const root = join(__dirname, "..");
 const dataDir = process.env.ATB_SANDBOX_DIR ?? join(root, ".data", "sandbox");
 const samples = join(root, "samples");
+const NAMESPACES = ["production", "staging"];
 
 interface Expectation {
   name: string;
@@ -138,11 +139,16 @@ async function main(): Promise<number> {
   process.on("SIGTERM", () => onSignal(143));
   try {
     installCrds(b, s.kubeconfig);
+    // As the install does: the scope policy refuses tasks outside the operator's namespaces.
+    writeScopeParams(b, s.kubeconfig, { WATCH_NAMESPACE: NAMESPACES.join(",") });
     stack = await startStack({
       cluster: s,
       workDir: dataDir,
-      namespaces: ["production", "staging"],
+      namespaces: NAMESPACES,
       brokerDataFile: join(samples, "broker-data.json"),
+      // The sandbox is a cluster of its own: a task created outside its namespaces is marked
+      // Failed/OutOfScope after the product's grace, as in production.
+      markOutOfScope: true,
     });
     console.log(`[sandbox] broker at https://127.0.0.1:${stack.brokerPort} (audit: ${stack.auditFile})`);
     console.log(
