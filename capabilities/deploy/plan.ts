@@ -1,11 +1,12 @@
 // The two kinds of deploy write: a new image for one container (strategic merge patch, merged
-// by container name, as `kubectl set image`) or a whole manifest applied with server-side apply
-// under the operator's field manager (created only when ATB_ALLOW_CREATE allows it).
+// by container name, as `kubectl set image`) or a whole manifest whose spec replaces the target's
+// (a JSON patch under the observed resourceVersion, as `kubectl replace`; docs/adr/0005), created
+// only when ATB_ALLOW_CREATE allows it.
 import { createHash } from "node:crypto";
 import type { KubeObject, Plan, TaskContext } from "../lib/action";
 import { isRecord, markerAnnotations, markerMetadata, refusePaused } from "../lib/action/define";
 import { AtbError } from "../lib/errors";
-import { resourcePath } from "../lib/kube";
+import { resourcePath, type KubeRequest } from "../lib/kube";
 import { containerImages, podTemplate } from "../lib/kube/workload";
 
 /** Which list the container lives in: regular containers first, then init containers (as kubectl). */
@@ -59,13 +60,17 @@ export function planImage(ctx: TaskContext, target: KubeObject): Plan {
   };
 }
 
-/** What a policy needs to judge a manifest without receiving env values or other literals. */
-function manifestSummary(m: KubeObject): Record<string, unknown> {
+/** What a policy needs to judge a manifest without receiving env values or other literals: the
+ * resulting spec, since the manifest replaces the target's spec (replicas as the API server
+ * defaults them when the manifest leaves them out). */
+function manifestSummary(m: KubeObject, kind: string): Record<string, unknown> {
   const spec = (podTemplate(m).spec ?? {}) as Record<string, unknown>;
   const containers = [spec.containers, spec.initContainers].flatMap(l => (Array.isArray(l) ? l : []));
+  const replicas = typeof m.spec?.replicas === "number" ? m.spec.replicas : kind === "DaemonSet" ? null : 1;
   return {
     images: containerImages(m),
-    replicas: typeof m.spec?.replicas === "number" ? m.spec.replicas : null,
+    initImages: initContainerImages(spec.initContainers),
+    replicas,
     hostNetwork: spec.hostNetwork === true,
     privileged: containers.some(
       c => isRecord(c) && isRecord(c.securityContext) && c.securityContext.privileged === true,
@@ -75,13 +80,58 @@ function manifestSummary(m: KubeObject): Record<string, unknown> {
   };
 }
 
-/** The manifest with our marker merged into its annotations and, when the target exists, the
- * observed resourceVersion, which makes the apply conditional (409 when the target moved on). */
-function applyBody(manifest: KubeObject, target: KubeObject | undefined, uid: string): KubeObject {
+function initContainerImages(list: unknown): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const c of Array.isArray(list) ? list : []) {
+    if (isRecord(c) && typeof c.name === "string") out[c.name] = typeof c.image === "string" ? c.image : "";
+  }
+  return out;
+}
+
+/** Unknown fields are refused (400) instead of dropped: what the broker judged is what runs. */
+const STRICT = { fieldValidation: "Strict" };
+
+type JsonOp = { op: "add" | "replace"; path: string; value: unknown };
+
+/** JSON Pointer escaping for map keys (RFC 6901: ~ → ~0, / → ~1). */
+const pointer = (key: string): string => key.replace(/~/g, "~0").replace(/\//g, "~1");
+
+/** Ops that set `entries` in the map at `path` (labels, annotations) and keep its other keys. */
+function mapOps(path: string, current: Record<string, string> | undefined, entries: Record<string, string>): JsonOp[] {
+  if (Object.keys(entries).length === 0) return [];
+  if (!current) return [{ op: "add", path, value: entries }];
+  return Object.entries(entries).map(([k, v]) => ({ op: "add", path: `${path}/${pointer(k)}`, value: v }));
+}
+
+/**
+ * The one write over an existing target: a JSON patch whose first op replaces resourceVersion
+ * with the observed one (the API server answers 409 Conflict if the target moved on), then the
+ * manifest's spec in place of the target's whole spec (fields other writers set are gone), the
+ * manifest's labels and annotations added and the at-most-once marker, all in the same write.
+ * The rest of the target's metadata stays as it is.
+ */
+function replaceOps(manifest: KubeObject, target: KubeObject, uid: string): JsonOp[] {
   const annotations = { ...(manifest.metadata.annotations ?? {}), ...markerAnnotations(target, uid) };
-  const metadata = { ...manifest.metadata, annotations };
-  if (target) metadata.resourceVersion = target.metadata.resourceVersion;
-  return { ...manifest, metadata };
+  return [
+    { op: "replace", path: "/metadata/resourceVersion", value: target.metadata.resourceVersion },
+    { op: "replace", path: "/spec", value: manifest.spec },
+    ...mapOps("/metadata/labels", target.metadata.labels, manifest.metadata.labels ?? {}),
+    ...mapOps("/metadata/annotations", target.metadata.annotations, annotations),
+  ];
+}
+
+/** The one write: the replace over an existing target, or the create of a missing one. */
+function manifestWrite(ctx: TaskContext, manifest: KubeObject, target: KubeObject | undefined): KubeRequest {
+  const { kind, name, namespace } = ctx.spec.target;
+  if (target) {
+    const path = resourcePath(kind, namespace, name);
+    return { method: "PATCH", path, patchType: "json", query: STRICT, body: replaceOps(manifest, target, ctx.uid) };
+  }
+  // A create answers 409 AlreadyExists if another writer created the target meanwhile; it is then
+  // re-planned as a replace, which the broker judges again (`create` differs).
+  const annotations = { ...(manifest.metadata.annotations ?? {}), ...markerAnnotations(undefined, ctx.uid) };
+  const body = { ...manifest, metadata: { ...manifest.metadata, annotations } };
+  return { method: "POST", path: resourcePath(kind, namespace), query: STRICT, body };
 }
 
 export function planManifest(ctx: TaskContext, target: KubeObject | undefined): Plan {
@@ -94,7 +144,7 @@ export function planManifest(ctx: TaskContext, target: KubeObject | undefined): 
     );
   }
   if (target && manifest.spec?.paused !== false) refusePaused(kind, target);
-  const summary = manifestSummary(manifest);
+  const summary = manifestSummary(manifest, kind);
   return {
     params: { mode: "manifest", create: !target, ...summary },
     context: {
@@ -103,15 +153,7 @@ export function planManifest(ctx: TaskContext, target: KubeObject | undefined): 
       newImages: summary.images,
       currentReplicas: typeof target?.spec?.replicas === "number" ? target.spec.replicas : null,
     },
-    write: {
-      method: "PATCH",
-      path: resourcePath(kind, namespace, name),
-      patchType: "apply",
-      // force: the operator takes ownership of the fields the broker approved, as
-      // `kubectl apply --server-side --force-conflicts` does.
-      query: { force: "true" },
-      body: applyBody(manifest, target, ctx.uid),
-    },
+    write: manifestWrite(ctx, manifest, target),
     retryOnConflict: true,
   };
 }

@@ -230,14 +230,17 @@ describe("the code's API calls (tripwire for new verbs)", () => {
   }
   const files = sources(join(root, "capabilities")).filter(f => !f.endsWith(join("lib", "kube", "client.ts")));
 
-  test("no DELETE or PUT anywhere, and the only POST is the Event in status/writer.ts", () => {
+  test("no DELETE or PUT anywhere; the only POSTs are the Event in status/writer.ts and deploy's create", () => {
     const hits: string[] = [];
     for (const f of files) {
       const text = readFileSync(f, "utf8");
       for (const m of text.matchAll(/method:\s*"(POST|PUT|DELETE)"/g)) hits.push(`${relative(root, f)} ${m[1]}`);
     }
-    // broker-transport.ts POSTs to the broker (not the Kubernetes API).
+    // broker-transport.ts POSTs to the broker (not the Kubernetes API). deploy/plan.ts creates a
+    // missing target only with ATB_ALLOW_CREATE=true, and `create` on workloads is deliberately not
+    // granted (docs/deployment.md, "Not granted"): without it the API server answers 403.
     expect(hits.sort()).toEqual([
+      "capabilities/deploy/plan.ts POST",
       "capabilities/lib/broker/transport.ts POST",
       "capabilities/lib/status/writer.ts POST",
     ]);
