@@ -17,6 +17,8 @@ export interface AuditRecord {
   risk_tier: string | null;
   policy_revision: string;
   evaluate_ms: number;
+  /** Set on the token preflight's line (POST /api/v1/verify); absent on decisions. */
+  phase?: "preflight";
 }
 
 export interface AuditSink {

@@ -96,6 +96,15 @@ export class JtiCache {
   }
 
   /** Drops expired entries; O(n), run only when the cache is full. */
+  /**
+   * Whether presenting jti for `owner` now would be refused as a replay, without reserving it
+   * (the token preflight asks this; the decision reserves).
+   */
+  wouldReplay(jti: string, nowS: number, owner?: string): boolean {
+    const existing = this.entries.get(jti);
+    return existing !== undefined && existing.expiresAtS > nowS && (owner === undefined || existing.owner !== owner);
+  }
+
   purge(nowS: number): void {
     for (const [jti, entry] of this.entries) if (entry.expiresAtS <= nowS) this.entries.delete(jti);
   }

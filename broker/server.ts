@@ -1,5 +1,6 @@
 // The reference ATB broker: an HTTPS server that requires a client certificate from its CA
-// (refused at the TLS layer otherwise) and serves POST /api/v1/decide, GET /healthz and
+// (refused at the TLS layer otherwise) and serves POST /api/v1/decide, POST /api/v1/verify (the
+// token preflight), GET /healthz and
 // GET /metrics on loopback by default. startBroker() owns its OPA child process and stops it.
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
@@ -12,6 +13,7 @@ import type { Registry } from "prom-client";
 import { createLogger, type Logger } from "../capabilities/lib/logger";
 import { messageOf } from "../capabilities/lib/errors";
 import { createAuditSink } from "./audit";
+import { handleVerify } from "./preflight";
 import { handleDecide, type DecideDeps, type Reply } from "./decide";
 import { JtiCache } from "./jti-cache";
 import { createBrokerMetrics } from "./metrics";
@@ -120,6 +122,7 @@ async function serveDecide(
   res: ServerResponse,
   deps: DecideDeps,
   requestId: string,
+  handler: typeof handleDecide = handleDecide,
 ): Promise<void> {
   if (req.method !== "POST")
     return send(res, {
@@ -133,7 +136,7 @@ async function serveDecide(
       status: 413,
       body: { error: "too_large", message: `body over ${MAX_BODY_BYTES} bytes`, request_id: requestId },
     });
-  const reply = await handleDecide(deps, { raw, requestId, operatorId: operatorIdentity(req) });
+  const reply = await handler(deps, { raw, requestId, operatorId: operatorIdentity(req) });
   // winston runs its whole format chain (redaction, JSON) even for a filtered level: check first.
   if (deps.logger.isDebugEnabled())
     deps.logger.debug("decide", { requestId, status: reply.status, reason: reply.body.reason ?? reply.body.error });
@@ -145,6 +148,7 @@ function router(deps: DecideDeps, registry: Registry) {
     const path = (req.url ?? "/").split("?")[0];
     const requestId = acceptableRequestId(req.headers["x-request-id"]) ?? randomUUID();
     if (path === "/api/v1/decide") return serveDecide(req, res, deps, requestId);
+    if (path === "/api/v1/verify") return serveDecide(req, res, deps, requestId, handleVerify);
     if (path === "/healthz" && req.method === "GET") {
       const ok = deps.opa.healthy();
       return send(res, {

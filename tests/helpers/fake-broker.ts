@@ -8,6 +8,7 @@ import type {
   DecideRequest,
   Decision,
   RiskTier,
+  VerifyRequest,
 } from "../../capabilities/lib/broker/client";
 import { AtbError, type ErrorKind } from "../../capabilities/lib/errors";
 
@@ -50,8 +51,21 @@ export function brokerError(kind: ErrorKind, cause?: AtbError): AtbError {
   return new AtbError(kind, `simulated ${kind}`, cause ? { cause } : undefined);
 }
 
+/** One preflight (token check) call. */
+export interface PreflightCall {
+  n: number;
+  request: VerifyRequest;
+  outcome: string;
+  stamp: number;
+}
+
 export class FakeBroker implements BrokerClient {
+  /** decide() calls only; the preflights are in `preflights`. */
   readonly calls: BrokerCall[] = [];
+  readonly preflights: PreflightCall[] = [];
+  private readonly preflightScript: (Decision | AtbError)[] = [];
+  /** Answers every preflight the script does not cover (default: the token is good). */
+  preflightDefault: (req: VerifyRequest) => Decision | AtbError = () => allow("LOW", "token verified");
   closed = false;
   /** Stamps each call (see BrokerCall.stamp); tests set it to a clock of their choice. */
   stamp: () => number = () => 0;
@@ -80,6 +94,26 @@ export class FakeBroker implements BrokerClient {
     const result = typeof scripted === "function" ? scripted(request, n) : scripted;
     const outcome = result instanceof AtbError ? result.code : result.allowed ? "allow" : "deny";
     this.calls.push({ n, request: structuredClone(request), options: { ...options }, outcome, stamp });
+    if (result instanceof AtbError) throw result;
+    return { ...result };
+  }
+
+  /** Queues answers for the next preflights, in order. */
+  answerPreflight(...answers: (Decision | AtbError)[]): this {
+    this.preflightScript.push(...answers);
+    return this;
+  }
+
+  async verify(request: VerifyRequest, _options: DecideOptions): Promise<Decision> {
+    await Promise.resolve();
+    const result = this.preflightScript.shift() ?? this.preflightDefault(request);
+    const outcome = result instanceof AtbError ? result.code : result.allowed ? "allow" : "deny";
+    this.preflights.push({
+      n: this.preflights.length + 1,
+      request: structuredClone(request),
+      outcome,
+      stamp: this.stamp(),
+    });
     if (result instanceof AtbError) throw result;
     return { ...result };
   }

@@ -1,7 +1,8 @@
 // A fault-injecting mTLS broker for the reliability tests, run as a process of its own: the jest
 // worker's event loop is blocked while kubectl runs (spawnSync), so a stub inside it would answer
 // late and turn every fault into a timeout. It listens on the port the operator calls and picks
-// its behaviour from the decide request's target name:
+// its behaviour from the decide request's target name (the token preflight, /api/v1/verify, is
+// always forwarded to the real broker):
 //   slow-*         answers a valid allow, but only after 3 s (beyond the attempt timeout)
 //   flaky-*        answers 500 twice, then forwards the third request to a real reference broker
 //   bad-<variant>-* answers 200 (or 201) with a malformed decision (see MALFORMED)
@@ -138,6 +139,8 @@ async function main(o: FaultBrokerOptions): Promise<void> {
   };
 
   const handle = (req: IncomingMessage, text: string, res: ServerResponse) => {
+    // The token preflight goes to the real broker untouched: the faults are the decision's.
+    if (o.mode !== "impostor" && backendPort && req.url === "/api/v1/verify") return forward(req, text, res);
     total++;
     let name = "";
     try {

@@ -14,6 +14,8 @@ export type { BrokerClientConfig } from "./config";
 export { validateBrokerClientConfig, BROKER_CLIENT_DEFAULTS } from "./config";
 
 export const DECIDE_PATH = "/api/v1/decide";
+/** The token check before anything is read from the target (docs/authorization.md, "Preflight"). */
+export const VERIFY_PATH = "/api/v1/verify";
 
 export interface DecideTarget {
   kind: string;
@@ -35,6 +37,13 @@ export interface DecideRequest {
   context: Record<string, unknown>;
 }
 
+/**
+ * The preflight: the token and what it is bound to (signature, lifetime, sub, act, target, jti),
+ * asked before the operator reads, dry-runs or evaluates anything on the target. An allow means
+ * only "this token may be used for this action on this target"; the decision follows.
+ */
+export type VerifyRequest = Omit<DecideRequest, "params">;
+
 export interface DecideOptions {
   /** Give up by then; the caller never sets it past the PoA's exp (see poaExpiry). */
   deadline: Date;
@@ -44,6 +53,7 @@ export interface DecideOptions {
 
 export interface BrokerClient {
   decide(request: DecideRequest, options: DecideOptions): Promise<Decision>;
+  verify(request: VerifyRequest, options: DecideOptions): Promise<Decision>;
   close(): Promise<void>;
 }
 
@@ -81,13 +91,13 @@ function warnInsecure(logger: Logger, when: string): void {
   );
 }
 
-function bodyOf(request: DecideRequest): string {
+function bodyOf(request: DecideRequest | VerifyRequest): string {
   return JSON.stringify({
     action: request.action,
     token: request.token,
     agent_id: request.agentId,
     target: request.target,
-    params: request.params,
+    ...("params" in request ? { params: request.params } : {}),
     context: request.context,
   });
 }
@@ -109,7 +119,7 @@ export function createBrokerClient(
   });
   if (cfg.insecure) warnInsecure(log, "client created");
 
-  async function decide(request: DecideRequest, options: DecideOptions): Promise<Decision> {
+  async function call(path: string, request: DecideRequest | VerifyRequest, options: DecideOptions): Promise<Decision> {
     if (cfg.insecure) warnInsecure(log, "decision requested");
     const base = safeRequestIdBase(options.requestIdBase);
     const body = bodyOf(request);
@@ -119,7 +129,7 @@ export function createBrokerClient(
       if (log.isDebugEnabled())
         log.debug("broker attempt", { requestId, attempt: n, timeoutMs, action: request.action });
       try {
-        const answer = await transport.post(DECIDE_PATH, body, requestId, timeoutMs);
+        const answer = await transport.post(path, body, requestId, timeoutMs);
         return interpretResponse(answer, requestId, clock.now());
       } catch (err) {
         if (err instanceof AtbError) return { ok: false, error: err };
@@ -136,7 +146,7 @@ export function createBrokerClient(
       });
     try {
       const decision = await withRetry(attempt, cfg, options.deadline.getTime(), { clock, onRetry });
-      log.info("broker decision", {
+      log.info(path === VERIFY_PATH ? "broker preflight" : "broker decision", {
         requestId: decision.requestId,
         action: request.action,
         allowed: decision.allowed,
@@ -156,5 +166,9 @@ export function createBrokerClient(
     }
   }
 
-  return { decide, close: () => transport.close() };
+  return {
+    decide: (request, options) => call(DECIDE_PATH, request, options),
+    verify: (request, options) => call(VERIFY_PATH, request, options),
+    close: () => transport.close(),
+  };
 }

@@ -3,7 +3,7 @@
 import type { AgentTask } from "../../../crds/agenttask";
 import { brokerAction, isUnchanged, type KubeObject, type Planned } from "../action";
 import { getTarget } from "../action/target";
-import { poaExpiry, type DecideRequest } from "../broker/client";
+import { poaExpiry, type DecideRequest, type VerifyRequest } from "../broker/client";
 import { messageOf } from "../errors";
 import { objectView } from "./object-view";
 import { asBrokerError } from "./outcome";
@@ -37,6 +37,12 @@ export async function authorize(s: StepScope): Promise<StepResult> {
     const message = `the PoA token expired at ${exp.toISOString()}, before the broker decided`;
     return { transition: failed(s.task, Reason.PoAExpired, message) };
   }
+  // Nothing about the target is read before the broker has checked the token (signature,
+  // lifetime, sub, act, target binding, jti): a task whose token fails gets the same answer
+  // whatever the target holds, so task creation is no read oracle (a JSON Patch `test` op, a
+  // missing target, a dry-run error would otherwise tell a caller with no valid PoA about it).
+  const pre = await preflight(s, exp);
+  if (pre) return pre;
   let plan: Planned;
   try {
     const target = await getTarget(s.ctx);
@@ -52,10 +58,35 @@ export async function authorize(s: StepScope): Promise<StepResult> {
   return decide(s, plan, exp);
 }
 
+/** The broker's time window for a task: until the PoA's exp or the task's deadline. */
+function deadlineOf(s: StepScope, exp: Date): Date {
+  const created = Date.parse(String(s.task.metadata!.creationTimestamp));
+  return new Date(Math.min(exp.getTime(), created + s.config.taskDeadlineMs));
+}
+
+/** The token check; undefined when the token is good for this action on this target. */
+async function preflight(s: StepScope, exp: Date): Promise<StepResult | undefined> {
+  const m = s.task.metadata!;
+  const deadline = deadlineOf(s, exp);
+  const request = verifyRequest(s.task);
+  const end = s.metrics.brokerSeconds.startTimer();
+  try {
+    const answer = await s.broker.verify(request, {
+      deadline,
+      requestIdBase: `${m.uid}.${s.task.status?.attempts ?? 0}.pre`,
+    });
+    end({ outcome: answer.allowed ? "allow" : "deny" });
+    return answer.allowed ? undefined : { transition: decisionTransition(answer) };
+  } catch (err) {
+    end({ outcome: "error" });
+    s.metrics.brokerErrors.inc({ code: asBrokerError(err).code });
+    return { error: err, stage: "decide", window: { deadline, now: s.clock() } };
+  }
+}
+
 async function decide(s: StepScope, plan: Planned, exp: Date): Promise<StepResult> {
   const m = s.task.metadata!;
-  const created = Date.parse(String(m.creationTimestamp));
-  const deadline = new Date(Math.min(exp.getTime(), created + s.config.taskDeadlineMs));
+  const deadline = deadlineOf(s, exp);
   const end = s.metrics.brokerSeconds.startTimer();
   try {
     const decision = await s.broker.decide(decideRequest(s.task, plan), {
@@ -73,6 +104,12 @@ async function decide(s: StepScope, plan: Planned, exp: Date): Promise<StepResul
 
 /** What the broker is asked for a task: its spec, the planned change and what was observed. */
 export function decideRequest(task: AgentTask, plan: Planned): DecideRequest {
+  const base = verifyRequest(task);
+  return { ...base, params: plan.params, context: { ...plan.context, ...base.context } };
+}
+
+/** The preflight's question: the token, who presents it, for which action on which target. */
+export function verifyRequest(task: AgentTask): VerifyRequest {
   const spec = task.spec!;
   const m = task.metadata!;
   // The agent's free-text reason is context for the approvers and the audit, never a param: the
@@ -83,7 +120,6 @@ export function decideRequest(task: AgentTask, plan: Planned): DecideRequest {
     token: spec.poaToken,
     agentId: spec.agentId,
     target: spec.target,
-    params: plan.params,
-    context: { ...plan.context, task: { uid: m.uid, name: m.name, namespace: m.namespace, ...reason } },
+    context: { task: { uid: m.uid, name: m.name, namespace: m.namespace, ...reason } },
   };
 }

@@ -4,7 +4,7 @@
 import type { Metric } from "prom-client";
 import { decideRequest, taskKey, reasonLabel } from "../../../capabilities/lib/pipeline";
 import type { TaskContext } from "../../../capabilities/lib/action";
-import { deny } from "../../helpers/fake-broker";
+import { brokerError, deny } from "../../helpers/fake-broker";
 import {
   applyWrites,
   condition,
@@ -142,6 +142,68 @@ describe("the happy path, one transition at a time", () => {
     expect(task(w, key).status!.phase).toBe("Completed");
     expect(w.kube.read(configMapPath())!.data).toEqual({ a: "1", b: "2" });
     expect(w.broker.calls[0].request.params).toEqual({ keysSet: ["b"], keysRemoved: ["old"], valueSizes: { b: 1 } });
+  });
+});
+
+describe("Processing: the token is checked before anything is read from the target", () => {
+  test("GIVEN a good token THEN the preflight comes before the first read of the target and before the decision", async () => {
+    const w = world({ kube: { autoRollout: true } });
+    deployment(w);
+    w.broker.stamp = () => w.kube.audit.length;
+    const key = submit(w, "t", { payload: { replicas: 3 } });
+    await drive(w, key);
+    expect(task(w, key).status?.phase).toBe("Completed");
+    expect(w.broker.preflights).toHaveLength(1);
+    const [pre] = w.broker.preflights;
+    expect(pre.request).toEqual({
+      action: "k8s.Deployment.scale",
+      token: task(w, key).spec!.poaToken,
+      agentId: "spiffe://atb.example.com/agent/test",
+      target: { kind: "Deployment", name: "web", namespace: "shop" },
+      context: { task: { uid: uidOf(w, key), name: "t", namespace: "shop" } },
+    });
+    const firstTargetRead = w.kube.audit.findIndex(e => e.path === deployPath());
+    expect(pre.stamp).toBeLessThanOrEqual(firstTargetRead);
+    expect(w.broker.calls[0].stamp).toBeGreaterThan(firstTargetRead);
+  });
+
+  test.each([
+    ["the target exists", true],
+    ["the target does not exist", false],
+  ])(
+    "GIVEN a token the broker refuses WHEN %s THEN the same Denied outcome, no decision, and not one request about the target",
+    async (_name, exists) => {
+      const w = world();
+      if (exists) deployment(w);
+      w.broker.answerPreflight(deny("poa_signature_invalid", "LOW"));
+      const key = submit(w, "t", { payload: { replicas: 3 } });
+      await drive(w, key);
+      const t = task(w, key);
+      expect({ phase: t.status?.phase, reason: t.status?.atbResult?.reason, message: t.status?.message }).toEqual({
+        phase: "Denied",
+        reason: "poa_signature_invalid",
+        message: "ATB denied the action: poa_signature_invalid",
+      });
+      expect(w.broker.calls).toHaveLength(0);
+      expect(w.kube.audit.filter(e => e.path.startsWith(deployPath()))).toEqual([]);
+    },
+  );
+
+  test("GIVEN the broker is unreachable for the preflight THEN it is retried like a decision, and nothing is read meanwhile", async () => {
+    const w = world({ kube: { autoRollout: true } });
+    deployment(w);
+    w.broker.answerPreflight(brokerError("BROKER_UNAVAILABLE"));
+    const key = submit(w, "t", { payload: { replicas: 3 } });
+    await w.pipeline.reconcile(key);
+    expect(task(w, key).status).toMatchObject({
+      phase: "Processing",
+      attempts: 1,
+      lastError: "AT_ERR_BROKER_UNAVAILABLE",
+    });
+    expect(w.kube.audit.filter(e => e.path.startsWith(deployPath()))).toEqual([]);
+    await drive(w, key);
+    expect(task(w, key).status?.phase).toBe("Completed");
+    expect(w.broker.preflights).toHaveLength(2);
   });
 });
 
