@@ -68,7 +68,10 @@ describe("Pipeline.reconcile", () => {
 describe("unclaimed and outOfScope (the rule, pure)", () => {
   const at = (ms: number) => new Date(T0 + ms);
   const t = (namespace: string, status?: AgentTask["status"]): AgentTask =>
-    ({ metadata: { name: "t", namespace, creationTimestamp: new Date(T0).toISOString() }, status }) as AgentTask;
+    ({
+      metadata: { name: "t", namespace, creationTimestamp: new Date(T0).toISOString() },
+      status,
+    }) as unknown as AgentTask;
 
   test.each([
     ["no status, older than the grace", SCOPED, t("elsewhere"), 60_000, true],
