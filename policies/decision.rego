@@ -104,6 +104,9 @@ details := {
 	"denies": deny_codes,
 }
 
-decision := {"allow": true, "reason": "allowed", "risk_tier": risk_tier, "details": details} if count(deny) == 0
+# The workload findings (workload.rego) join the details only when there are any.
+decision_details := object.union(details, workload_details)
 
-decision := {"allow": false, "reason": deny_codes[0], "risk_tier": risk_tier, "details": details} if count(deny) > 0
+decision := {"allow": true, "reason": "allowed", "risk_tier": risk_tier, "details": decision_details} if count(deny) == 0
+
+decision := {"allow": false, "reason": deny_codes[0], "risk_tier": risk_tier, "details": decision_details} if count(deny) > 0
