@@ -9,28 +9,16 @@
 // (re-created only when clients/python/requirements.txt changes; stamp file inside .venv) and the
 // Go binary (cached under ~/.cache/atb-operator/clients/go-<hash of the module's files>).
 import { spawn } from "node:child_process";
-import { createHash } from "node:crypto";
-import {
-  copyFileSync,
-  existsSync,
-  mkdirSync,
-  readFileSync,
-  readdirSync,
-  renameSync,
-  rmSync,
-  statSync,
-  writeFileSync,
-} from "node:fs";
-import { homedir } from "node:os";
+import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, renameSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { e2eCluster } from "../helpers/cluster-env";
 import { Kube } from "../helpers/kube";
+import { cacheRoot, docBlock, ensureVenv, sha256, VENV_PYTHON, withLock } from "../helpers/python-venv";
 import { scanForSecrets } from "../helpers/secrets";
 import { startStack, type Stack } from "../../tools/stack";
 import { submitAgentTask } from "../../clients/typescript";
 
 const ROOT = join(__dirname, "..", "..");
-const DOC = join(ROOT, "docs", "agents.md");
 const cluster = e2eCluster();
 const WORK = join(cluster.dataDir, "stack-clients");
 const NS = "production"; // the namespace docs/agents.md uses
@@ -39,8 +27,6 @@ const OTHER_NS = "clients-other";
 const TARGET = "web-frontend";
 const SLOW_TARGET = "web-slow";
 const AGENT = "spiffe://atb.example.com/agent/me";
-const VENV_PYTHON = join(ROOT, ".venv", "bin", "python");
-const VENV_STAMP = join(ROOT, ".venv", ".atb-clients-requirements.sha256");
 const GO_BIN = join(ROOT, "clients", "go", "bin", "atb-submit");
 
 let stack: Stack;
@@ -86,14 +72,6 @@ function run(
   });
 }
 
-/** The code of the fenced block that follows `<!-- test:ID -->` in docs/agents.md. */
-function docBlock(id: string): string {
-  const text = readFileSync(DOC, "utf8");
-  const m = new RegExp(`<!-- test:${id} -->\\s*\\n\`\`\`[a-z]*\\n([\\s\\S]*?)\\n\`\`\``).exec(text);
-  if (!m?.[1]) throw new Error(`docs/agents.md has no block marked <!-- test:${id} -->`);
-  return m[1];
-}
-
 /** Runs a bash block from the docs in the repository folder with the agent's environment. */
 function runDoc(ids: string[], env: Record<string, string>, timeoutMs = 290_000, logFile?: string): Promise<RunResult> {
   const script = ["set -euo pipefail", ...ids.map(docBlock)].join("\n");
@@ -112,79 +90,6 @@ function fields(stdout: string): Record<string, string> {
     if (m) out[m[1]!] = m[2]!;
   }
   return out;
-}
-
-function sha256(...parts: (string | Buffer)[]): string {
-  const h = createHash("sha256");
-  for (const p of parts) h.update(p);
-  return h.digest("hex");
-}
-
-/** Whether the process that holds a lock still runs (true while its pid file is being written). */
-function lockOwnerAlive(dir: string): boolean {
-  let owner = 0;
-  try {
-    owner = Number(readFileSync(join(dir, "pid"), "utf8"));
-  } catch {
-    // No pid file: being written right now, or left by a process that died in between.
-    try {
-      return Date.now() - statSync(dir).mtimeMs < 30_000;
-    } catch {
-      return false;
-    }
-  }
-  if (!owner) return true;
-  try {
-    process.kill(owner, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/** A cross-process lock (mkdir is atomic): other e2e runs on this machine share .venv and the Go cache. */
-async function withLock<T>(dir: string, fn: () => Promise<T>): Promise<T> {
-  mkdirSync(dirname(dir), { recursive: true });
-  const deadline = Date.now() + 20 * 60_000;
-  for (;;) {
-    try {
-      mkdirSync(dir);
-      writeFileSync(join(dir, "pid"), String(process.pid));
-      break;
-    } catch {
-      if (!lockOwnerAlive(dir)) rmSync(dir, { recursive: true, force: true });
-      if (Date.now() > deadline) throw new Error(`could not take the lock ${dir}`);
-      await new Promise(r => setTimeout(r, 1_000));
-    }
-  }
-  try {
-    return await fn();
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
-}
-
-const cacheRoot = join(process.env.XDG_CACHE_HOME || join(homedir(), ".cache"), "atb-operator", "clients");
-
-async function ensureVenv(logDir: string): Promise<void> {
-  const req = readFileSync(join(ROOT, "clients", "python", "requirements.txt"));
-  const version = (await run("python3", ["--version"])).stdout.trim();
-  const want = sha256(req, version);
-  await withLock(join(cacheRoot, `venv-${sha256(ROOT).slice(0, 12)}.lock`), async () => {
-    if (existsSync(VENV_PYTHON) && existsSync(VENV_STAMP) && readFileSync(VENV_STAMP, "utf8").trim() === want) {
-      progress(`Python virtualenv .venv is up to date (${version})`);
-      return;
-    }
-    const t0 = Date.now();
-    progress(
-      `creating the Python virtualenv .venv and installing clients/python/requirements.txt (${version}; about a minute on a cold machine)...`,
-    );
-    const r = await runDoc(["python-setup"], {}, 15 * 60_000, join(logDir, "python-setup.log"));
-    if (r.code !== 0)
-      throw new Error(`python-setup failed (exit ${r.code}):\n${r.stdout.slice(-2000)}\n${r.stderr.slice(-2000)}`);
-    writeFileSync(VENV_STAMP, `${want}\n`);
-    progress(`Python virtualenv ready in ${((Date.now() - t0) / 1000).toFixed(1)}s`);
-  });
 }
 
 async function ensureGoClient(logDir: string): Promise<void> {
@@ -257,7 +162,7 @@ beforeAll(async () => {
   mkdirSync(logDir, { recursive: true });
   const t0 = Date.now();
   progress("preparing the clients (logs in " + logDir + ")");
-  await Promise.all([ensureVenv(logDir), ensureGoClient(logDir)]);
+  await Promise.all([ensureVenv(logDir, progress), ensureGoClient(logDir)]);
   progress(`clients ready in ${((Date.now() - t0) / 1000).toFixed(1)}s; starting broker and operator...`);
   stack = await startStack({ cluster, workDir: WORK, namespaces: [NS, OTHER_NS] });
   kube = new Kube(stack.bin, cluster.kubeconfig);
