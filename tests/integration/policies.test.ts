@@ -16,10 +16,14 @@ const policies = join(root, "policies");
 const read = (f: string) => readFileSync(join(policies, f), "utf8");
 const testFiles = readdirSync(policies).filter(f => f.endsWith("_test.rego"));
 
-/** The policy's deny codes: `deny contains [N, "code"]` plus the per-tier missing-approval codes. */
+/** The policy's deny codes: `deny contains [N, "code"]` in any policy file plus the per-tier
+ * missing-approval codes. */
 function policyCodes(): string[] {
-  const decision = read("decision.rego");
-  const codes = [...decision.matchAll(/deny contains \[\d+, "([a-z_]+)"\]/g)].map(m => m[1]!);
+  const rules = readdirSync(policies)
+    .filter(f => f.endsWith(".rego") && !f.endsWith("_test.rego"))
+    .map(read)
+    .join("\n");
+  const codes = [...rules.matchAll(/deny contains \[\d+, "([a-z_]+)"\]/g)].map(m => m[1]!);
   const block = read("approvals.rego").split("missing_approval_code := {")[1]!.split("}")[0]!;
   return [...new Set([...codes, ...[...block.matchAll(/: "([a-z_]+)"/g)].map(m => m[1]!)])];
 }
