@@ -2,12 +2,12 @@
 // by container name, as `kubectl set image`) or a whole manifest whose spec replaces the target's
 // (a JSON patch under the observed resourceVersion, as `kubectl replace`; docs/adr/0005), created
 // only when ATB_ALLOW_CREATE allows it.
-import { createHash } from "node:crypto";
 import type { KubeObject, Plan, TaskContext } from "../lib/action";
 import { isRecord, markerAnnotations, markerMetadata, refusePaused } from "../lib/action/define";
 import { AtbError } from "../lib/errors";
 import { resourcePath, type KubeRequest } from "../lib/kube";
 import { containerImages, podTemplate } from "../lib/kube/workload";
+import { changeOf } from "./change";
 
 /** Which list the container lives in: regular containers first, then init containers (as kubectl). */
 function locateContainer(
@@ -40,7 +40,10 @@ export function planImage(ctx: TaskContext, target: KubeObject): Plan {
   const container = locateContainer({ ...target, kind }, ctx.spec.payload?.container as string | undefined);
   const currentImages = containerImages(target);
   return {
-    params: { image, container: container.name },
+    // The payload's {image, container} (./change.ts); the container the operator resolved is
+    // `resolved`, so a re-plan that would pick another one is authorized again.
+    params: changeOf(ctx.spec.payload),
+    resolved: { container: container.name },
     context: {
       container: container.name,
       currentImage: currentImages[container.name] ?? null,
@@ -60,9 +63,8 @@ export function planImage(ctx: TaskContext, target: KubeObject): Plan {
   };
 }
 
-/** What a policy needs to judge a manifest without receiving env values or other literals: the
- * resulting spec, since the manifest replaces the target's spec (replicas as the API server
- * defaults them when the manifest leaves them out). */
+/** A summary of the resulting spec for the policy's context (the manifest itself is the change;
+ * replicas as the API server defaults them when the manifest leaves them out). */
 function manifestSummary(m: KubeObject, kind: string): Record<string, unknown> {
   const spec = (podTemplate(m).spec ?? {}) as Record<string, unknown>;
   const containers = [spec.containers, spec.initContainers].flatMap(l => (Array.isArray(l) ? l : []));
@@ -76,7 +78,6 @@ function manifestSummary(m: KubeObject, kind: string): Record<string, unknown> {
       c => isRecord(c) && isRecord(c.securityContext) && c.securityContext.privileged === true,
     ),
     serviceAccountName: typeof spec.serviceAccountName === "string" ? spec.serviceAccountName : null,
-    sha256: createHash("sha256").update(JSON.stringify(m)).digest("hex"),
   };
 }
 
@@ -128,7 +129,7 @@ function manifestWrite(ctx: TaskContext, manifest: KubeObject, target: KubeObjec
     return { method: "PATCH", path, patchType: "json", query: STRICT, body: replaceOps(manifest, target, ctx.uid) };
   }
   // A create answers 409 AlreadyExists if another writer created the target meanwhile; it is then
-  // re-planned as a replace, which the broker judges again (`create` differs).
+  // re-planned as a replace, which the broker judges again (`resolved.create` differs).
   const annotations = { ...(manifest.metadata.annotations ?? {}), ...markerAnnotations(undefined, ctx.uid) };
   const body = { ...manifest, metadata: { ...manifest.metadata, annotations } };
   return { method: "POST", path: resourcePath(kind, namespace), query: STRICT, body };
@@ -146,8 +147,14 @@ export function planManifest(ctx: TaskContext, target: KubeObject | undefined): 
   if (target && manifest.spec?.paused !== false) refusePaused(kind, target);
   const summary = manifestSummary(manifest, kind);
   return {
-    params: { mode: "manifest", create: !target, ...summary },
+    // The manifest as the task carries it (./change.ts). Whether it creates or replaces is
+    // `resolved`: a create that meets a target someone else created meanwhile is judged again.
+    params: changeOf(ctx.spec.payload),
+    resolved: { create: !target },
     context: {
+      mode: "manifest",
+      create: !target,
+      ...summary,
       exists: Boolean(target),
       currentImages: target ? containerImages(target) : {},
       newImages: summary.images,

@@ -14,34 +14,15 @@ import type { KubeObject, Plan, TaskContext, VerifyResult } from "../lib/action"
 import { defineAction, markerPatchOps, rolloutDone } from "../lib/action/define";
 import { AtbError, messageOf } from "../lib/errors";
 import { resourcePath } from "../lib/kube";
+import { changeOf, holdsConfigValue } from "./change";
 import { parsePatch, pointerSegments, touchesPodTemplate, type Op } from "./ops";
-
-function isConfigData(kind: string, segs: string[] | undefined): boolean {
-  return (
-    kind === "ConfigMap" && (segs === undefined || segs.length === 0 || segs[0] === "data" || segs[0] === "binaryData")
-  );
-}
-
-/** The operations as the broker sees them: ConfigMap values are reduced to their size. */
-export function brokerOps(kind: string, ops: readonly Op[]): Record<string, unknown>[] {
-  return ops.map(o => {
-    const shown: Record<string, unknown> = { op: o.op, path: o.path };
-    if (o.from !== undefined) shown.from = o.from;
-    if ("value" in o) {
-      shown.value = isConfigData(kind, pointerSegments(o.path))
-        ? { redacted: true, bytes: Buffer.byteLength(JSON.stringify(o.value) ?? "", "utf8") }
-        : o.value;
-    }
-    return shown;
-  });
-}
 
 /** Current scalar values at the patched paths (what the policy compares against). */
 function currentValues(kind: string, target: KubeObject, ops: readonly Op[]): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const o of ops) {
     const segs = pointerSegments(o.path);
-    if (!segs || isConfigData(kind, segs)) continue;
+    if (!segs || holdsConfigValue(kind, o.path)) continue;
     let v: unknown = target;
     for (const s of segs)
       v = v !== null && typeof v === "object" && Object.hasOwn(v, s) ? (v as Record<string, unknown>)[s] : undefined;
@@ -72,8 +53,10 @@ function plan(ctx: TaskContext, target: KubeObject): Plan {
   checkAgainst(target, marker, parsed.ops);
   const observed = target.metadata.resourceVersion;
   return {
-    params: { patch: brokerOps(kind, parsed.ops), bytes: parsed.bytes },
+    // The operations as given, ConfigMap values only as digests (./change.ts).
+    params: changeOf(kind, { patch: parsed.ops }),
     context: {
+      bytes: parsed.bytes,
       resourceVersion: observed,
       generation: target.metadata.generation ?? null,
       touchesPodTemplate: touchesPodTemplate(parsed.ops),

@@ -6,6 +6,7 @@ import { defineAction, markerMetadata, refusePaused, rolloutDone } from "../lib/
 import { AtbError } from "../lib/errors";
 import { resourcePath } from "../lib/kube";
 import { podTemplate } from "../lib/kube/workload";
+import { changeOf } from "./change";
 
 export const RESTARTED_AT = "kubectl.kubernetes.io/restartedAt";
 
@@ -25,8 +26,10 @@ function plan(ctx: TaskContext, target: KubeObject): Plan {
   refusePaused(kind, target);
   const restartedAt = restartStamp(ctx);
   return {
-    params: { restartedAt },
+    // The intent only (./change.ts): the stamp is the operator's, so it is context, not change.
+    params: changeOf(),
     context: {
+      restartedAt,
       previousRestartedAt: podTemplate(target).metadata?.annotations?.[RESTARTED_AT] ?? null,
       replicas: typeof target.spec?.replicas === "number" ? target.spec.replicas : null,
     },

@@ -7,19 +7,20 @@ import { resourcePath } from "../lib/kube";
 import { isApplied, markerPatchOps, refusePaused } from "../lib/action/define";
 import { deploymentStatus } from "../lib/kube/rollout";
 import { containerImages } from "../lib/kube/workload";
-import { history, pickRevision, revisionOf, sameTemplate, withoutHash } from "./history";
+import { history, revisionOf, sameTemplate, withoutHash } from "./history";
+import { resolveRollback } from "./resolve";
 
 export async function planDeploymentRollback(ctx: TaskContext, target: KubeObject): Promise<Planned> {
   const name = target.metadata.name;
   refusePaused("Deployment", target);
-  const replicaSets = await history(ctx, "ReplicaSet", target);
-  const current = revisionOf(target);
+  const { entries: replicaSets, current, from, change } = await resolveRollback(ctx, target);
   const wanted = ctx.spec.payload?.revision as number | undefined;
-  const from = pickRevision(replicaSets, current, wanted, `deployment ${name}`);
-  const revision = revisionOf(from);
+  const revision = change.revision;
   const template = withoutHash(from.spec?.template);
-  const params = { revision, requestedRevision: wanted ?? "previous" };
+  // The canonical change (./change.ts): the revision and the template hash it restores.
+  const params = change;
   const context = {
+    requestedRevision: wanted ?? "previous",
     currentRevision: current,
     targetRevision: revision,
     revisions: replicaSets.map(revisionOf),

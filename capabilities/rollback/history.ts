@@ -46,7 +46,7 @@ function ownedBy(obj: KubeObject, owner: KubeObject): boolean {
 
 /** ReplicaSets or ControllerRevisions owned by `owner`, oldest revision first. */
 export async function history(
-  ctx: TaskContext,
+  ctx: Pick<TaskContext, "kube" | "spec">,
   kind: "ReplicaSet" | "ControllerRevision",
   owner: KubeObject,
 ): Promise<KubeObject[]> {

@@ -8,7 +8,8 @@ import { resourcePath } from "../lib/kube";
 import { isApplied, markerMetadata } from "../lib/action/define";
 import { rolloutStatus } from "../lib/kube/rollout";
 import { containerImages } from "../lib/kube/workload";
-import { history, pickRevision, revisionOf, sameTemplate } from "./history";
+import { history, revisionOf, sameTemplate } from "./history";
+import { resolveRollback } from "./resolve";
 
 type Kind = "StatefulSet" | "DaemonSet";
 
@@ -17,25 +18,18 @@ function revisionTemplate(cr: KubeObject | undefined): unknown {
   return data?.spec?.template;
 }
 
-/** The current revision: the StatefulSet's updateRevision, else the newest ControllerRevision. */
-function currentRevision(target: KubeObject, entries: KubeObject[]): number {
-  const updateRevision = target.status?.updateRevision;
-  const named = entries.find(e => e.metadata.name === updateRevision);
-  return named ? revisionOf(named) : revisionOf(entries[entries.length - 1] ?? { metadata: { name: "" } });
-}
-
 export async function planRevisionRollback(ctx: TaskContext, target: KubeObject, kind: Kind): Promise<Planned> {
   const name = target.metadata.name;
   const what = `${kind === "StatefulSet" ? "statefulset" : "daemon set"} ${name}`;
-  const entries = await history(ctx, "ControllerRevision", target);
-  const current = currentRevision(target, entries);
+  const { entries, current, from, change } = await resolveRollback(ctx, target);
   const wanted = ctx.spec.payload?.revision as number | undefined;
-  const from = pickRevision(entries, current, wanted, what);
-  const revision = revisionOf(from);
+  const revision = change.revision;
   const template = revisionTemplate(from);
   if (!template) throw new AtbError("TASK_INVALID", `revision ${revision} of ${what} holds no pod template`);
-  const params = { revision, requestedRevision: wanted ?? "previous" };
+  // The canonical change (./change.ts): the revision and the template hash it restores.
+  const params = change;
   const context = {
+    requestedRevision: wanted ?? "previous",
     currentRevision: current,
     targetRevision: revision,
     revisions: entries.map(revisionOf),

@@ -6,6 +6,7 @@ import type { KubeObject, Plan, TaskContext, VerifyResult } from "../lib/action"
 import { defineAction, markerMetadata } from "../lib/action/define";
 import { resourcePath } from "../lib/kube";
 import { num, rolloutStatus, specReplicas } from "../lib/kube/rollout";
+import { changeOf } from "./change";
 
 function requested(spec: AgentTaskSpec): number {
   return spec.payload?.replicas as number;
@@ -15,7 +16,8 @@ function plan(ctx: TaskContext, target: KubeObject): Plan {
   const { kind, name, namespace } = ctx.spec.target;
   const replicas = requested(ctx.spec);
   return {
-    params: { replicas },
+    // The canonical change (./change.ts): what a PoA's con.change_sha256 binds.
+    params: changeOf(ctx.spec.payload),
     // The policy rates a scale by the change: input.context.current.replicas vs params.replicas.
     context: {
       current: { replicas: specReplicas(target), readyReplicas: num(target.status?.readyReplicas) },

@@ -6,6 +6,7 @@ import type { KubeObject, Plan, TaskContext, VerifyResult } from "../lib/action"
 import { defineAction, isRecord, markerMetadata, shown } from "../lib/action/define";
 import { AtbError } from "../lib/errors";
 import { resourcePath } from "../lib/kube";
+import { changeOf } from "./change";
 
 const KEY = /^[-._a-zA-Z0-9]+$/;
 /** Bound on keys plus values of one task: the API server's own limit for an object is 1 MiB. */
@@ -110,9 +111,11 @@ function plan(ctx: TaskContext, target: KubeObject): Plan {
   const existing = new Set([...Object.keys(target.data ?? {}), ...Object.keys((target.binaryData ?? {}) as object)]);
   const sizes = Object.fromEntries(Object.entries(c.data).map(([k, v]) => [k, Buffer.byteLength(v, "utf8")]));
   return {
-    params: { keysSet: Object.keys(c.data), keysRemoved: c.remove, valueSizes: sizes },
+    // Keys with the digests of their values (./change.ts), never the values.
+    params: changeOf(ctx.spec.payload),
     context: {
       kind,
+      valueSizes: sizes,
       secretType: kind === "Secret" ? (target.type ?? "Opaque") : undefined,
       existingKeyCount: existing.size,
       keysAdded: Object.keys(c.data).filter(k => !existing.has(k)),

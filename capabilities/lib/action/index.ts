@@ -42,8 +42,17 @@ export interface TaskContext {
 }
 
 export interface Plan {
-  /** What will be applied, as the broker judges it (Secret values reduced to keys and sizes). */
+  /**
+   * The action's canonical change (capabilities/change.ts): what will be applied, as the broker
+   * judges it and a PoA's `con.change_sha256` binds it (config values only as their digests).
+   */
   params: Record<string, unknown>;
+  /**
+   * What the operator resolved from the target that the change depends on but the canonical
+   * change leaves open (deploy: the container when the payload names none, create vs replace). A
+   * re-plan after a conflict writes only when both params and this are unchanged.
+   */
+  resolved?: Record<string, unknown>;
   /** Observed state the policy may need to judge risk (current replicas, images, revision, ...). */
   context: Record<string, unknown>;
   /**

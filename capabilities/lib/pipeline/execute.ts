@@ -1,7 +1,8 @@
 // Executing, not yet applied: the one write that applies the change and stamps the at-most-once
 // marker. The plan the broker judged is written as it was judged; only on a 409 (the target
 // changed since) and only for actions that allow it is the change planned again, and if the new
-// plan's params differ from the judged ones the task is authorized again instead of written.
+// plan's params (the canonical change) or what it resolved from the target differ from the judged
+// ones the task is authorized again instead of written.
 import { isDeepStrictEqual } from "node:util";
 import { isUnchanged, type KubeObject, type Plan, type Planned } from "../action";
 import { isApplied } from "../action/marker";
@@ -48,7 +49,8 @@ async function replan(
 ): Promise<{ plan: Planned } | StepResult> {
   try {
     const again = await s.module.plan(s.ctx, target);
-    if (isDeepStrictEqual(again.params, judged.params)) return { plan: again };
+    if (isDeepStrictEqual(again.params, judged.params) && isDeepStrictEqual(resolvedOf(again), resolvedOf(judged)))
+      return { plan: again };
   } catch (err) {
     return { error: err, stage: "execute" };
   }
@@ -57,6 +59,8 @@ async function replan(
     "the target changed after the decision and the change would now differ from what was authorized",
   );
 }
+
+const resolvedOf = (p: Planned): unknown => ("resolved" in p ? p.resolved : undefined);
 
 /** The one write. Undefined: the target changed and the action may plan the same change again. */
 async function write(s: StepScope, plan: Plan): Promise<StepResult | undefined> {

@@ -102,7 +102,9 @@ describe("deploy plan() with an image", () => {
       newImage: "nginx:1.28",
       currentImages: { app: "nginx:1.27" },
     });
-    expect(plan.params).toEqual({ image: "nginx:1.28", container: "app" });
+    // The canonical change is the payload's (no container named: null); the resolved one is apart.
+    expect(plan.params).toEqual({ image: "nginx:1.28", container: null });
+    expect(plan.resolved).toEqual({ container: "app" });
   });
 
   test("several containers and none named: the error names spec.payload.container and the choices", async () => {
@@ -200,14 +202,17 @@ describe("deploy plan() with a manifest", () => {
     expect(ops[2].value).toEqual({ [ANNOTATION_APPLIED_BY]: UID, [ANNOTATION_APPLIED_TASKS]: UID });
   });
 
-  test("params describe the resulting object (the manifest's spec) and do not depend on the target's resourceVersion", async () => {
+  test("params are the manifest as the task carries it; the context describes the resulting spec; neither depends on the target's resourceVersion", async () => {
     const m = manifest();
     (m.spec.template.spec as Record<string, unknown>).initContainers = [{ name: "migrate", image: "m:2" }];
     const a = await plan(m, workload("Deployment", { containers: { payment: "p:1", sidecar: "s:1" } }));
     const moved = workload("Deployment", { containers: { payment: "p:9" }, replicas: 7 });
     moved.metadata.resourceVersion = "99";
     const b = await plan(m, moved);
-    expect(a.params).toEqual({
+    expect(a.params).toEqual({ manifest: m });
+    expect(b.params).toEqual(a.params);
+    expect(a.resolved).toEqual({ create: false });
+    expect(a.context).toEqual({
       mode: "manifest",
       create: false,
       images: { app: "nginx:1.28" },
@@ -216,10 +221,6 @@ describe("deploy plan() with a manifest", () => {
       hostNetwork: false,
       privileged: false,
       serviceAccountName: null,
-      sha256: expect.stringMatching(/^[0-9a-f]{64}$/),
-    });
-    expect(b.params).toEqual(a.params);
-    expect(a.context).toEqual({
       exists: true,
       currentImages: { payment: "p:1", sidecar: "s:1" },
       newImages: { app: "nginx:1.28" },
@@ -230,13 +231,13 @@ describe("deploy plan() with a manifest", () => {
   test("replicas the manifest leaves out are the API server's default: 1, none for a DaemonSet", async () => {
     const m = manifest();
     delete (m.spec as Record<string, unknown>).replicas;
-    expect((await plan(m, workload("Deployment", { replicas: 5 }))).params.replicas).toBe(1);
+    expect((await plan(m, workload("Deployment", { replicas: 5 }))).context.replicas).toBe(1);
     const ds = { ...manifest({ kind: "DaemonSet" }), spec: { template: m.spec.template } };
     const p = await DeployAction.plan(
       ctx(spec("deploy", "DaemonSet", { manifest: ds }), new FakeKube()),
       workload("DaemonSet"),
     );
-    expect(p.params.replicas).toBeNull();
+    expect(p.context.replicas).toBeNull();
   });
 
   test("a paused Deployment is refused unless the manifest says paused: false", async () => {
@@ -267,7 +268,9 @@ describe("deploy plan() with a manifest", () => {
         },
       },
     });
-    expect(p.params).toMatchObject({ create: true, replicas: 2 });
+    expect(p.params).toEqual({ manifest: m });
+    expect(p.resolved).toEqual({ create: true });
+    expect(p.context).toMatchObject({ create: true, replicas: 2 });
     expect(p.retryOnConflict).toBe(true);
   });
 });

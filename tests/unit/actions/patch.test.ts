@@ -1,7 +1,9 @@
 // patch: RFC 6902 from an agent, protected paths refused, size bounded, and a write that only
 // applies to the object version the broker judged.
 import fc from "fast-check";
-import { brokerOps, PatchAction } from "../../../capabilities/patch";
+import { PatchAction } from "../../../capabilities/patch";
+import { canonicalChange } from "../../../capabilities/change";
+import { valueDigest } from "../../../capabilities/lib/change-digest";
 import { parsePatch, pointerSegments, touchesPodTemplate } from "../../../capabilities/patch/ops";
 import { isStaleWrite, KubeError } from "../../../capabilities/lib/kube";
 import { config, ctx, FakeKube, NS, spec, workload } from "./fake";
@@ -145,7 +147,7 @@ describe("patch plan()", () => {
     });
   });
 
-  test("ConfigMap values reach the broker as sizes only", async () => {
+  test("ConfigMap values reach the broker as digests only; other values as given", async () => {
     const target = {
       apiVersion: "v1",
       kind: "ConfigMap",
@@ -158,11 +160,15 @@ describe("patch plan()", () => {
     ];
     const plan = await PatchAction.plan(ctx(spec("patch", "ConfigMap", { patch: ops }), new FakeKube(), cfg), target);
     expect(JSON.stringify([plan.params, plan.context])).not.toMatch(/s3cret|old/);
-    expect(brokerOps("ConfigMap", ops as never)[0]).toEqual({
-      op: "replace",
-      path: "/data/a",
-      value: { redacted: true, bytes: 8 },
+    expect(plan.params).toEqual({
+      patch: [
+        { op: "replace", path: "/data/a", value: valueDigest("s3cret") },
+        { op: "add", path: "/metadata/labels", value: { x: "y" } },
+      ],
     });
+    // The same change whether the payload carries the operations as an array or a JSON string.
+    expect(plan.params).toEqual(canonicalChange(spec("patch", "ConfigMap", { patch: JSON.stringify(ops) })));
+    expect(plan.context.bytes).toBe(Buffer.byteLength(JSON.stringify(ops)));
   });
 });
 

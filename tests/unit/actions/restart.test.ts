@@ -24,8 +24,9 @@ describe("restart plan()", () => {
       const c = ctx(spec("restart", kind), new FakeKube());
       const first = await RestartAction.plan(c, target);
       const again = await RestartAction.plan(c, target);
-      expect(first.params).toEqual({ restartedAt: CREATED });
-      expect(first.context).toMatchObject({ previousRestartedAt: null });
+      // The change is the intent; the stamp (the operator's, fixed per task) is context.
+      expect(first.params).toEqual({ restart: true });
+      expect(first.context).toMatchObject({ restartedAt: CREATED, previousRestartedAt: null });
       expect(first.write.patchType).toBe("merge");
       const body = first.write.body as {
         metadata: { resourceVersion: string; annotations: Record<string, string> };

@@ -1,5 +1,6 @@
 // rollback: the revision kubectl rollout undo would pick, the template copied without
 // pod-template-hash, ControllerRevision data applied as a strategic merge patch, clear refusals.
+import { canonicalChange } from "../../../capabilities/change";
 import { RollbackAction } from "../../../capabilities/rollback";
 import { selectorString } from "../../../capabilities/rollback/history";
 import { isUnchanged, type KubeObject, type Plan, type Planned } from "../../../capabilities/lib/action";
@@ -24,6 +25,7 @@ function rs(revision: number, image: string, owner = "uid-web"): KubeObject {
     metadata: {
       name: `web-${revision}`,
       namespace: NS,
+      labels: { app: "web", "pod-template-hash": `h${revision}` },
       annotations: { "deployment.kubernetes.io/revision": String(revision) },
       ownerReferences: [{ uid: owner, controller: true }],
     },
@@ -69,8 +71,11 @@ describe("rollback plan() for a Deployment", () => {
     const k = kube();
     const plan = change(await RollbackAction.plan(ctx(spec("rollback", "Deployment"), k), deployment(3, "nginx:3")));
     expect(k.requests[0]).toMatchObject({ method: "GET", query: { labelSelector: "app=web" } });
-    expect(plan.params).toEqual({ revision: 2, requestedRevision: "previous" });
+    // The canonical change: the resolved revision and its ReplicaSet's pod-template-hash.
+    expect(plan.params).toEqual({ revision: 2, template_hash: "h2" });
+    expect(plan.params).toEqual(canonicalChange(spec("rollback", "Deployment"), { revision: 2, templateHash: "h2" }));
     expect(plan.context).toMatchObject({
+      requestedRevision: "previous",
       currentRevision: 3,
       targetRevision: 2,
       revisions: [1, 2, 3],
@@ -92,7 +97,8 @@ describe("rollback plan() for a Deployment", () => {
     const plan = change(
       await RollbackAction.plan(ctx(spec("rollback", "Deployment", { revision: 1 }), kube()), deployment(3, "nginx:3")),
     );
-    expect(plan.params).toEqual({ revision: 1, requestedRevision: 1 });
+    expect(plan.params).toEqual({ revision: 1, template_hash: "h1" });
+    expect(plan.context.requestedRevision).toBe(1);
     expect(plan.retryOnConflict).toBe(true);
   });
 
@@ -117,8 +123,8 @@ describe("rollback plan() for a Deployment", () => {
     );
     expect(isUnchanged(plan)).toBe(true);
     expect(plan).toMatchObject({
-      params: { revision: 3, requestedRevision: 3 },
-      context: { currentRevision: 3, targetRevision: 3, noChange: true },
+      params: { revision: 3, template_hash: "h3" },
+      context: { requestedRevision: 3, currentRevision: 3, targetRevision: 3, noChange: true },
       noChange:
         "skipped rollback: the current template of deployment web already matches revision 3; nothing was written",
     });
@@ -135,9 +141,16 @@ describe("rollback plan() for a Deployment", () => {
   });
 });
 
-function cr(revision: number, image: string): KubeObject {
+/** A ControllerRevision with the hash label its controller writes (StatefulSet: controller.kubernetes.io/hash,
+ * DaemonSet: controller-revision-hash). */
+function cr(revision: number, image: string, hashLabel = "controller.kubernetes.io/hash"): KubeObject {
   return {
-    metadata: { name: `web-${revision}`, namespace: NS, ownerReferences: [{ uid: "uid-web", controller: true }] },
+    metadata: {
+      name: `web-${revision}`,
+      namespace: NS,
+      labels: { app: "web", [hashLabel]: `c${revision}` },
+      ownerReferences: [{ uid: "uid-web", controller: true }],
+    },
     revision,
     data: { spec: { template: { ...template(image), $patch: "replace" } } } as never,
   };
@@ -147,11 +160,13 @@ describe("rollback plan() for StatefulSet and DaemonSet", () => {
   test.each(["StatefulSet", "DaemonSet"] as const)(
     "%s: the ControllerRevision data as a strategic merge patch plus marker",
     async kind => {
-      const k = new FakeKube().list("ControllerRevision", [cr(1, "nginx:1"), cr(2, "nginx:2")]);
+      const label = kind === "StatefulSet" ? "controller.kubernetes.io/hash" : "controller-revision-hash";
+      const k = new FakeKube().list("ControllerRevision", [cr(1, "nginx:1", label), cr(2, "nginx:2", label)]);
       const target = workload(kind);
       target.spec!.template = template("nginx:2");
       if (kind === "StatefulSet") target.status = { updateRevision: "web-2" };
       const plan = change(await RollbackAction.plan(ctx(spec("rollback", kind), k), target));
+      expect(plan.params).toEqual({ revision: 1, template_hash: "c1" });
       expect(plan.write.patchType).toBe("strategic");
       expect(plan.write.body).toEqual({
         spec: { template: { ...template("nginx:1"), $patch: "replace" } },

@@ -1,5 +1,7 @@
 // update-config: key rules, Secret values base64-encoded, removal by merge-patch null, and no
 // value ever in params, context or messages.
+import { canonicalChange } from "../../../capabilities/change";
+import { valueDigest } from "../../../capabilities/lib/change-digest";
 import { mismatchedKeys, UpdateConfigAction } from "../../../capabilities/update-config";
 import type { KubeObject } from "../../../capabilities/lib/action";
 import { config, ctx, FakeKube, NS, spec } from "./fake";
@@ -56,7 +58,7 @@ function target(
 }
 
 describe("update-config plan()", () => {
-  test("Secret: values base64 in data, removed keys null, only keys and sizes for the broker", async () => {
+  test("Secret: values base64 in data, removed keys null, only keys, value digests and sizes for the broker", async () => {
     const s = spec("update-config", "Secret", {
       data: { password: SECRET_VALUE, user: "admin" },
       remove: ["old", "absent"],
@@ -67,12 +69,14 @@ describe("update-config plan()", () => {
     expect(body.data).toEqual({ password: Buffer.from(SECRET_VALUE).toString("base64"), user: "YWRtaW4=", old: null });
     expect(body.metadata.resourceVersion).toBe("7");
     expect(plan.write.patchType).toBe("merge");
+    // The canonical change: each value as the SHA-256 of the agent's text (not of the base64).
     expect(plan.params).toEqual({
-      keysSet: ["password", "user"],
-      keysRemoved: ["old", "absent"],
-      valueSizes: { password: 19, user: 5 },
+      data: { password: valueDigest(SECRET_VALUE), user: valueDigest("admin") },
+      remove: ["old", "absent"],
     });
+    expect(plan.params).toEqual(canonicalChange(s));
     expect(plan.context).toMatchObject({
+      valueSizes: { password: 19, user: 5 },
       keysAdded: ["password"],
       keysOverwritten: ["user"],
       keysRemovedExisting: ["old"],

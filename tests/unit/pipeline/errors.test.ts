@@ -313,6 +313,24 @@ describe("the target and the API server's refusals", () => {
     expect(applyWrites(w, uidOf(w, key))).toHaveLength(1);
   });
 
+  test("GIVEN the same change but what the plan resolved from the target differs after a conflict THEN authorized again", async () => {
+    // As deploy: the canonical change names no container, the operator resolved one from the target.
+    const p = probe({
+      plan: (ctx, target) => ({ ...probePlan(ctx, target, true), resolved: { base: target!.metadata.labels?.base } }),
+    });
+    const w = world({ probe: p });
+    deployment(w);
+    w.broker.answer(() => {
+      w.kube.mutate(deployPath(), o => (o.metadata.labels = { base: "moved" }));
+      return allow();
+    });
+    const key = submit(w, "t", { action: "patch", payload: { value: "v" } });
+    const { task: t } = await drive(w, key);
+    expect(t.status!.phase).toBe("Completed");
+    expect(w.broker.calls.map(c => c.request.params)).toEqual([{ value: "v" }, { value: "v" }]);
+    expect(applyWrites(w, uidOf(w, key))).toHaveLength(1);
+  });
+
   test("GIVEN re-planning after a conflict fails THEN Failed with the plan's reason", async () => {
     const p = probe({
       plan: (ctx, target, n) => {

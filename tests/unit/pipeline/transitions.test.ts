@@ -4,6 +4,7 @@
 import type { Metric } from "prom-client";
 import { decideRequest, taskKey, reasonLabel } from "../../../capabilities/lib/pipeline";
 import type { TaskContext } from "../../../capabilities/lib/action";
+import { valueDigest } from "../../../capabilities/lib/change-digest";
 import { brokerError, deny } from "../../helpers/fake-broker";
 import {
   applyWrites,
@@ -141,7 +142,8 @@ describe("the happy path, one transition at a time", () => {
     expect(await w.pipeline.reconcile(key)).toEqual({});
     expect(task(w, key).status!.phase).toBe("Completed");
     expect(w.kube.read(configMapPath())!.data).toEqual({ a: "1", b: "2" });
-    expect(w.broker.calls[0].request.params).toEqual({ keysSet: ["b"], keysRemoved: ["old"], valueSizes: { b: 1 } });
+    // The canonical change (capabilities/change.ts): the value only as its digest.
+    expect(w.broker.calls[0].request.params).toEqual({ data: { b: valueDigest("2") }, remove: ["old"] });
   });
 });
 
