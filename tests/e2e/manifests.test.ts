@@ -3,8 +3,9 @@
 // (schema, strict field validation, admission: Pod Security "restricted" on pepr-system), the
 // pods run non-root without privilege escalation or capabilities, the watcher mounts the broker
 // certificate where the module env points, the metrics Service and ServiceMonitor select the
-// watcher, and the RBAC grants the ServiceAccount exactly the documented list, checked with
-// `kubectl auth can-i` as that ServiceAccount.
+// watcher, the scope admission policy's parameters are the watcher's settings, and the RBAC
+// grants the ServiceAccount exactly the documented list, checked with `kubectl auth can-i` as
+// that ServiceAccount.
 //
 // The ServiceMonitor CRD does not exist on the local control plane: a typed subset of it
 // (tests/fixtures/servicemonitor-crd.yaml) is applied first, so the ServiceMonitor is dry-run on
@@ -14,6 +15,8 @@ import { spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { dump, loadAll } from "js-yaml";
+import { parseConfig } from "../../capabilities/lib/config";
+import { POLICY_NAME, POLICY_PARAMS, policyParams } from "../../capabilities/lib/scope";
 import { ensureBinaries } from "../../tools/controlplane/binaries";
 import { e2eCluster } from "../helpers/cluster-env";
 import { Kube } from "../helpers/kube";
@@ -107,10 +110,14 @@ afterAll(() => {
 describe("dist/atb-operator.yaml", () => {
   test("holds the whole install: namespace and CRDs first, Pepr's objects, the metrics Service and ServiceMonitor", () => {
     const kinds = docs.map(d => `${d.kind}/${d.metadata.name}`);
-    expect(kinds.slice(0, 3)).toEqual([
+    expect(kinds.slice(0, 6)).toEqual([
       `Namespace/${NAMESPACE}`,
       "CustomResourceDefinition/peprstores.pepr.dev",
       "CustomResourceDefinition/agenttasks.atb.siemens.com",
+      // the scope policy, its parameters before it (the binding denies without them)
+      `ConfigMap/${POLICY_PARAMS.name}`,
+      `ValidatingAdmissionPolicy/${POLICY_NAME}`,
+      `ValidatingAdmissionPolicyBinding/${POLICY_NAME}`,
     ]);
     for (const k of [
       `ClusterRole/${SERVICE_ACCOUNT}`,
@@ -200,6 +207,13 @@ describe("dist/atb-operator.yaml", () => {
     // The admission pods never talk to the broker: no certificate there.
     const admission = podSpec(deployment("admission"));
     expect(admission.volumes.some(v => v.secret?.secretName === TLS_SECRET)).toBe(false);
+  });
+
+  test("the scope policy's parameters are the watcher's own settings (WATCH_NAMESPACE, ATB_PROTECTED_NAMESPACES)", () => {
+    const env = Object.fromEntries(podSpec(deployment("watcher")).containers[0].env.map(e => [e.name, e.value]));
+    const params = docs.find(d => d.kind === "ConfigMap" && d.metadata.name === POLICY_PARAMS.name)!;
+    expect(params.metadata.namespace).toBe(POLICY_PARAMS.namespace);
+    expect(params.data).toEqual(policyParams(parseConfig(env)));
   });
 
   test("the metrics Service selects the watcher pod, and the ServiceMonitor selects the Service's metrics port", () => {
