@@ -1,14 +1,16 @@
 // npm run sandbox [-- --once]: the one-command demo. Starts the local control plane with KWOK
 // nodes, the reference broker (mTLS, a fresh dev signing key, real OPA; policy data from
 // samples/broker-data.json) and the operator with its admission webhooks; creates the sample
-// workloads; mints a PoA for every sample task as samples/expectations.json describes; applies
-// the tasks and prints `kubectl get agenttasks -A` as they finish. Without --once it keeps running
-// until Ctrl-C and then stops everything it started (killed instead, it leaves nothing running
-// either: the control plane, OPA and the operator are tied to it, see tools/reaper.ts); with
-// --once it exits 0 only when every sample reached its expected phase and risk tier.
+// workloads and then rolls out their later releases (samples/releases/, so the rollback sample
+// has an earlier revision), waiting for each rollout; mints a PoA for every sample task as
+// samples/expectations.json describes; applies the tasks and prints `kubectl get agenttasks -A`
+// as they finish. Without --once it keeps running until Ctrl-C and then stops everything it
+// started (killed instead, it leaves nothing running either: the control plane, OPA and the
+// operator are tied to it, see tools/reaper.ts); with --once it exits 0 only when every sample
+// reached its expected phase and risk tier.
 import { readFileSync, readdirSync } from "node:fs";
 import { join, relative } from "node:path";
-import { load } from "js-yaml";
+import { load, loadAll } from "js-yaml";
 import { binDirs, ensureBinaries, type Binaries } from "./controlplane/binaries";
 import { down, kubectl, up, type ClusterState } from "./controlplane/cluster";
 import { installCrds, startStack, writeScopeParams, type Stack } from "./stack";
@@ -24,6 +26,11 @@ interface Expectation {
   phase: string;
   risk: string;
   poa: { approvers?: string[]; target?: string; maxReplicas?: number };
+}
+
+interface Workload {
+  kind: string;
+  metadata: { name: string; namespace: string };
 }
 
 interface TaskDoc {
@@ -103,6 +110,22 @@ async function waitForSamples(b: Binaries, s: ClusterState, timeoutMs: number): 
   }
 }
 
+/** Applies samples/<folder>/*.yaml and waits until every Deployment in it has rolled out. */
+function rollOut(b: Binaries, kubeconfig: string, folder: string): void {
+  const dir = join(samples, folder);
+  const files = readdirSync(dir)
+    .filter(f => f.endsWith(".yaml"))
+    .sort();
+  for (const f of files) kubectl(b, kubeconfig, ["apply", "-f", join(dir, f)]);
+  for (const f of files) {
+    for (const doc of loadAll(readFileSync(join(dir, f), "utf8")) as (Workload | null)[]) {
+      if (doc?.kind !== "Deployment") continue;
+      const { name, namespace } = doc.metadata;
+      kubectl(b, kubeconfig, ["rollout", "status", `deployment/${name}`, "-n", namespace, "--timeout=120s"]);
+    }
+  }
+}
+
 function newcomerHelp(stack: Stack, b: Binaries): string {
   const key = relative(root, stack.material.poaPrivateKey);
   return [
@@ -154,10 +177,9 @@ async function main(): Promise<number> {
     console.log(
       `[sandbox] operator running (logs: ${stack.operator.logFile}; metrics: http://127.0.0.1:${stack.metricsPort}/metrics)`,
     );
-    for (const f of readdirSync(join(samples, "workloads")).filter(f => f.endsWith(".yaml"))) {
-      kubectl(b, s.kubeconfig, ["apply", "-f", join(samples, "workloads", f)]);
-    }
-    kubectl(b, s.kubeconfig, ["rollout", "status", "deployment/payment-service", "-n", "production", "--timeout=120s"]);
+    rollOut(b, s.kubeconfig, "workloads");
+    // Then the later releases: those workloads have a revision history before any task runs.
+    rollOut(b, s.kubeconfig, "releases");
     await applyTasks(stack);
     const ok = await waitForSamples(b, s, 240_000);
     console.log(
