@@ -1,5 +1,6 @@
 // Admission rules of the deploy action: exactly one of payload.image (with an optional
-// payload.container) or payload.manifest, and a manifest that names exactly the task's target.
+// payload.container) or payload.manifest, and a manifest that names exactly the task's target and
+// sets neither the fields the API server owns nor ownerReferences or finalizers.
 // (The payload's unknown keys are refused by defineAction from the schema in ./index.ts.)
 import type { AgentTaskSpec } from "../../crds/agenttask";
 import { isRecord } from "../lib/action/define";
@@ -15,6 +16,11 @@ const SERVER_FIELDS = [
   "generation",
   "deletionTimestamp",
 ];
+/** Metadata a deploy never changes, with why (the policy's ownership_change rule covers patches). */
+const OWNERSHIP_FIELDS: Record<string, string> = {
+  ownerReferences: "a deploy does not change who owns the workload: an owner can garbage-collect or adopt it",
+  finalizers: "a deploy does not change the workload's finalizers: one can block its deletion",
+};
 
 function short(v: unknown): string {
   let s: string;
@@ -69,6 +75,9 @@ function checkManifestIdentity(m: Record<string, unknown>, spec: AgentTaskSpec, 
   }
   for (const f of SERVER_FIELDS.filter(k => meta[k] !== undefined)) {
     errors.push(`spec.payload.manifest.metadata.${f}: must not be set (the API server owns it)`);
+  }
+  for (const [f, why] of Object.entries(OWNERSHIP_FIELDS).filter(([k]) => meta[k] !== undefined)) {
+    errors.push(`spec.payload.manifest.metadata.${f}: must not be set (${why})`);
   }
 }
 

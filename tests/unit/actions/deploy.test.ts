@@ -63,6 +63,31 @@ describe("deploy validate()", () => {
       ["spec.payload.manifest.metadata.uid: must not be set (the API server owns it)"],
     ],
     [
+      {
+        manifest: manifest(
+          {},
+          { ownerReferences: [{ apiVersion: "apps/v1", kind: "Deployment", name: "api", uid: "u" }] },
+        ),
+      },
+      [
+        "spec.payload.manifest.metadata.ownerReferences: must not be set (a deploy does not change who owns the workload: an owner can garbage-collect or adopt it)",
+      ],
+    ],
+    [
+      { manifest: manifest({}, { finalizers: ["example.com/hold"] }) },
+      [
+        "spec.payload.manifest.metadata.finalizers: must not be set (a deploy does not change the workload's finalizers: one can block its deletion)",
+      ],
+    ],
+    [
+      { manifest: manifest({}, { ownerReferences: [], finalizers: null, generation: 3 }) },
+      [
+        "spec.payload.manifest.metadata.generation: must not be set (the API server owns it)",
+        expect.stringMatching(/^spec\.payload\.manifest\.metadata\.ownerReferences: must not be set \(/),
+        expect.stringMatching(/^spec\.payload\.manifest\.metadata\.finalizers: must not be set \(/),
+      ],
+    ],
+    [
       { manifest: manifest({ status: {} }) },
       ["spec.payload.manifest.status: must not be set (the controller writes status)"],
     ],
