@@ -2,6 +2,7 @@
 // env). --dev <dir> fills in throwaway TLS material and PoA keys (created by main.ts).
 import { parseArgs } from "node:util";
 import type { BrokerOptions } from "./server";
+import { PRESETS, type PresetName } from "./trust";
 
 export const BROKER_USAGE = `usage: npm run broker -- [flags]   (each flag also reads the env variable shown)
   --host <addr>                 ATB_BROKER_HOST            listen address (default 127.0.0.1)
@@ -9,8 +10,19 @@ export const BROKER_USAGE = `usage: npm run broker -- [flags]   (each flag also 
   --tls-cert <pem>              ATB_BROKER_TLS_CERT        server certificate
   --tls-key <pem>               ATB_BROKER_TLS_KEY         server key
   --client-ca <pem>             ATB_BROKER_CLIENT_CA       CA that signs accepted client certificates
-  --poa-key <pem> (repeatable)  ATB_POA_PUBLIC_KEYS        PoA verification public keys (comma-separated in env)
+  --poa-key <pem> (repeatable)  ATB_POA_PUBLIC_KEYS        PoA verification public keys (comma-separated in env),
+                                                           matched by algorithm whatever the token's kid
   --poa-jwks <file>             ATB_POA_JWKS               PoA verification keys as a JWKS file
+  --poa-jwks-url <url>          ATB_POA_JWKS_URL           PoA verification keys from a JWKS URL (cached 300 s,
+                                                           fetched again on an unknown kid)
+  --poa-jwks-ca <pem>           ATB_POA_JWKS_CA            CA bundle for an https --poa-jwks-url
+  --poa-jwks-allow-http         ATB_POA_JWKS_ALLOW_HTTP    allow a plain http --poa-jwks-url on a non-loopback host
+  --poa-profile <name>          ATB_POA_PROFILE            what the keys above vouch for: default (no leg block),
+                                                           agentauth (iss atb-agentauth, typ JWT, dual_control
+                                                           with required: true) or dev (every block; dev minter)
+  --poa-issuer <iss>            ATB_POA_ISSUER             iss the keys above must sign (overrides the profile's)
+  --poa-audience <aud>          ATB_POA_AUDIENCE           aud the tokens of the keys above must name
+  --trust-file <file>           ATB_TRUST_FILE             issuer profiles and approver keys (JSON or YAML)
   --policy-dir <dir>            ATB_POLICY_DIR             Rego policies (default ./policies)
   --data-file <json>            ATB_POLICY_DATA            policy data (default <policy-dir>/data.json)
   --max-token-lifetime <s>      ATB_MAX_TOKEN_LIFETIME     max exp-iat (default 300, at most 900)
@@ -45,6 +57,13 @@ const FLAGS = {
   "client-ca": { type: "string" },
   "poa-key": { type: "string", multiple: true },
   "poa-jwks": { type: "string" },
+  "poa-jwks-url": { type: "string" },
+  "poa-jwks-ca": { type: "string" },
+  "poa-jwks-allow-http": { type: "boolean" },
+  "poa-profile": { type: "string" },
+  "poa-issuer": { type: "string" },
+  "poa-audience": { type: "string" },
+  "trust-file": { type: "string" },
   "policy-dir": { type: "string" },
   "data-file": { type: "string" },
   "max-token-lifetime": { type: "string" },
@@ -72,9 +91,28 @@ function poaOf(f: Flags, env: Env): BrokerCli["options"]["poa"] {
   return {
     publicKeyFiles: f["poa-key"] ?? envKeys ?? [],
     jwksFile: f["poa-jwks"] ?? env.ATB_POA_JWKS,
+    ...trustOf(f, env),
     maxLifetimeS: lifetime,
     clockSkewS: intOf("--clock-skew", f["clock-skew"] ?? env.ATB_CLOCK_SKEW) ?? 30,
   };
+}
+
+/** The trust settings besides the PEM keys and the JWKS file; unset ones are left out. */
+function trustOf(f: Flags, env: Env): Partial<BrokerCli["options"]["poa"]> {
+  const preset = f["poa-profile"] ?? env.ATB_POA_PROFILE;
+  if (preset !== undefined && !Object.hasOwn(PRESETS, preset))
+    throw new Error(`--poa-profile must be one of ${Object.keys(PRESETS).join(", ")}, got "${preset}"`);
+  const allowHttp = f["poa-jwks-allow-http"] ?? (env.ATB_POA_JWKS_ALLOW_HTTP === "true" || undefined);
+  const settings = {
+    jwksUrl: f["poa-jwks-url"] ?? env.ATB_POA_JWKS_URL,
+    jwksCaFile: f["poa-jwks-ca"] ?? env.ATB_POA_JWKS_CA,
+    jwksAllowHttp: allowHttp,
+    preset: preset as PresetName | undefined,
+    issuer: f["poa-issuer"] ?? env.ATB_POA_ISSUER,
+    audience: f["poa-audience"] ?? env.ATB_POA_AUDIENCE,
+    trustFile: f["trust-file"] ?? env.ATB_TRUST_FILE,
+  };
+  return Object.fromEntries(Object.entries(settings).filter(([, v]) => v !== undefined && v !== ""));
 }
 
 function listenOf(f: Flags, env: Env): { host: string; port: number } {
@@ -121,7 +159,8 @@ export function completeOptions(cli: BrokerCli): Omit<BrokerOptions, "logger"> {
     !tls.certFile && "--tls-cert",
     !tls.keyFile && "--tls-key",
     !tls.clientCaFile && "--client-ca",
-    !(poa.publicKeyFiles?.length || poa.jwksFile) && "--poa-key or --poa-jwks",
+    !(poa.publicKeyFiles?.length || poa.jwksFile || poa.jwksUrl || poa.trustFile) &&
+      "--poa-key, --poa-jwks, --poa-jwks-url or --trust-file",
   ].filter(Boolean);
   if (missing.length) throw new Error(`missing ${missing.join(", ")} (or use --dev <dir> for throwaway material)`);
   return { ...cli.options, tls: { certFile: tls.certFile!, keyFile: tls.keyFile!, clientCaFile: tls.clientCaFile! } };

@@ -9,13 +9,15 @@ import type { AuditRecord, AuditSink } from "./audit";
 import type { JtiCache } from "./jti-cache";
 import type { BrokerMetrics } from "./metrics";
 import type { OpaEngine } from "./opa";
+import { changeDigest } from "../capabilities/lib/change-digest";
 import { parseDecideBody, type DecideBody } from "./request";
-import type { PoaVerifier, VerifiedPoa } from "./verify";
+import { KEYS_UNAVAILABLE, type PoaVerifier, type VerifiedPoa } from "./verify";
 
 export const DECISION_PATH = "atb/k8s/decision";
 /** Reasons the broker itself gives (besides POA_FAILURES and the policy's codes). */
 export const BROKER_REASONS = [
   "jti_replayed",
+  "poa_keys_unavailable",
   "replay_cache_full",
   "policy_unavailable",
   "policy_result_malformed",
@@ -56,12 +58,27 @@ interface Outcome {
   details?: unknown;
 }
 
-function policyInput(
-  b: DecideBody,
-  operatorId: string | null,
-  poa: VerifiedPoa | null,
-  nowMs: number,
-): Record<string, unknown> {
+/**
+ * The digest of the change being decided (capabilities/lib/change-digest.ts over the request's
+ * params); null when the params have no canonical form (e.g. a number JSON cannot carry).
+ */
+function changeSha256(b: DecideBody): string | null {
+  try {
+    return changeDigest(b.params);
+  } catch {
+    return null;
+  }
+}
+
+interface Judged {
+  b: DecideBody;
+  operatorId: string | null;
+  nowMs: number;
+  /** changeSha256(b), computed once per request. */
+  change: string | null;
+}
+
+function policyInput({ b, operatorId, nowMs, change }: Judged, poa: VerifiedPoa | null): Record<string, unknown> {
   return {
     action: b.action,
     agent: { spiffe_id: b.agent_id },
@@ -70,6 +87,7 @@ function policyInput(
     target: b.target,
     params: b.params,
     context: b.context,
+    change: { sha256: change },
     now: new Date(nowMs).toISOString(),
   };
 }
@@ -128,28 +146,31 @@ function taskUid(b: DecideBody): string | undefined {
 }
 
 /** Verification, replay check and policy; returns the outcome and the jti it judged (if any). */
-async function judge(
-  deps: DecideDeps,
-  b: DecideBody,
-  operatorId: string | null,
-  nowMs: number,
-): Promise<{ outcome: Outcome; jti: string | null }> {
-  const verified = await deps.verifier.verify(b.token, b.agent_id, nowMs);
+async function judge(deps: DecideDeps, j: Judged): Promise<{ outcome: Outcome; jti: string | null }> {
+  const { b, nowMs } = j;
+  const verified = await deps.verifier.verify(b.token, b.agent_id, nowMs, {
+    changeSha256: j.change,
+    taskUid: taskUid(b),
+    attestations: b.attestations,
+  });
   if (!verified.ok) {
-    const riskTier = await tierOnly(deps, policyInput(b, operatorId, null, nowMs));
-    return { outcome: { decision: "deny", reason: verified.reason, riskTier, evaluateMs: 0 }, jti: null };
+    const riskTier = await tierOnly(deps, policyInput(j, null));
+    // Keys that could not be fetched are no verdict on the token: an error the caller retries.
+    const decision = verified.reason === KEYS_UNAVAILABLE ? "error" : "deny";
+    if (decision === "error") deps.logger.warn("PoA keys unavailable", { error: verified.message });
+    return { outcome: { decision, reason: verified.reason, riskTier, evaluateMs: 0 }, jti: null };
   }
   const poa = verified.poa;
   const reserved = deps.jti.reserve(poa.jti, poa.exp + deps.clockSkewS, Math.floor(nowMs / 1000), taskUid(b));
   if (reserved.result !== "reserved") {
-    const riskTier = await tierOnly(deps, policyInput(b, operatorId, null, nowMs));
+    const riskTier = await tierOnly(deps, policyInput(j, null));
     const outcome: Outcome =
       reserved.result === "replayed"
         ? { decision: "deny", reason: "jti_replayed", riskTier, evaluateMs: 0 }
         : { decision: "error", reason: "replay_cache_full", riskTier, evaluateMs: 0 };
     return { outcome, jti: poa.jti };
   }
-  const outcome = await evaluatePolicy(deps, policyInput(b, operatorId, poa, nowMs));
+  const outcome = await evaluatePolicy(deps, policyInput(j, poa));
   if (outcome.decision === "allow") deps.jti.commit(reserved.ticket);
   else deps.jti.release(reserved.ticket);
   return { outcome, jti: poa.jti };
@@ -185,7 +206,12 @@ export async function handleDecide(deps: DecideDeps, call: DecideCall): Promise<
     return { status: 400, body: { error: "bad_request", message: parsed.message, request_id: call.requestId } };
   }
   const b = parsed.body;
-  const { outcome, jti } = await judge(deps, b, call.operatorId, deps.now());
+  const { outcome, jti } = await judge(deps, {
+    b,
+    operatorId: call.operatorId,
+    nowMs: deps.now(),
+    change: changeSha256(b),
+  });
   const decisionId = randomUUID();
   deps.audit.write({
     request_id: call.requestId,

@@ -14,7 +14,12 @@ async function withDevMaterial(cli: BrokerCli, dir: string): Promise<string[]> {
   tls.certFile ??= m.server.cert;
   tls.keyFile ??= m.server.key;
   tls.clientCaFile ??= m.ca.cert;
-  if (!poa.publicKeyFiles?.length && !poa.jwksFile) poa.publicKeyFiles = [m.poaPublicKey];
+  // The dev key signs what `npm run poa -- mint` writes: its profile vouches for every leg block
+  // unless --poa-profile says otherwise.
+  if (!poa.publicKeyFiles?.length && !poa.jwksFile && !poa.jwksUrl) {
+    poa.publicKeyFiles = [m.poaPublicKey];
+    poa.preset ??= "dev";
+  }
   return [
     `dev material in ${dir} (throwaway; never for production):`,
     `  operator client cert  TLS_CERT_FILE=${m.client.cert} TLS_KEY_FILE=${m.client.key} TLS_CA_FILE=${m.ca.cert}`,

@@ -1,10 +1,17 @@
-// PoA tokens for development and tests: a dev signing key pair (PEM + JWKS) and minting of
-// tokens shaped like the contract's (sub, act, con, leg, iat, exp, jti, optional risk_tier).
-// Used by `npm run poa`, the integration tests and the sandbox. Not an issuer for production.
+// PoA tokens for development and tests: a dev signing key pair (PEM + JWKS), minting of tokens
+// shaped like the contract's (iss, sub, act, con, leg, iat, exp, jti, optional risk_tier), and
+// approver attestations (signAttestation: what an approver signs with its own key). Used by
+// `npm run poa`, the integration tests and the sandbox. Not an issuer for production.
 import { createPrivateKey, createPublicKey, randomUUID, type KeyObject } from "node:crypto";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { SignJWT, calculateJwkThumbprint, exportJWK, exportPKCS8, exportSPKI, generateKeyPair } from "jose";
+import { changeDigest, DIGEST_PATTERN } from "../capabilities/lib/change-digest";
+
+/** The `iss` of tokens minted here (an issuer profile may require it). */
+export const DEV_ISSUER = "atb-dev-minter";
+/** The JOSE typ of approver attestations (never accepted as a PoA). */
+export const ATTESTATION_TYP = "atb-attestation+jwt";
 
 export type PoaAlg = "ES256" | "EdDSA" | "RS256";
 export const POA_ALGS: readonly PoaAlg[] = ["ES256", "EdDSA", "RS256"];
@@ -40,6 +47,10 @@ export interface MintOptions {
   issuedAt?: number;
   /** Extra constraints merged into con. */
   constraints?: Record<string, unknown>;
+  /** Approver attestations (compact JWS, signAttestation) carried in leg.attestations. */
+  attestations?: string[];
+  /** The iss claim (default DEV_ISSUER; null: none). */
+  issuer?: string | null;
 }
 
 /** "kind/namespace/name" to a target. */
@@ -82,7 +93,7 @@ export async function keyId(key: KeyObject): Promise<string> {
   return calculateJwkThumbprint(await exportJWK(pub));
 }
 
-function legOf(approvers: string[], executives: string[]): Record<string, unknown> {
+function legOf(approvers: string[], executives: string[], attestations: string[]): Record<string, unknown> {
   const leg: Record<string, unknown> = {
     jurisdiction: "dev",
     accountable_party: { type: approvers.length ? "human" : "system", id: approvers[0] ?? "atb-dev" },
@@ -91,7 +102,14 @@ function legOf(approvers: string[], executives: string[]): Record<string, unknow
   if (approvers.length >= 2) leg.dual_control = { required: true, approvers: approvers.map(id => ({ id })) };
   if (executives.length)
     leg.executive_control = { required: true, approvers: executives.map(id => ({ id, role: "executive" })) };
+  if (attestations.length) leg.attestations = attestations;
   return leg;
+}
+
+/** The iss claim: DEV_ISSUER unless given; none when null. */
+function issuerClaim(issuer: string | null | undefined): { iss?: string } {
+  if (issuer === null) return {};
+  return { iss: issuer ?? DEV_ISSUER };
 }
 
 /** Mints a signed PoA JWT. */
@@ -111,10 +129,10 @@ export async function mintPoa(o: MintOptions): Promise<string> {
   const claims: Record<string, unknown> = {
     act: toBrokerAction(o.action, target.kind),
     con,
-    leg: legOf(o.approvers ?? [], o.executiveApprovers ?? []),
+    leg: legOf(o.approvers ?? [], o.executiveApprovers ?? [], o.attestations ?? []),
   };
   if (o.tier) claims.risk_tier = o.tier.toUpperCase();
-  return new SignJWT(claims)
+  return new SignJWT({ ...issuerClaim(o.issuer), ...claims })
     .setProtectedHeader({ alg, typ: "JWT", kid: o.kid ?? (await keyId(key)) })
     .setSubject(o.agent)
     .setIssuedAt(iat)
@@ -130,8 +148,52 @@ export interface DevKeyFiles {
   kid: string;
 }
 
+export interface AttestOptions {
+  /** The approver's private key: a KeyObject or PKCS#8 PEM text. */
+  key: KeyObject | string;
+  /** The approver id the broker has configured for this key. */
+  approver: string;
+  /** The change digest `sha256:<hex>`, or `change` to digest here. */
+  changeSha256?: string;
+  change?: unknown;
+  /** Binding: the jti of the PoA it approves, and/or the uid of the AgentTask (at least one). */
+  poaJti?: string;
+  taskUid?: string;
+  /** Roles the approver acts in (e.g. "executive"); count only where the broker grants them. */
+  roles?: string[];
+  /** Default 900. */
+  ttlSeconds?: number;
+  /** Unix seconds; defaults to now. */
+  issuedAt?: number;
+  alg?: PoaAlg;
+  kid?: string;
+}
+
+function attestationClaims(o: AttestOptions): Record<string, unknown> {
+  const digest = o.changeSha256 ?? (o.change === undefined ? undefined : changeDigest(o.change));
+  if (digest === undefined || !DIGEST_PATTERN.test(digest))
+    throw new Error("an attestation needs the change digest (sha256:<64 hex>) or the change");
+  if (!o.poaJti && !o.taskUid) throw new Error("an attestation needs a binding: the PoA's jti or the task's uid");
+  const claims: Record<string, unknown> = { approver: o.approver, change_sha256: digest };
+  if (o.roles?.length) claims.roles = o.roles;
+  if (o.poaJti) claims.poa_jti = o.poaJti;
+  if (o.taskUid) claims.task_uid = o.taskUid;
+  return claims;
+}
+
+/** Signs an approver attestation: `{approver, roles?, change_sha256, poa_jti?, task_uid?, iat, exp}`. */
+export async function signAttestation(o: AttestOptions): Promise<string> {
+  const key = privateKeyOf(o.key);
+  const iat = o.issuedAt ?? Math.floor(Date.now() / 1000);
+  return new SignJWT(attestationClaims(o))
+    .setProtectedHeader({ alg: o.alg ?? algOf(key), typ: ATTESTATION_TYP, kid: o.kid ?? (await keyId(key)) })
+    .setIssuedAt(iat)
+    .setExpirationTime(iat + (o.ttlSeconds ?? 900))
+    .sign(key);
+}
+
 /** Writes a fresh signing key pair (PKCS#8 + SPKI PEM) and a JWKS with its public key. */
-export async function generateDevKeys(dir: string, alg: PoaAlg = "ES256", name = "poa-signing"): Promise<DevKeyFiles> {
+export async function generateDevKeys(dir: string, alg: PoaAlg = "EdDSA", name = "poa-signing"): Promise<DevKeyFiles> {
   mkdirSync(dir, { recursive: true });
   const pair = await generateKeyPair(alg, { extractable: true });
   const jwk = await exportJWK(pair.publicKey);

@@ -9,6 +9,8 @@ export interface DecideBody {
   target: { kind: string; name: string; namespace: string };
   params: Record<string, unknown>;
   context: Record<string, unknown>;
+  /** Approver attestations sent next to the token (compact JWS each; judged by the broker). */
+  attestations?: string[];
 }
 
 export type ParsedBody = { ok: true; body: DecideBody } | { ok: false; message: string };
@@ -31,6 +33,25 @@ function targetProblem(t: unknown): string | undefined {
   return undefined;
 }
 
+function optionalProblem(v: Record<string, unknown>): string | undefined {
+  const optional = ["params", "context"].find(f => v[f] !== undefined && !isRecord(v[f]));
+  return optional ? `\`${optional}\` must be an object` : undefined;
+}
+
+const MAX_ATTESTATIONS = 16;
+const MAX_ATTESTATION_CHARS = 8 * 1024;
+
+function attestationsProblem(a: unknown): string | undefined {
+  if (a === undefined) return undefined;
+  const ok =
+    Array.isArray(a) &&
+    a.length <= MAX_ATTESTATIONS &&
+    a.every(x => typeof x === "string" && x.length > 0 && x.length <= MAX_ATTESTATION_CHARS);
+  return ok
+    ? undefined
+    : `\`attestations\` must be a list of at most ${MAX_ATTESTATIONS} compact JWS strings (each at most ${MAX_ATTESTATION_CHARS} characters)`;
+}
+
 export function parseDecideBody(raw: string): ParsedBody {
   let v: unknown;
   try {
@@ -42,10 +63,8 @@ export function parseDecideBody(raw: string): ParsedBody {
   if (!text(v.action)) return { ok: false, message: "`action` must be a non-empty string (k8s.<Kind>.<action>)" };
   if (typeof v.token !== "string" || v.token === "") return { ok: false, message: "`token` (the PoA JWT) is required" };
   if (!text(v.agent_id)) return { ok: false, message: "`agent_id` must be a non-empty string" };
-  const problem = targetProblem(v.target);
+  const problem = targetProblem(v.target) ?? optionalProblem(v) ?? attestationsProblem(v.attestations);
   if (problem) return { ok: false, message: problem };
-  const optional = ["params", "context"].find(f => v[f] !== undefined && !isRecord(v[f]));
-  if (optional) return { ok: false, message: `\`${optional}\` must be an object` };
   const t = v.target as Record<string, string>;
   return {
     ok: true,
@@ -56,6 +75,7 @@ export function parseDecideBody(raw: string): ParsedBody {
       target: { kind: t.kind!, name: t.name!, namespace: t.namespace! },
       params: (v.params as Record<string, unknown> | undefined) ?? {},
       context: (v.context as Record<string, unknown> | undefined) ?? {},
+      ...(v.attestations === undefined ? {} : { attestations: v.attestations as string[] }),
     },
   };
 }

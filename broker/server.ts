@@ -20,6 +20,7 @@ import { createBrokerMetrics } from "./metrics";
 import { startOpa } from "./opa";
 import { resolveOpaBinary, REPO_ROOT } from "./opa-binary";
 import { acceptableRequestId } from "./request";
+import { resolveTrust, type TrustSettings } from "./trust";
 import { createPoaVerifier } from "./verify";
 
 export const MAX_TOKEN_LIFETIME_CAP_S = 900;
@@ -33,10 +34,8 @@ export interface BrokerOptions {
   /** Default 8443; 0 picks a free port. */
   port?: number;
   tls: { certFile: string; keyFile: string; clientCaFile: string };
-  poa: {
-    publicKeyFiles?: string[];
-    publicKeys?: string[];
-    jwksFile?: string;
+  /** Whom to trust (trust.ts: the simple key flags, a trust file, a trust object) and the clocks. */
+  poa: TrustSettings & {
     maxLifetimeS?: number;
     clockSkewS?: number;
   };
@@ -192,10 +191,17 @@ function tlsOptionsOf(o: BrokerOptions) {
 
 async function buildDeps(o: BrokerOptions, logger: Logger): Promise<DecideDeps> {
   const clockSkewS = o.poa.clockSkewS ?? 30;
-  const verifier = await createPoaVerifier({ ...o.poa, maxLifetimeS: lifetimeOf(o), clockSkewS });
+  const maxLifetimeS = lifetimeOf(o);
+  const verifier = await createPoaVerifier({ trust: resolveTrust(o.poa), maxLifetimeS, clockSkewS, logger });
   const policyDir = o.policyDir ?? join(REPO_ROOT, "policies");
   const binary = resolveOpaBinary(o.opaBin, process.env);
-  const opa = await startOpa({ binary, policyDir, dataFile: o.dataFile ?? join(policyDir, "data.json"), logger });
+  let opa;
+  try {
+    opa = await startOpa({ binary, policyDir, dataFile: o.dataFile ?? join(policyDir, "data.json"), logger });
+  } catch (err) {
+    await verifier.close();
+    throw err;
+  }
   return {
     verifier,
     opa,
@@ -230,11 +236,18 @@ export async function startBroker(o: BrokerOptions): Promise<RunningBroker> {
   } catch (err) {
     await opa.stop();
     await audit.close();
+    await deps.verifier.close();
     throw err;
   }
   const host = o.host ?? "127.0.0.1";
   const url = `https://${host.includes(":") ? `[${host}]` : host}:${port}`;
-  logger.info("broker listening", { url, opa: opa.url, policyRevision: opa.revision, keys: deps.verifier.keyCount });
+  logger.info("broker listening", {
+    url,
+    opa: opa.url,
+    policyRevision: opa.revision,
+    keys: deps.verifier.keyCount,
+    issuerProfiles: deps.verifier.profiles,
+  });
   const stop = async (): Promise<void> => {
     await new Promise<void>(resolve => {
       server.close(() => resolve());
@@ -242,6 +255,7 @@ export async function startBroker(o: BrokerOptions): Promise<RunningBroker> {
     });
     await opa.stop();
     await audit.close();
+    await deps.verifier.close();
     logger.info("broker stopped", { url });
   };
   return {

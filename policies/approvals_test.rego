@@ -1,5 +1,7 @@
 package atb.k8s_test
 
+import data.atb.k8s
+
 medium := with_approvals("restart", [])
 
 high := with_approvals("deploy", [])
@@ -70,4 +72,71 @@ test_critical_with_agent_as_executive_denied if denied_with(critical([executive(
 test_reason_text_is_not_an_approval if {
 	claim := {"context": {"task": {"reason": "approved by alice and bob; risk_tier LOW"}}}
 	denied_with(object.union(medium, claim), "medium_risk_approval_required")
+}
+
+# Approver ids: one approver however the id is written (case, trailing slash, SPIFFE user form).
+test_approver_key_rule if {
+	k8s.approver_key("alice") == "alice"
+	k8s.approver_key(" Alice/ ") == "alice"
+	k8s.approver_key("spiffe://corp.example/user/Alice") == "alice"
+	k8s.approver_key("SPIFFE://other.example/user/alice//") == "alice"
+	k8s.approver_key("spiffe://corp.example/ns/shop/sa/deployer") == "spiffe://corp.example/ns/shop/sa/deployer"
+	k8s.approver_key("alice@example.com") == "alice@example.com"
+	not k8s.approver_key("al ice")
+	not k8s.approver_key("alicé")
+	not k8s.approver_key("/")
+	not k8s.approver_key("")
+}
+
+test_high_with_case_variants_of_one_approver_denied if {
+	denied_with(with_approvals("deploy", [dual("alice"), dual("Alice")]), "duplicate_approvers")
+	denied_with(with_approvals("deploy", [dual("alice"), dual("ALICE/")]), "duplicate_approvers")
+	denied_with(with_approvals("deploy", [attested("alice", []), attested("spiffe://corp.example/user/Alice", [])]), "duplicate_approvers")
+}
+
+test_high_with_spiffe_and_bare_form_of_one_approver_denied if {
+	denied_with(with_approvals("deploy", [dual("spiffe://corp.example/user/alice"), dual("alice")]), "duplicate_approvers")
+}
+
+test_self_approval_in_another_spelling_denied if {
+	denied_with(with_approvals("restart", [approval(upper(agent))]), "self_approval_not_allowed")
+	denied_with(with_approvals("restart", [approval(concat("", [agent, "/"]))]), "self_approval_not_allowed")
+	denied_with(with_approvals("deploy", [dual("alice"), attested(concat("", [" ", agent, "//"]), [])]), "self_approval_not_allowed")
+}
+
+test_ids_without_a_key_never_count if {
+	denied_with(with_approvals("deploy", [dual("al ice"), dual("bob")]), "high_risk_dual_control_required")
+	denied_with(with_approvals("restart", [approval("alicé")]), "medium_risk_approval_required")
+}
+
+test_two_attestations_allow_high if allowed(with_approvals("deploy", [attested("alice", []), attested("bob", [])]))
+
+test_attestation_and_vouched_dual_control_allow_high if allowed(with_approvals("deploy", [dual("alice"), attested("bob", [])]))
+
+test_critical_executive_control_without_role_denied if {
+	no_role := {"id": "cto", "source": "executive_control"}
+	other := {"id": "ciso", "source": "executive_control", "roles": []}
+	denied_with(critical([no_role, other]), "critical_risk_executive_approval_required")
+}
+
+test_critical_with_two_executive_attestations_allowed if {
+	allowed(critical([attested("cto", ["executive"]), attested("ciso", ["executive"])]))
+}
+
+test_critical_with_an_attestation_without_the_role_denied if {
+	denied_with(critical([attested("cto", ["executive"]), attested("ciso", [])]), "critical_risk_executive_approval_required")
+}
+
+test_critical_with_one_executive_in_two_spellings_denied if {
+	denied_with(critical([executive("cto"), attested("CTO/", ["executive"])]), "duplicate_approvers")
+}
+
+# What the broker did not count reaches the details as it came.
+test_ignored_approvals_in_details if {
+	ignored := [{"source": "dual_control", "id": "alice", "why": "dual_control_not_required"}]
+	inp := object.union(high, {"poa": {"ignored_approvals": ignored}})
+	d := decide(inp)
+	d.reason == "high_risk_dual_control_required"
+	d.details.ignored_approvals == ignored
+	decide(low).details.ignored_approvals == []
 }

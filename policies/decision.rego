@@ -101,6 +101,7 @@ details := {
 	"approvers": count(approvers),
 	"executive_approvers": count(executive_approvers),
 	"maintenance_windows": active_windows,
+	"ignored_approvals": ignored_approvals,
 	"denies": deny_codes,
 }
 

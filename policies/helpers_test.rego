@@ -40,7 +40,9 @@ approval(id) := {"id": id, "source": "approval"}
 
 dual(id) := {"id": id, "source": "dual_control"}
 
-executive(id) := {"id": id, "source": "executive_control"}
+executive(id) := {"id": id, "source": "executive_control", "roles": ["executive"]}
+
+attested(id, roles) := {"id": id, "source": "attestation", "roles": roles}
 
 with_approvals(verb, approvals) := request(verb, "Deployment", {}, {}, approvals)
 

@@ -9,11 +9,12 @@
 // operator are tied to it, see tools/reaper.ts); with --once it exits 0 only when every sample
 // reached its expected phase and risk tier.
 import { readFileSync, readdirSync } from "node:fs";
-import { join, relative } from "node:path";
+import { join, relative, resolve } from "node:path";
 import { load, loadAll } from "js-yaml";
 import { binDirs, ensureBinaries, type Binaries } from "./controlplane/binaries";
 import { down, kubectl, up, type ClusterState } from "./controlplane/cluster";
-import { installCrds, startStack, writeScopeParams, type Stack } from "./stack";
+import type { PresetName } from "../broker/trust";
+import { installCrds, startStack, writeScopeParams, type Stack, type StackOptions } from "./stack";
 
 const root = join(__dirname, "..");
 const dataDir = process.env.ATB_SANDBOX_DIR ?? join(root, ".data", "sandbox");
@@ -141,6 +142,24 @@ function newcomerHelp(stack: Stack, b: Binaries): string {
   ].join("\n");
 }
 
+/**
+ * The broker's trust settings, over the stack's default (its dev key under the "dev" profile):
+ * --trust-file <file> or ATB_SANDBOX_TRUST_FILE adds issuer profiles and approver keys,
+ * --poa-profile <name> or ATB_SANDBOX_POA_PROFILE says what the dev key vouches for.
+ */
+function brokerTrust(): StackOptions["brokerTrust"] {
+  const arg = (name: string) => {
+    const i = process.argv.indexOf(name);
+    return i >= 0 ? process.argv[i + 1] : undefined;
+  };
+  const trustFile = arg("--trust-file") ?? process.env.ATB_SANDBOX_TRUST_FILE;
+  const preset = arg("--poa-profile") ?? process.env.ATB_SANDBOX_POA_PROFILE;
+  return {
+    ...(trustFile ? { trustFile: resolve(trustFile) } : {}),
+    ...(preset ? { preset: preset as PresetName } : {}),
+  };
+}
+
 async function main(): Promise<number> {
   const once = process.argv.includes("--once");
   const b = ensureBinaries(l => console.log(l));
@@ -169,6 +188,7 @@ async function main(): Promise<number> {
       workDir: dataDir,
       namespaces: NAMESPACES,
       brokerDataFile: join(samples, "broker-data.json"),
+      brokerTrust: brokerTrust(),
       // The sandbox is a cluster of its own: a task created outside its namespaces is marked
       // Failed/OutOfScope after the product's grace, as in production.
       markOutOfScope: true,

@@ -9,7 +9,7 @@ import { request } from "node:http";
 import { dirname, join } from "node:path";
 import { ensureDevMaterial, type DevMaterial } from "../broker/dev-material";
 import { mintPoa, type MintOptions } from "../broker/poa";
-import { startBroker, type RunningBroker } from "../broker/server";
+import { startBroker, type BrokerOptions, type RunningBroker } from "../broker/server";
 import { parseConfig } from "../capabilities/lib/config";
 import { createLogger } from "../capabilities/lib/logger";
 import { policyParamsConfigMap } from "../capabilities/lib/scope";
@@ -47,6 +47,13 @@ export interface StackOptions {
   brokerLogFile?: string;
   /** Policy data for the broker (default policies/data.json). */
   brokerDataFile?: string;
+  /**
+   * The broker's trust settings (broker/trust.ts), merged over the default: the stack's dev
+   * signing key under the "dev" profile, whose leg approval blocks count (what mint() writes).
+   * E.g. `{ preset: "default" }` counts approvals only from attestations, and `{ trustFile }` adds
+   * issuer profiles and approver keys.
+   */
+  brokerTrust?: Partial<BrokerOptions["poa"]>;
 }
 
 export interface Stack {
@@ -142,7 +149,7 @@ export async function startStack(o: StackOptions): Promise<Stack> {
       broker = await startBroker({
         port: brokerPort,
         tls: { certFile: material.server.cert, keyFile: material.server.key, clientCaFile: material.ca.cert },
-        poa: { publicKeyFiles: [material.poaPublicKey] },
+        poa: { publicKeyFiles: [material.poaPublicKey], preset: "dev", ...o.brokerTrust },
         audit: auditFile,
         logger: log,
         ...(o.brokerDataFile ? { dataFile: o.brokerDataFile } : {}),

@@ -113,7 +113,7 @@ async function main(o: FaultBrokerOptions): Promise<void> {
     const b = await startBroker({
       port: 0,
       tls: { certFile: o.backend.server.cert, keyFile: o.backend.server.key, clientCaFile: o.ca },
-      poa: { publicKeyFiles: [o.backend.poaPublicKey] },
+      poa: { publicKeyFiles: [o.backend.poaPublicKey], preset: "dev" },
       audit: o.backend.audit,
       logger: createLogger("info", "broker", createWriteStream(o.backend.log, { flags: "a" })),
     });

@@ -329,7 +329,8 @@ export async function holdDecisions(
   const broker = await startBroker({
     port: 0,
     tls: { certFile: m.server.cert, keyFile: m.server.key, clientCaFile: m.ca.cert },
-    poa: { publicKeyFiles: [m.poaPublicKey] },
+    // The dev minter's key: its leg approval blocks count, as under the stack's own broker.
+    poa: { publicKeyFiles: [m.poaPublicKey], preset: "dev" },
     audit: h.stack.auditFile,
     logger: log,
   });

@@ -105,7 +105,8 @@ export function startTestBroker(
   return startBroker({
     port: 0,
     tls: { certFile: pki.server.cert, keyFile: pki.server.key, clientCaFile: pki.ca.cert },
-    poa: { publicKeys: keys.publicPems, maxLifetimeS: 300, clockSkewS: 5 },
+    // The keys of the project's dev minter (mintPoa): the leg approval blocks they sign count.
+    poa: { publicKeys: keys.publicPems, preset: "dev", maxLifetimeS: 300, clockSkewS: 5 },
     audit: logs.stream,
     logger: logs.logger("broker"),
     ...extra,

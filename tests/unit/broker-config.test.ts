@@ -33,7 +33,50 @@ describe("parseBrokerCli", () => {
     expect(b.poa).toMatchObject({ publicKeyFiles: ["x.pem", "y.pem"], maxLifetimeS: 900 });
   });
 
+  it("reads the trust settings: JWKS URL and its CA, profile, iss, aud, trust file", () => {
+    const env = {
+      ATB_POA_JWKS_URL: "https://agentauth.example/.well-known/jwks.json",
+      ATB_POA_PROFILE: "agentauth",
+      ATB_TRUST_FILE: "env-trust.yaml",
+      ATB_POA_JWKS_ALLOW_HTTP: "true",
+    };
+    expect(parseBrokerCli([], env).options.poa).toMatchObject({
+      jwksUrl: "https://agentauth.example/.well-known/jwks.json",
+      preset: "agentauth",
+      trustFile: "env-trust.yaml",
+      jwksAllowHttp: true,
+    });
+    const flags = [
+      "--poa-jwks-url",
+      "https://a/jwks",
+      "--poa-jwks-ca",
+      "ca.pem",
+      "--poa-profile",
+      "dev",
+      "--poa-issuer",
+      "me",
+      "--poa-audience",
+      "atb-broker",
+      "--trust-file",
+      "t.json",
+    ];
+    expect(parseBrokerCli(flags, env).options.poa).toMatchObject({
+      jwksUrl: "https://a/jwks",
+      jwksCaFile: "ca.pem",
+      preset: "dev",
+      issuer: "me",
+      audience: "atb-broker",
+      trustFile: "t.json",
+    });
+    expect(parseBrokerCli([], {}).options.poa).not.toHaveProperty("preset");
+    const onlyTrust = completeOptions(
+      parseBrokerCli(["--tls-cert", "c", "--tls-key", "k", "--client-ca", "ca", "--trust-file", "t.yaml"], {}),
+    );
+    expect(onlyTrust.poa.trustFile).toBe("t.yaml");
+  });
+
   it.each([
+    [["--poa-profile", "trusting"], /--poa-profile must be one of default, dev, agentauth/],
     [["--max-token-lifetime", "901"], /1\.\.900/],
     [["--max-token-lifetime", "0"], /1\.\.900/],
     [["--port", "-1"], /--port/],
@@ -47,7 +90,7 @@ describe("parseBrokerCli", () => {
 
   it("lists what is missing before the broker can start", () => {
     expect(() => completeOptions(parseBrokerCli([], {}))).toThrow(
-      "missing --tls-cert, --tls-key, --client-ca, --poa-key or --poa-jwks",
+      "missing --tls-cert, --tls-key, --client-ca, --poa-key, --poa-jwks, --poa-jwks-url or --trust-file",
     );
     const ok = completeOptions(
       parseBrokerCli(["--tls-cert", "c", "--tls-key", "k", "--client-ca", "ca", "--poa-jwks", "j.json"], {}),

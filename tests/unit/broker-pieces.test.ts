@@ -1,9 +1,11 @@
 // Pure pieces of the authorization path: the jti cache, request body validation, approval
-// normalisation, PoA expiry decoding and the classification of transport errors.
+// counting (vouched leg blocks, approver ids), PoA expiry decoding and the classification of
+// transport errors.
 import fc from "fast-check";
 import { JtiCache, type JtiTicket, type Reservation } from "../../broker/jti-cache";
 import { acceptableRequestId, parseDecideBody } from "../../broker/request";
-import { normaliseApprovals } from "../../broker/verify";
+import { legApprovals } from "../../broker/approvals";
+import { approverKey } from "../../broker/approver-id";
 import { poaExpiry, safeRequestIdBase } from "../../capabilities/lib/broker/client";
 import { classifyTransportError } from "../../capabilities/lib/broker/transport";
 import { AtbError } from "../../capabilities/lib/errors";
@@ -181,6 +183,17 @@ describe("parseDecideBody", () => {
     expect(r.ok ? "" : r.message).toMatch(message);
   });
 
+  it("takes attestations sent next to the token, bounded", () => {
+    const ok = parseDecideBody(JSON.stringify({ ...good, attestations: ["a.b.c"] }));
+    expect(ok).toMatchObject({ ok: true, body: { attestations: ["a.b.c"] } });
+    for (const bad of [["x".repeat(9000)], Array(17).fill("a.b.c"), "a.b.c", [7], [""]]) {
+      expect(parseDecideBody(JSON.stringify({ ...good, attestations: bad }))).toMatchObject({
+        ok: false,
+        message: expect.stringContaining("`attestations`"),
+      });
+    }
+  });
+
   it("never throws on arbitrary input", () => {
     fc.assert(fc.property(fc.string(), s => typeof parseDecideBody(s).ok === "boolean"));
     fc.assert(fc.property(fc.jsonValue(), v => typeof parseDecideBody(JSON.stringify(v)).ok === "boolean"));
@@ -194,20 +207,94 @@ describe("parseDecideBody", () => {
   });
 });
 
-describe("normaliseApprovals", () => {
-  it("flattens approval, dual control and executive control, dropping invalid entries", () => {
-    const leg = {
-      approval: { approver_id: "alice", exp: 5 },
-      dual_control: { required: true, approvers: [{ id: "bob" }, { id: "" }, { name: "x" }, "carol"] },
-      executive_control: { approvers: [{ id: "cto" }] },
+describe("legApprovals", () => {
+  const leg = {
+    approval: { approver_id: "Alice", exp: 5 },
+    dual_control: { required: true, approvers: [{ id: "bob/" }, { id: "" }, { name: "x" }, "carol"] },
+    executive_control: { approvers: [{ id: "spiffe://corp.example/user/CTO" }] },
+  };
+
+  it("counts the blocks the issuer vouches for, with normalized ids, and lists every other entry", () => {
+    expect(legApprovals(leg, ["approval", "dual_control", "executive_control"], "dev")).toEqual({
+      approvals: [
+        { id: "alice", raw_id: "Alice", source: "approval", roles: [], exp: 5, vouched_by: "issuer:dev" },
+        { id: "bob", raw_id: "bob/", source: "dual_control", roles: [], vouched_by: "issuer:dev" },
+        {
+          id: "cto",
+          raw_id: "spiffe://corp.example/user/CTO",
+          source: "executive_control",
+          roles: ["executive"],
+          vouched_by: "issuer:dev",
+        },
+      ],
+      ignored: [
+        { source: "dual_control", id: "", why: "approver_id_invalid" },
+        { source: "dual_control", id: null, why: "approver_id_invalid" },
+        { source: "dual_control", id: "carol", why: "approver_id_invalid" },
+      ],
+    });
+  });
+
+  it("under an issuer that vouches for dual_control only, counts nothing the agent could have written", () => {
+    const agentWritten = {
+      approval: { approver_id: "alice" },
+      dual_control: { required: false, approvers: [{ id: "alice" }, { id: "bob" }] },
+      executive_control: { required: true, approvers: [{ id: "cto" }, { id: "ciso" }] },
     };
-    expect(normaliseApprovals(leg)).toEqual([
-      { id: "alice", source: "approval", exp: 5 },
-      { id: "bob", source: "dual_control" },
-      { id: "cto", source: "executive_control" },
+    const r = legApprovals(agentWritten, ["dual_control"], "agentauth");
+    expect(r.approvals).toEqual([]);
+    expect(r.ignored.map(i => `${i.source}:${i.id}:${i.why}`)).toEqual([
+      "approval:alice:not_vouched_by_issuer",
+      "dual_control:alice:dual_control_not_required",
+      "dual_control:bob:dual_control_not_required",
+      "executive_control:cto:not_vouched_by_issuer",
+      "executive_control:ciso:not_vouched_by_issuer",
     ]);
-    expect(normaliseApprovals(undefined)).toEqual([]);
-    expect(normaliseApprovals({ approval: { approver_id: ["x"] } })).toEqual([]);
+    const enforced = {
+      dual_control: { required: true, approvers: [{ id: "alice", approved_at: "2026-01-01T00:00:00Z" }] },
+    };
+    expect(legApprovals(enforced, ["dual_control"], "agentauth").approvals).toHaveLength(1);
+  });
+
+  it("counts nothing under the default profile, and tolerates anything as leg", () => {
+    expect(legApprovals(leg, [], "default").approvals).toEqual([]);
+    expect(legApprovals(undefined, ["approval"], "x")).toEqual({ approvals: [], ignored: [] });
+    expect(legApprovals({ approval: "alice" }, ["approval"], "x").ignored).toEqual([
+      { source: "approval", id: null, why: "block_malformed" },
+    ]);
+    fc.assert(
+      fc.property(fc.jsonValue(), v => Array.isArray(legApprovals(v, ["approval", "dual_control"], "x").approvals)),
+    );
+  });
+});
+
+describe("approverKey", () => {
+  it.each([
+    ["alice", "alice"],
+    [" Alice ", "alice"],
+    ["alice/", "alice"],
+    ["ALICE//", "alice"],
+    ["spiffe://corp.example/user/alice", "alice"],
+    ["SPIFFE://Other.Example/user/Alice/", "alice"],
+    ["spiffe://corp.example/ns/shop/sa/deployer", "spiffe://corp.example/ns/shop/sa/deployer"],
+    ["spiffe://corp.example/agent/planner/", "spiffe://corp.example/agent/planner"],
+    ["alice@example.com", "alice@example.com"],
+  ])("reads %p as %p", (raw, key) => {
+    expect(approverKey(raw)).toBe(key);
+  });
+
+  it.each([[""], ["/"], ["al ice"], ["alicé"], ["x".repeat(257)], [7], [null]])("refuses %p", raw => {
+    expect(approverKey(raw)).toBeNull();
+  });
+
+  it("is idempotent and never makes two keys out of case variants", () => {
+    fc.assert(
+      fc.property(fc.string({ unit: fc.constantFrom(..."aAbB/:.x-_ ".split("")), maxLength: 20 }), s => {
+        const k = approverKey(s);
+        if (k === null) return true;
+        return approverKey(k) === k && approverKey(s.toUpperCase()) === k;
+      }),
+    );
   });
 });
 
