@@ -10,6 +10,7 @@ import { Agent, request as httpRequest } from "undici";
 import type { BrokerClient, DecideRequest } from "../../capabilities/lib/broker/client";
 import type { KubeObject } from "../../capabilities/lib/action";
 import { objectView } from "../../capabilities/lib/pipeline/object-view";
+import { changeDigest } from "../../capabilities/lib/change-digest";
 import { mintPoa } from "../../broker/poa";
 import type { RunningBroker } from "../../broker/server";
 import {
@@ -120,6 +121,21 @@ const ALL_AT_ONCE = paymentService({
 /** The target before the change and as the dry run would store it (null: does not exist). */
 type Change = [before: KubeObject | null, after: KubeObject | null];
 
+/** The change as the decide request's params (a deploy's manifest, a patch's operations). */
+function paramsOf(verb: string, after: KubeObject | null): Record<string, unknown> {
+  const view = objectView(after);
+  return verb === "deploy"
+    ? { manifest: view }
+    : { patch: [{ op: "replace", path: "/spec", value: view?.spec ?? null }] };
+}
+
+/** A token with two approvers, bound to exactly these params (con.change_sha256). */
+function tokenFor(verb: string, kind: string, params: Record<string, unknown>): Promise<string> {
+  const target = { kind, namespace: NS, name: "payment-service" };
+  const constraints = { change_sha256: changeDigest(params) };
+  return mintPoa({ key: keys.es256, agent: AGENT, action: verb, target, approvers: ["alice", "bob"], constraints });
+}
+
 async function ask(
   verb: string,
   kind: string,
@@ -127,13 +143,13 @@ async function ask(
   via: BrokerClient = client,
 ): Promise<{ allowed: boolean; reason: string; riskTier: string }> {
   const target = { kind, namespace: NS, name: "payment-service" };
-  const token = await mintPoa({ key: keys.es256, agent: AGENT, action: verb, target, approvers: ["alice", "bob"] });
+  const params = paramsOf(verb, after);
   const request: DecideRequest = {
     action: `k8s.${kind}.${verb}`,
-    token,
+    token: await tokenFor(verb, kind, params),
     agentId: AGENT,
     target,
-    params: {},
+    params,
     context: {
       task: { uid: `uid-${++seq}`, name: "t", namespace: NS },
       before: objectView(before, kind),
@@ -261,13 +277,8 @@ describe("each escalation of the issue is denied with its reason", () => {
 describe("the decision's details", () => {
   it("list every deny and name each container and field", async () => {
     const target = { kind: "Deployment", namespace: NS, name: "payment-service" };
-    const token = await mintPoa({
-      key: keys.es256,
-      agent: AGENT,
-      action: "deploy",
-      target,
-      approvers: ["alice", "bob"],
-    });
+    const params = paramsOf("deploy", ALL_AT_ONCE);
+    const token = await tokenFor("deploy", "Deployment", params);
     const dispatcher = new Agent({
       connect: {
         cert: readFileSync(pki.client.cert),
@@ -280,7 +291,7 @@ describe("the decision's details", () => {
       token,
       agent_id: AGENT,
       target,
-      params: {},
+      params,
       context: {
         task: { uid: "uid-details", name: "t", namespace: NS },
         before: objectView(paymentService()),
