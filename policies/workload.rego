@@ -216,13 +216,15 @@ absolute_findings contains [side, baseline("seLinuxOptions", sprintf("%s.seLinux
 	o := s.seLinuxOptions
 	is_object(o)
 	some field in ["user", "role"]
-	object.get(o, field, "") != ""
+	is_string(o[field])
+	o[field] != ""
 }
 
 absolute_findings contains [side, baseline("procMount", sprintf("%s.securityContext.procMount", [path]), m)] if {
 	some [side, path, c] in containers
 	not host_users_off(pods[side])
 	m := sec(c).procMount
+	is_string(m)
 	m != "Default"
 }
 
@@ -248,6 +250,7 @@ absolute_findings contains [side, baseline("hostProbesAndHostLifecycle", sprintf
 	some handler in ["livenessProbe", "readinessProbe", "startupProbe"]
 	some how in ["httpGet", "tcpSocket"]
 	h := c[handler][how].host
+	is_string(h)
 	h != ""
 }
 
@@ -256,6 +259,7 @@ absolute_findings contains [side, baseline("hostProbesAndHostLifecycle", sprintf
 	some hook in ["postStart", "preStop"]
 	some how in ["httpGet", "tcpSocket"]
 	h := c.lifecycle[hook][how].host
+	is_string(h)
 	h != ""
 }
 
@@ -348,6 +352,7 @@ absolute_findings contains [side, restricted("procMount", sprintf("%s.securityCo
 	some [side, path, c] in containers
 	host_users_off(pods[side])
 	m := sec(c).procMount
+	is_string(m)
 	m != "Default"
 }
 

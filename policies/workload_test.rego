@@ -188,12 +188,14 @@ test_selinux_custom_options_denied if {
 test_selinux_container_types_allowed if {
 	allowed(deploy(with_sc({"seLinuxOptions": {"type": "container_t", "level": "s0:c123,c456"}})))
 	allowed(deploy(pod_with({"securityContext": {"seLinuxOptions": {"type": "container_engine_t"}}})))
+	allowed(deploy(with_sc({"seLinuxOptions": {"user": "", "role": null}})))
 }
 
 test_proc_mount_unmasked_denied if baseline_denied(with_sc({"procMount": "Unmasked"}))
 
 test_proc_mount_default_allowed if {
 	allowed(deploy(with_sc({"procMount": "Default"})))
+	allowed(deploy(with_sc({"procMount": null})))
 
 	# In a user namespace baseline allows any procMount.
 	allowed(deploy(object.union(with_sc({"procMount": "Unmasked"}), {"hostUsers": false})))
@@ -234,6 +236,7 @@ test_probe_and_lifecycle_hosts_denied if {
 test_probes_without_host_allowed if allowed(deploy({"containers": [web({
 	"livenessProbe": {"httpGet": {"path": "/", "port": 80}},
 	"readinessProbe": {"tcpSocket": {"port": 80, "host": ""}},
+	"startupProbe": {"httpGet": {"path": "/", "port": 80, "host": null}},
 })]}))
 
 # ---- Restricted, per namespace level ---------------------------------------------------------
