@@ -326,6 +326,19 @@ describe("tasks the operator never processes (Failed/OutOfScope)", () => {
     );
   });
 
+  test("GIVEN sweeps more often than half the grace THEN the out-of-scope listing runs at most every half grace", async () => {
+    const kube = oldKube();
+    const { rt } = harness({ WATCH_NAMESPACE: NS, ATB_OUT_OF_SCOPE_GRACE_SECONDS: "60" }, kube);
+    const outOfScopeLists = () => lists(kube).filter(e => e.query?.fieldSelector).length;
+    await rt.start();
+    await rt.sweep();
+    expect(outOfScopeLists()).toBe(1);
+    const real = Date.now.bind(Date);
+    jest.spyOn(Date, "now").mockImplementation(() => real() + 30_000);
+    await rt.sweep();
+    expect(outOfScopeLists()).toBe(2);
+  });
+
   test("GIVEN ATB_OUT_OF_SCOPE_GRACE_SECONDS=0 THEN no out-of-scope listing and nothing marked", async () => {
     const kube = oldKube();
     addTaskIn(kube, ELSEWHERE, "orphan");

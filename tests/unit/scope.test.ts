@@ -70,8 +70,9 @@ describe("scopeRefusal", () => {
 });
 
 describe("crds/agenttask-scope.yaml", () => {
-  test("holds the parameter ConfigMap first, then the policy and its binding", () => {
+  test("holds its namespace and the parameter ConfigMap first, then the policy and its binding", () => {
     expect(docs.map(d => `${d.kind}/${d.metadata.name}`)).toEqual([
+      `Namespace/${POLICY_PARAMS.namespace}`,
       `ConfigMap/${POLICY_PARAMS.name}`,
       `ValidatingAdmissionPolicy/${POLICY_NAME}`,
       `ValidatingAdmissionPolicyBinding/${POLICY_NAME}`,

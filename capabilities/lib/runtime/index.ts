@@ -54,6 +54,8 @@ export class OperatorRuntime {
   private readonly watched = new Set<string>();
   /** Non-terminal tasks the last sweep found that the watch never delivered. */
   private missed = 0;
+  /** When the sweep last looked for tasks outside WATCH_NAMESPACE that nobody picked up. */
+  private outOfScopeCheckedAt = 0;
 
   constructor(
     readonly config: Readonly<OperatorConfig>,
@@ -176,6 +178,9 @@ export class OperatorRuntime {
   private async sweepOutOfScope(): Promise<void> {
     const c = this.config;
     if (!c.watchNamespaces.length || c.outOfScopeGraceMs <= 0) return;
+    // At most every half grace: a task is then marked within 1.5 graces (plus a sweep interval)
+    // of its creation, and a short sweep interval does not multiply the cluster-wide lists.
+    if (Date.now() - this.outOfScopeCheckedAt < c.outOfScopeGraceMs / 2) return;
     const where = c.outOfScopeNamespaces.length
       ? c.outOfScopeNamespaces.map(ns => ({ ns, query: {} }))
       : [
@@ -190,6 +195,7 @@ export class OperatorRuntime {
     } catch (err) {
       throw new Error(`out-of-scope check: ${messageOf(err)}`);
     }
+    this.outOfScopeCheckedAt = now.getTime();
   }
 
   private async queueUnclaimed(ns: string | undefined, query: Record<string, string>, now: Date): Promise<void> {

@@ -95,7 +95,7 @@ describe("unclaimed and outOfScope (the rule, pure)", () => {
       true,
     ],
     ["no creation time", SCOPED, { metadata: { namespace: "elsewhere" } } as AgentTask, 600_000, false],
-  ])("unclaimed: %s", (_what, env, task, afterMs, expected) => {
+  ])("unclaimed: %s", (...[, env, task, afterMs, expected]) => {
     expect(unclaimed(task, parseConfig(env), at(afterMs))).toBe(expected);
   });
 
