@@ -69,6 +69,7 @@ export interface VerifierOptions {
 
 export interface PoaVerifier {
   readonly keyCount: number;
+  /** Each issuer profile and what it vouches for, for the start-up log line. */
   readonly profiles: readonly string[];
   verify(token: unknown, agentId: string, nowMs: number, ctx?: ApprovalContext): Promise<VerifyResult>;
   close(): Promise<void>;
@@ -293,7 +294,7 @@ export async function createPoaVerifier(o: VerifierOptions): Promise<PoaVerifier
   }
   return {
     keyCount: issuers.reduce((n, i) => n + i.keys.localCount, 0),
-    profiles: issuers.map(i => i.profile.name),
+    profiles: issuers.map(i => `${i.profile.name} (vouches for: ${i.profile.vouches.join(", ") || "no leg block"})`),
     verify,
     close: async () => {
       await Promise.all([...issuers.map(i => i.keys.close()), ...[...approvers.values()].map(a => a.keys.close())]);
