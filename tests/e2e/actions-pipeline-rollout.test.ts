@@ -146,7 +146,7 @@ describe("deploy", () => {
     },
   );
 
-  test("Deployment manifest: server-side applied under the operator's field manager and rolled out (HIGH)", async () => {
+  test("Deployment manifest: its spec replaces the Deployment's, written under the operator's field manager, and rolled out (HIGH)", async () => {
     await h.ready("Deployment", "deploy-manifest");
     const manifest = h.workload("Deployment", "deploy-manifest", "nginx:1.29", { replicas: 3 });
     const t = await h.run("deploy-manifest", {
@@ -166,7 +166,8 @@ describe("deploy", () => {
     const fields = JSON.parse(
       h.kube.run(["get", "deployment", "deploy-manifest", "-n", h.ns, "--show-managed-fields", "-o", "json"]),
     ) as Obj;
-    expect(fields.metadata.managedFields!.some(f => f.manager === "atb-operator" && f.operation === "Apply")).toBe(
+    // One JSON patch (an Update in managedFields terms), not a server-side apply: see ADR 0005.
+    expect(fields.metadata.managedFields!.some(f => f.manager === "atb-operator" && f.operation === "Update")).toBe(
       true,
     );
     const rs = h.owned("ReplicaSet", d);

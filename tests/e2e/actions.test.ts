@@ -286,7 +286,7 @@ describe("deploy", () => {
     },
   );
 
-  test("manifest: server-side applied onto an existing Deployment, and created when allowed", async () => {
+  test("manifest: replaces an existing Deployment's spec, and creates a missing one when allowed", async () => {
     await ready("Deployment", "deploy-m");
     const manifest = workload("Deployment", "deploy-m", "nginx:1.29", { replicas: 3 });
     const { result } = await run(DeployAction, taskSpec("deploy", "Deployment", "deploy-m", { manifest }));
@@ -295,7 +295,7 @@ describe("deploy", () => {
     expect([after.spec?.replicas, images(after.spec!.template)]).toEqual([3, ["nginx:1.29"]]);
     expect(
       (after.metadata.managedFields as { manager: string; operation: string }[]).some(
-        f => f.manager === "atb-operator" && f.operation === "Apply",
+        f => f.manager === "atb-operator" && f.operation === "Update",
       ),
     ).toBe(true);
 

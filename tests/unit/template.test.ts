@@ -62,6 +62,13 @@ describe("templateDiff against what the API server really stored", () => {
     where => expect(templateDiff(recorded.manifest, recorded[where])).toEqual([]),
   );
 
+  test("a second manifest (service account, security contexts, sidecar, envFrom, grpc probe, PVC/NFS/CSI volumes) matches the Deployment's template", () => {
+    const more = JSON.parse(
+      readFileSync(join(__dirname, "..", "fixtures", "pod-template-defaults", "more.json"), "utf8"),
+    ) as Record<"manifest" | "deployment", Rec>;
+    expect(templateDiff(more.manifest, more.deployment)).toEqual([]);
+  });
+
   test("the small manifest matches its stored form (defaults, protocol, pull policy, pod-template-hash)", () => {
     expect(templateDiff(manifest(), stored())).toEqual([]);
   });
@@ -179,6 +186,29 @@ describe("templateDiff: what is a difference", () => {
         changed(t => (t.metadata.labels.version = "v3")),
       ),
     ).toEqual(['metadata.labels.version: wanted "v2", got "v3"']);
+  });
+
+  test("serviceAccount and serviceAccountName: the API server copies one into the other", () => {
+    const m = manifest();
+    (m.spec as Rec).serviceAccountName = "payments";
+    expect(
+      templateDiff(
+        m,
+        changed(t => Object.assign(t.spec, { serviceAccountName: "payments", serviceAccount: "payments" })),
+      ),
+    ).toEqual([]);
+    expect(
+      templateDiff(
+        m,
+        changed(t => Object.assign(t.spec, { serviceAccountName: "payments", serviceAccount: "other" })),
+      ),
+    ).toEqual(['spec.serviceAccount: not in the manifest (got "other")']);
+    expect(
+      templateDiff(
+        manifest(),
+        changed(t => (t.spec.serviceAccount = "payments")),
+      ),
+    ).toEqual(['spec.serviceAccount: not in the manifest (got "payments")']);
   });
 
   test("a field the manifest sets to its default must hold it", () => {

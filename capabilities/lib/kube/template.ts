@@ -53,6 +53,9 @@ const SHAPES: Record<string, Shape> = {
       terminationGracePeriodSeconds: is(30),
       dnsPolicy: is("ClusterFirst"),
       schedulerName: is("default-scheduler"),
+      // The deprecated alias and the field are copied into each other by the v1 conversion.
+      serviceAccount: w => w.serviceAccountName,
+      serviceAccountName: w => w.serviceAccount,
     },
     fields: {
       containers: "container",
