@@ -85,7 +85,16 @@ export async function scaleTasks(stack: Stack, s: ScaleTaskSet): Promise<AgentTa
   const out: AgentTaskObject[] = [];
   for (let i = 0; i < s.count; i++) {
     const target = { kind: "Deployment", name: `${s.targetPrefix}-${i % s.targets}`, namespace: s.namespace };
-    const token = await mintTaskToken(stack, { agent: AGENT, action: "scale", target, maxReplicas: s.maxReplicas });
+    const replicas = s.replicasOf(i);
+    // Bound to its change (con.change_sha256), as a MEDIUM task's token must be.
+    const payload = { replicas };
+    const token = await mintTaskToken(stack, {
+      agent: AGENT,
+      action: "scale",
+      target,
+      maxReplicas: s.maxReplicas,
+      payload,
+    });
     out.push(
       agentTask({
         name: `${s.prefix}-${i}`,
@@ -94,7 +103,7 @@ export async function scaleTasks(stack: Stack, s: ScaleTaskSet): Promise<AgentTa
         poaToken: token,
         action: "scale",
         target,
-        payload: { replicas: s.replicasOf(i) },
+        payload,
       }),
     );
   }
@@ -238,7 +247,7 @@ export async function decideRequests(stack: Stack, count: number, targets: numbe
   const requests: DecideRequest[] = [];
   for (let i = 0; i < count; i++) {
     const target = { kind: "Deployment", name: `app-${i % targets}`, namespace: NS };
-    const token = await mintTaskToken(stack, { agent: AGENT, action: "scale", target });
+    const token = await mintTaskToken(stack, { agent: AGENT, action: "scale", target, payload: { replicas: 3 } });
     requests.push({
       action: "k8s.Deployment.scale",
       token,

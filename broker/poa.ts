@@ -51,6 +51,8 @@ export interface MintOptions {
   attestations?: string[];
   /** The iss claim (default DEV_ISSUER; null: none). */
   issuer?: string | null;
+  /** con.change_sha256: the digest of the one change the token authorizes (capabilities/change.ts). */
+  changeSha256?: string;
 }
 
 /** "kind/namespace/name" to a target. */
@@ -126,6 +128,7 @@ export async function mintPoa(o: MintOptions): Promise<string> {
   };
   if (o.maxReplicas !== undefined) con.max_replicas = o.maxReplicas;
   if (o.minReplicas !== undefined) con.min_replicas = o.minReplicas;
+  if (o.changeSha256 !== undefined) con.change_sha256 = o.changeSha256;
   const claims: Record<string, unknown> = {
     act: toBrokerAction(o.action, target.kind),
     con,

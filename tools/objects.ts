@@ -80,6 +80,8 @@ export interface TaskTokenRequest {
   approvers?: string[];
   /** The PoA's replica bound (default 10). */
   maxReplicas?: number;
+  /** The task's payload: the token then binds its change (con.change_sha256; required from MEDIUM up). */
+  payload?: unknown;
 }
 
 /** A PoA for one task, valid for 5 minutes, signed by the key the stack's broker trusts. */
@@ -91,5 +93,6 @@ export function mintTaskToken(stack: Pick<Stack, "mint">, r: TaskTokenRequest): 
     approvers: r.approvers,
     maxReplicas: r.maxReplicas ?? 10,
     ttlSeconds: 300,
+    payload: (r.payload ?? undefined) as Record<string, unknown> | undefined,
   });
 }

@@ -13,6 +13,7 @@ import {
   signAttestation,
   type PoaAlg,
 } from "../broker/poa";
+import { CHANGE_OPTIONS, CHANGE_USAGE, changeSha256FromArgs, digestCommand } from "./poa-change";
 
 const USAGE = `usage:
   npm run poa -- keygen [--out <dir>] [--alg EdDSA|ES256|RS256] [--name <file name>]
@@ -21,7 +22,7 @@ const USAGE = `usage:
   npm run poa -- mint --agent <spiffe id> --action <action> --target <kind>/<namespace>/<name>
                   [--approver <id>]... [--executive <id>]... [--attestation <jws|file>]... [--ttl <s>]
                   [--max-replicas <n>] [--min-replicas <n>] [--tier LOW|MEDIUM|HIGH|CRITICAL]
-                  [--jti <id>] [--issuer <iss>] [--key <pem>]
+                  [--jti <id>] [--issuer <iss>] [--key <pem>] [change options, below]
       prints a signed token. --action takes the CRD action (scale) or k8s.<Kind>.<action>.
       One --approver -> leg.approval; two or more -> leg.dual_control (both count only where the
       broker's issuer profile for this key vouches for them). --attestation embeds an approver's
@@ -30,7 +31,12 @@ const USAGE = `usage:
                   --change <sha256:...|file with the change JSON> (--jti <PoA jti> | --task <task uid>)...
                   [--roles executive,...] [--ttl <s>]
       prints an approver attestation (a JWS with typ atb-attestation+jwt) binding the change digest
-      to the PoA's jti and/or the task's uid; default ttl 900 s`;
+      to the PoA's jti and/or the task's uid; default ttl 900 s
+  npm run poa -- digest (--action <action> [--kind <kind> | --target <kind>/<ns>/<name>] --payload <json|file>
+                  | --task-file <file> | --change <json|file>) [--revision <n>] [--template-hash <hash>] [--canonical]
+      prints the change digest sha256:<hex> a token binds as con.change_sha256 (--canonical: the
+      canonical change's RFC 8785 JSON instead); docs/authorization.md, "The change digest"
+${CHANGE_USAGE}`;
 
 const DEFAULT_DIR = ".data/poa";
 
@@ -74,6 +80,7 @@ async function mint(args: string[]): Promise<void> {
       jti: { type: "string" },
       issuer: { type: "string" },
       key: { type: "string" },
+      ...CHANGE_OPTIONS,
     },
   });
   if (!v.agent || !v.action || !v.target) throw new Error("mint needs --agent, --action and --target");
@@ -91,6 +98,7 @@ async function mint(args: string[]): Promise<void> {
     tier: v.tier,
     jti: v.jti,
     issuer: v.issuer,
+    changeSha256: changeSha256FromArgs(v, v.action, parseTarget(v.target).kind),
   });
   process.stdout.write(`${token}\n`);
 }
@@ -136,6 +144,7 @@ async function main(): Promise<void> {
   if (command === "keygen") return keygen(rest);
   if (command === "mint") return mint(rest);
   if (command === "approve") return approve(rest);
+  if (command === "digest") return digestCommand(rest);
   console.error(USAGE);
   process.exit(command === undefined || command === "help" || command === "--help" ? 0 : 2);
 }

@@ -26,7 +26,8 @@ interface Expectation {
   namespace: string;
   phase: string;
   risk: string;
-  poa: { approvers?: string[]; target?: string; maxReplicas?: number };
+  /** change: the token binds the sample's own change (con.change_sha256), as MEDIUM and up require. */
+  poa: { approvers?: string[]; target?: string; maxReplicas?: number; change?: boolean };
 }
 
 interface Workload {
@@ -41,6 +42,7 @@ interface TaskDoc {
     poaToken: string;
     action: string;
     target: { kind: string; name: string; namespace: string };
+    payload?: Record<string, unknown>;
   };
 }
 
@@ -64,6 +66,7 @@ async function applyTasks(stack: Stack): Promise<void> {
       approvers: e.poa.approvers,
       maxReplicas: e.poa.maxReplicas,
       ttlSeconds: 300,
+      payload: e.poa.change ? (doc.spec.payload ?? {}) : undefined,
     });
     kubectl(stack.bin, stack.cluster.kubeconfig, ["apply", "-f", "-"], JSON.stringify(doc));
   }

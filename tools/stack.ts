@@ -8,7 +8,7 @@ import { readFileSync } from "node:fs";
 import { request } from "node:http";
 import { dirname, join } from "node:path";
 import { ensureDevMaterial, type DevMaterial } from "../broker/dev-material";
-import { mintPoa, type MintOptions } from "../broker/poa";
+import { mintPoa, parseTarget, type MintOptions } from "../broker/poa";
 import { startBroker, type BrokerOptions, type RunningBroker } from "../broker/server";
 import { parseConfig } from "../capabilities/lib/config";
 import { createLogger } from "../capabilities/lib/logger";
@@ -17,6 +17,7 @@ import { ensureBinaries, type Binaries } from "./controlplane/binaries";
 import { freePort, kubectl, type ClusterState } from "./controlplane/cluster";
 import { startOperator, type OperatorHandle } from "./operator";
 import { tiePath, tieProcess, untiePath, untieProcess } from "./reaper";
+import { kubectlReader, taskChangeSha256, type TaskChange } from "./task-change";
 import { webhookConfigurations } from "./webhooks";
 
 export interface StackOptions {
@@ -56,6 +57,12 @@ export interface StackOptions {
   brokerTrust?: Partial<BrokerOptions["poa"]>;
 }
 
+/** What stack.mint() binds with con.change_sha256 (unless changeSha256 is given). */
+export interface StackMintChange {
+  payload?: Record<string, unknown>;
+  resolved?: TaskChange["resolved"];
+}
+
 export interface Stack {
   cluster: ClusterState;
   bin: Binaries;
@@ -65,8 +72,12 @@ export interface Stack {
   operator: OperatorHandle;
   metricsPort: number;
   auditFile: string;
-  /** A PoA signed by the key the broker trusts. */
-  mint(o: Omit<MintOptions, "key">): Promise<string>;
+  /**
+   * A PoA signed by the key the broker trusts. Given the task's payload (and, for a rollback, its
+   * revision and template hash, else looked up in the cluster as the operator will), the token
+   * binds the task's change: con.change_sha256, which MEDIUM and higher tiers require.
+   */
+  mint(o: Omit<MintOptions, "key"> & StackMintChange): Promise<string>;
   startBroker(): Promise<RunningBroker>;
   stopBroker(): Promise<void>;
   /** Stops the operator (SIGTERM, or SIGKILL for crash tests) and starts it again on the same port. */
@@ -144,7 +155,13 @@ export async function startStack(o: StackOptions): Promise<Stack> {
     metricsPort,
     auditFile,
     operator: undefined as unknown as OperatorHandle,
-    mint: m => mintPoa({ key: signingKey, ...m } as MintOptions),
+    async mint({ payload, resolved, ...m }) {
+      if (payload === undefined || m.changeSha256 !== undefined) return mintPoa({ key: signingKey, ...m } as MintOptions);
+      const target = typeof m.target === "string" ? parseTarget(m.target) : m.target;
+      const reader = kubectlReader(bin, o.cluster.kubeconfig);
+      const changeSha256 = await taskChangeSha256({ action: m.action, target, payload, resolved }, reader);
+      return mintPoa({ key: signingKey, ...m, changeSha256 } as MintOptions);
+    },
     async startBroker() {
       broker = await startBroker({
         port: brokerPort,

@@ -127,7 +127,10 @@ async function ensureGoClient(logDir: string): Promise<void> {
   });
 }
 
-async function mint(target = TARGET, extra: { approvers?: string[] } = {}): Promise<string> {
+async function mint(
+  target = TARGET,
+  extra: { approvers?: string[]; payload?: Record<string, unknown> } = {},
+): Promise<string> {
   const token = await stack.mint({
     agent: AGENT,
     action: "scale",
@@ -268,7 +271,11 @@ describe("a MEDIUM task without approval (scale to 0) is Denied and leaves the D
         '{"replicas":0}',
       ],
       {
-        env: { ...process.env, KUBECONFIG: cluster.kubeconfig, ATB_POA_TOKEN: await mint() },
+        env: {
+          ...process.env,
+          KUBECONFIG: cluster.kubeconfig,
+          ATB_POA_TOKEN: await mint(TARGET, { payload: { replicas: 0 } }),
+        },
       },
     );
     expect({ code: r.code, stderr: r.stderr }).toEqual({ code: 1, stderr: "" });
@@ -287,7 +294,7 @@ describe("a MEDIUM task without approval (scale to 0) is Denied and leaves the D
         name: uniq("ts-zero"),
         namespace: NS,
         agentId: AGENT,
-        poaToken: await mint(),
+        poaToken: await mint(TARGET, { payload: { replicas: 0 } }),
         action: "scale",
         target: { kind: "Deployment", name: TARGET, namespace: NS },
         payload: { replicas: 0 },
@@ -321,7 +328,7 @@ describe("a MEDIUM task without approval (scale to 0) is Denied and leaves the D
         env: {
           ...process.env,
           KUBECONFIG: cluster.kubeconfig,
-          ATB_POA_TOKEN: await mint(TARGET, { approvers: ["alice@example.com"] }),
+          ATB_POA_TOKEN: await mint(TARGET, { approvers: ["alice@example.com"], payload: { replicas: 0 } }),
         },
       },
     );

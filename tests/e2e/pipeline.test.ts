@@ -28,13 +28,14 @@ interface Task {
   };
 }
 
-async function mint(name: string, replicasMax = 10): Promise<string> {
+async function mint(name: string, replicasMax = 10, payload?: Record<string, unknown>): Promise<string> {
   const token = await stack.mint({
     agent: AGENT,
     action: "scale",
     target: { kind: "Deployment", namespace: NS, name },
     maxReplicas: replicasMax,
     ttlSeconds: 300,
+    payload,
   });
   minted.push(token);
   return token;
@@ -151,8 +152,9 @@ test("a LOW scale task goes Pending → Processing → Executing → Completed a
 });
 
 test("a policy-denied task ends Denied with the broker's reason and the target unchanged", async () => {
-  // Scaling to zero is MEDIUM risk; the token carries no approval.
-  expect(kube.create(scaleTask("scale-to-zero", "web-denied", 0, await mint("web-denied"))).ok).toBe(true);
+  // Scaling to zero is MEDIUM risk; the token names the change (as MEDIUM needs) but carries no approval.
+  const token = await mint("web-denied", 10, { replicas: 0 });
+  expect(kube.create(scaleTask("scale-to-zero", "web-denied", 0, token)).ok).toBe(true);
   const done = await terminal("scale-to-zero");
   expect(done.status?.phase).toBe("Denied");
   expect(done.status?.atbResult).toMatchObject({ allowed: false, riskTier: "MEDIUM" });

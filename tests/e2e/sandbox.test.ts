@@ -88,12 +88,18 @@ function mint(o: {
   target: { kind: string; namespace: string; name: string };
   approvers?: string[];
   maxReplicas?: number;
+  /** The task's payload: the token binds its change (con.change_sha256), as MEDIUM and up require. */
+  payload?: Record<string, unknown>;
+  /** A rollback's: the pod-template-hash of the revision it restores. */
+  templateHash?: string;
 }): string {
   const t = o.target;
   const args = ["run", "-s", "poa", "--", "mint", "--key", poaKey, "--agent", o.agent, "--action", o.action];
   args.push("--target", `${t.kind}/${t.namespace}/${t.name}`, "--ttl", "300");
   for (const a of o.approvers ?? []) args.push("--approver", a);
   if (o.maxReplicas !== undefined) args.push("--max-replicas", String(o.maxReplicas));
+  if (o.payload !== undefined) args.push("--payload", JSON.stringify(o.payload));
+  if (o.templateHash !== undefined) args.push("--template-hash", o.templateHash);
   const r = spawnSync("npm", args, { cwd: root, encoding: "utf8" });
   if (r.status !== 0) throw new Error(`npm run poa -- mint failed (exit ${r.status}): ${r.stderr}`);
   const token = r.stdout.trim();
@@ -217,6 +223,22 @@ const UPSTREAM: Record<string, { action: string; phase: string; risk: string; re
   "rollback-payment-service": { action: "rollback", phase: "Completed", risk: "HIGH", reason: "NoChange" },
 };
 
+/** The pod-template-hash of a Deployment's ReplicaSet of `revision`: what a rollback's token binds. */
+function templateHashOf(deployment: string, revision: number): string {
+  type Rs = {
+    labels?: Record<string, string>;
+    annotations?: Record<string, string>;
+    ownerReferences?: { name: string }[];
+  };
+  const list = JSON.parse(kube.run(["get", "replicasets", "-n", NS, "-o", "json"])) as { items: { metadata: Rs }[] };
+  const rs = list.items.find(
+    i =>
+      i.metadata.ownerReferences?.some(o => o.name === deployment) &&
+      i.metadata.annotations?.["deployment.kubernetes.io/revision"] === String(revision),
+  );
+  return rs?.metadata.labels?.["pod-template-hash"] ?? "none";
+}
+
 /** One document of the upstream samples file, its placeholder replaced by a minted token; applied,
  * then waited for until it is terminal. */
 async function runUpstream(doc: string): Promise<TaskObject> {
@@ -232,6 +254,12 @@ async function runUpstream(doc: string): Promise<TaskObject> {
     approvers: approversFor(want!.risk),
     // A scale token carries a replica bound, as the sandbox's scale sample's does.
     maxReplicas: parsed.spec.action === "scale" ? 10 : undefined,
+    // Each token names its task's change; a rollback's includes the template hash it restores.
+    payload: parsed.spec.payload ?? {},
+    templateHash:
+      parsed.spec.action === "rollback"
+        ? templateHashOf(parsed.spec.target.name, parsed.spec.payload?.revision as number)
+        : undefined,
   });
   const applied = kube.try(["apply", "-f", "-"], doc.replace(UPSTREAM_PLACEHOLDER, JSON.stringify(token)));
   captured.push(applied.stdout, applied.stderr);

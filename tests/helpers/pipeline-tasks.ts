@@ -117,18 +117,20 @@ export class Harness {
     await this.stack?.stop();
   }
 
-  /** A PoA for action on kind/name, approved as the tier requires unless approvers are given. */
+  /** A PoA for action on kind/name, approved as the tier requires unless approvers are given;
+   * given the task's payload, it binds the task's change (con.change_sha256). */
   async token(
     action: Action,
     kind: Kind,
     name: string,
-    approvers: string[] = APPROVERS[TIER[action]],
+    { approvers = APPROVERS[TIER[action]], payload }: { approvers?: string[]; payload?: unknown } = {},
   ): Promise<string> {
     const token = await mintTaskToken(this.stack, {
       agent: AGENT,
       action,
       target: { kind, name, namespace: this.ns },
       approvers,
+      payload,
     });
     this.secrets.push(token);
     return token;
@@ -149,7 +151,7 @@ export class Harness {
   /** Mints a token (approved as the tier requires unless r.approvers says otherwise), creates the
    * task (admission must accept it) and waits for a terminal phase. */
   async run(name: string, r: TaskRequest): Promise<Task> {
-    const token = await this.token(r.action, r.kind, r.target, r.approvers);
+    const token = await this.token(r.action, r.kind, r.target, { approvers: r.approvers, payload: r.payload ?? {} });
     const created = this.kube.create(this.task(name, r, token));
     if (!created.ok) throw new Error(`creating task ${name} failed: ${created.stderr.trim()}`);
     return this.terminal(name);

@@ -8,6 +8,7 @@ import { Agent, request as httpRequest } from "undici";
 import { AtbError } from "../../capabilities/lib/errors";
 import type { BrokerClient, DecideRequest } from "../../capabilities/lib/broker/client";
 import { mintPoa, type MintOptions } from "../../broker/poa";
+import { changeDigest } from "../../capabilities/lib/change-digest";
 import type { RunningBroker } from "../../broker/server";
 import {
   AGENT,
@@ -173,8 +174,9 @@ describe("single use (jti)", () => {
   });
 
   it("does not burn a token that was denied", async () => {
-    const token = await mint({ action: "restart" });
-    const restart = { action: "k8s.Deployment.restart", params: {} };
+    // Bound to the change (MEDIUM requires it): the approval is what is missing.
+    const token = await mint({ action: "restart", changeSha256: changeDigest({ restart: true }) });
+    const restart = { action: "k8s.Deployment.restart", params: { restart: true } };
     await expect(decide(token, client, restart)).resolves.toMatchObject({
       allowed: false,
       reason: "medium_risk_approval_required",

@@ -5,6 +5,7 @@ import { writeFileSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { BrokerClient, DecideRequest } from "../../capabilities/lib/broker/client";
 import { mintPoa, type MintOptions } from "../../broker/poa";
+import { changeDigest } from "../../capabilities/lib/change-digest";
 import type { RunningBroker } from "../../broker/server";
 import {
   AGENT,
@@ -27,6 +28,7 @@ let frozen: RunningBroker;
 let client: BrokerClient;
 let frozenClient: BrokerClient;
 let seq = 0;
+let pki: ReturnType<typeof makePki>;
 
 type Spec = Partial<MintOptions> & {
   verb?: string;
@@ -34,6 +36,8 @@ type Spec = Partial<MintOptions> & {
   name?: string;
   params?: Record<string, unknown>;
   current?: number;
+  /** The token carries no con.change_sha256 (default: it binds the request's params). */
+  unbound?: boolean;
 };
 
 async function mint(s: Spec): Promise<string> {
@@ -43,6 +47,8 @@ async function mint(s: Spec): Promise<string> {
     agent: AGENT,
     action: s.verb ?? "scale",
     target: { kind, namespace: "shop", name: "web" },
+    // The change digest of what the request will carry: MEDIUM and up require it.
+    changeSha256: s.unbound ? undefined : changeDigest(s.params ?? { replicas: 5 }),
     ...s,
   });
   tokens.push(token);
@@ -67,7 +73,7 @@ async function decide(s: Spec, via: BrokerClient = client) {
 }
 
 beforeAll(async () => {
-  const pki = makePki(tmp.dir);
+  pki = makePki(tmp.dir);
   const data = JSON.parse(readFileSync(join(__dirname, "../../policies/data.json"), "utf8"));
   const now = Date.now();
   data.atb_config.maintenance_windows = [
@@ -224,6 +230,70 @@ describe("binding", () => {
       allowed: false,
       reason: "action_target_kind_mismatch",
     });
+  });
+});
+
+describe("the change digest (con.change_sha256 against the digest of the request's params)", () => {
+  it("allows a token bound to the change, whatever the order of its keys", async () => {
+    const manifest = { metadata: { name: "web", labels: { b: "2", a: "1" } }, kind: "Deployment" };
+    const reordered = { kind: "Deployment", metadata: { labels: { a: "1", b: "2" }, name: "web" } };
+    const token = await mint({ verb: "deploy", approvers: ["alice", "bob"], changeSha256: changeDigest({ manifest }) });
+    const r = { ...request({ verb: "deploy" }, token), params: { manifest: reordered } };
+    await expect(client.decide(r, { deadline: soon(), requestIdBase: `task-${++seq}` })).resolves.toMatchObject({
+      allowed: true,
+      riskTier: "HIGH",
+    });
+  });
+
+  it("denies a token bound to another change, whatever the tier (change_mismatch)", async () => {
+    const other = changeDigest({ replicas: 4 });
+    await expect(decide({ changeSha256: other, maxReplicas: 10 })).resolves.toMatchObject({
+      allowed: false,
+      riskTier: "LOW",
+      reason: "change_mismatch",
+    });
+    const restart: Spec = { verb: "restart", params: { restart: true }, approvers: ["alice"] };
+    await expect(decide({ ...restart, changeSha256: other })).resolves.toMatchObject({
+      allowed: false,
+      riskTier: "MEDIUM",
+      reason: "change_mismatch",
+    });
+  });
+
+  it("denies a MEDIUM or HIGH token without a digest (change_digest_required); a LOW scale may do without", async () => {
+    const restart: Spec = { verb: "restart", params: { restart: true }, approvers: ["alice"], unbound: true };
+    await expect(decide(restart)).resolves.toMatchObject({
+      allowed: false,
+      riskTier: "MEDIUM",
+      reason: "change_digest_required",
+    });
+    await expect(
+      decide({ verb: "deploy", params: {}, approvers: ["alice", "bob"], unbound: true }),
+    ).resolves.toMatchObject({
+      allowed: false,
+      riskTier: "HIGH",
+      reason: "change_digest_required",
+    });
+    await expect(decide({ unbound: true, maxReplicas: 10 })).resolves.toMatchObject({ allowed: true, riskTier: "LOW" });
+  });
+
+  it("requires the digest only in the tiers the data names (change_digest.required_tiers)", async () => {
+    const data = JSON.parse(readFileSync(join(__dirname, "../../policies/data.json"), "utf8"));
+    data.atb_config.change_digest = { required_tiers: ["HIGH", "CRITICAL"] };
+    const file = join(tmp.dir, "high-only.json");
+    writeFileSync(file, JSON.stringify(data));
+    const lenient = await startTestBroker(pki, keys, logs, { dataFile: file });
+    const lenientClient = testClient(lenient.url, pki, logs);
+    try {
+      const restart: Spec = { verb: "restart", params: { restart: true }, approvers: ["alice"], unbound: true };
+      await expect(decide(restart, lenientClient)).resolves.toMatchObject({ allowed: true, riskTier: "MEDIUM" });
+      await expect(
+        decide({ verb: "deploy", params: {}, approvers: ["alice", "bob"], unbound: true }, lenientClient),
+      ).resolves.toMatchObject({ allowed: false, reason: "change_digest_required" });
+    } finally {
+      await lenientClient.close();
+      await lenient.stop();
+    }
   });
 });
 
