@@ -356,9 +356,11 @@ export async function holdDecisions(
             answer.on("data", (c: Buffer) => out.push(c));
             answer.on("end", () => {
               const text = Buffer.concat(out);
+              // Only decisions are held: the token preflight (/api/v1/verify) comes before the plan.
               // A failed hold shows in the test's assertions on the target; the answer goes out regardless.
+              const decision = req.url === "/api/v1/decide";
               void Promise.resolve()
-                .then(() => hold(JSON.parse(text.toString("utf8")) as { allowed?: boolean }))
+                .then(() => (decision ? hold(JSON.parse(text.toString("utf8")) as { allowed?: boolean }) : undefined))
                 .catch(() => undefined)
                 .then(() => {
                   res.writeHead(answer.statusCode ?? 502, answer.headers);
