@@ -75,7 +75,8 @@ export interface Stack {
   /**
    * A PoA signed by the key the broker trusts. Given the task's payload (and, for a rollback, its
    * revision and template hash, else looked up in the cluster as the operator will), the token
-   * binds the task's change: con.change_sha256, which MEDIUM and higher tiers require.
+   * binds the task's change: con.change_sha256, which MEDIUM and higher tiers require (unless the
+   * payload has none: then the token is unbound).
    */
   mint(o: Omit<MintOptions, "key"> & StackMintChange): Promise<string>;
   startBroker(): Promise<RunningBroker>;
@@ -156,10 +157,15 @@ export async function startStack(o: StackOptions): Promise<Stack> {
     auditFile,
     operator: undefined as unknown as OperatorHandle,
     async mint({ payload, resolved, ...m }) {
-      if (payload === undefined || m.changeSha256 !== undefined) return mintPoa({ key: signingKey, ...m } as MintOptions);
+      if (payload === undefined || m.changeSha256 !== undefined)
+        return mintPoa({ key: signingKey, ...m } as MintOptions);
       const target = typeof m.target === "string" ? parseTarget(m.target) : m.target;
       const reader = kubectlReader(bin, o.cluster.kubeconfig);
-      const changeSha256 = await taskChangeSha256({ action: m.action, target, payload, resolved }, reader);
+      // A payload without a change (a rollback to a revision that does not exist, a malformed
+      // patch) mints an unbound token: the operator refuses such a task before it asks the broker.
+      const changeSha256 = await taskChangeSha256({ action: m.action, target, payload, resolved }, reader).catch(
+        () => undefined,
+      );
       return mintPoa({ key: signingKey, ...m, changeSha256 } as MintOptions);
     },
     async startBroker() {

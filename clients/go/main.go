@@ -12,6 +12,10 @@
 //	    --target Deployment/production/web-frontend --payload '{"replicas":5}' [--name NAME]
 //	    [--namespace NS] [--kubeconfig PATH] [--timeout 5m]
 //
+// With --print-change-digest it prints the digest of the task's change (what the token's
+// con.change_sha256 must be; change.go) and exits, without a token or a cluster; a rollback also
+// takes --template-hash HASH and, without a revision in its payload, --revision N.
+//
 // Exit codes: 0 Completed; 1 Denied or Failed; 2 anything else (bad arguments, admission rejected
 // the task, API errors, timeout).
 package main
@@ -58,6 +62,11 @@ type options struct {
 	target     string
 	payload    string
 	timeout    time.Duration
+	// --print-change-digest and what a rollback's change needs besides the payload.
+	printDigest     bool
+	revision        int
+	templateHash    string
+	templateHashSet bool
 }
 
 // errorf reports an error with the token redacted (an API server message may quote the object).
@@ -93,11 +102,21 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&o.target, "target", "", "the target as KIND/NAMESPACE/NAME, e.g. Deployment/production/web-frontend")
 	fs.StringVar(&o.payload, "payload", "{}", "the action's payload as a JSON object, e.g. '{\"replicas\":5}'")
 	fs.DurationVar(&o.timeout, "timeout", 5*time.Minute, "how long to wait for a terminal phase")
+	fs.BoolVar(&o.printDigest, "print-change-digest", false, "print the digest of the task's change (the token's con.change_sha256) and exit: no token, no cluster")
+	fs.IntVar(&o.revision, "revision", 0, "rollback, with --print-change-digest: the revision it restores (default: the payload's)")
+	fs.StringVar(&o.templateHash, "template-hash", "", "rollback, with --print-change-digest: the pod-template-hash of that revision's ReplicaSet or its ControllerRevision's hash (\"none\" if it has none)")
 	if err := fs.Parse(args); err != nil {
 		return exitError
 	}
 	if fs.NArg() > 0 {
 		return fail("unexpected arguments %q (the token is read from $ATB_POA_TOKEN, never from the command line)", fs.Args())
+	}
+	if o.printDigest {
+		fs.Visit(func(f *flag.Flag) { o.templateHashSet = o.templateHashSet || f.Name == "template-hash" })
+		if err := printChangeDigest(o, stdout); err != nil {
+			return fail("%v", err)
+		}
+		return exitCompleted
 	}
 	if token == "" {
 		return fail("ATB_POA_TOKEN is not set: export the agent's PoA token in the environment")

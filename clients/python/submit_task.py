@@ -19,6 +19,15 @@ Usage:
         --target Deployment/production/web-frontend --payload '{"replicas": 5}' \\
         [--name NAME] [--namespace NS] [--kubeconfig PATH] [--timeout SECONDS]
 
+Before asking for a token, the agent can print the digest its token must bind (con.change_sha256,
+required from MEDIUM risk up; change_digest.py next to this script computes it, without a token or
+a cluster):
+
+    python3 submit_task.py --action restart --target Deployment/production/api-server --print-change-digest
+
+A rollback also takes --template-hash (the pod-template-hash of the revision's ReplicaSet) and,
+without a revision in its payload, --revision.
+
 Kubernetes configuration: --kubeconfig, else $KUBECONFIG or ~/.kube/config, else the in-cluster
 service account (when running in a pod).
 
@@ -37,6 +46,8 @@ from typing import Any, Dict, Optional
 
 from kubernetes import client, config, watch
 from kubernetes.client.rest import ApiException
+
+from change_digest import ChangeError, parse_payload, task_change_digest, template_hash_arg
 
 GROUP = "atb.siemens.com"
 VERSION = "v1alpha1"
@@ -99,7 +110,33 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--target", required=True, help="KIND/NAMESPACE/NAME, e.g. Deployment/production/web-frontend")
     p.add_argument("--payload", default="{}", help="the action's payload as a JSON object, e.g. '{\"replicas\": 5}'")
     p.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for a terminal phase (default 300)")
+    p.add_argument(
+        "--print-change-digest",
+        action="store_true",
+        help="print the digest of the task's change (the token's con.change_sha256) and exit: no token, no cluster",
+    )
+    p.add_argument("--revision", type=int, default=None, help="rollback, with --print-change-digest: the revision it restores")
+    p.add_argument(
+        "--template-hash",
+        default=None,
+        help='rollback, with --print-change-digest: the pod-template-hash of that revision ("none" if it has none)',
+    )
     return p.parse_args(argv)
+
+
+def print_change_digest(args: argparse.Namespace) -> int:
+    """--print-change-digest: the digest of the change the operator will ask the broker about."""
+    parts = args.target.split("/")
+    if len(parts) != 3 or not all(parts):
+        print(f"error: --target must be KIND/NAMESPACE/NAME, got {args.target!r}", file=sys.stderr)
+        return EXIT_ERROR
+    try:
+        payload = parse_payload(args.payload)
+        print(task_change_digest(args.action, parts[0], payload, args.revision, template_hash_arg(args.template_hash)))
+    except (ChangeError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    return EXIT_COMPLETED
 
 
 def build_task(args: argparse.Namespace, token: str) -> Dict[str, Any]:
@@ -200,6 +237,8 @@ def main(argv: list[str]) -> int:
         args = parse_args(argv)
     except SystemExit as e:  # argparse exits 2 on bad usage, 0 on --help
         return int(e.code or 0)
+    if args.print_change_digest:
+        return print_change_digest(args)
     try:
         if not token:
             raise SubmitError("ATB_POA_TOKEN is not set: export the agent's PoA token in the environment")
