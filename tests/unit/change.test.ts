@@ -7,7 +7,9 @@ import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { canonicalChange, taskChangeDigest, templateHashOf, type ChangeResolution } from "../../capabilities/change";
 import { canonicalJson, changeDigest, valueDigest } from "../../capabilities/lib/change-digest";
-import { ACTIONS } from "../../capabilities/registry";
+import { ACTIONS, actions } from "../../capabilities/registry";
+import type { KubeObject } from "../../capabilities/lib/action";
+import { ctx, FakeKube, NS, workload } from "./actions/fake";
 
 const FIXTURES = join(__dirname, "..", "fixtures", "change-digest");
 
@@ -168,5 +170,35 @@ describe("the shared fixtures (tests/fixtures/change-digest/)", () => {
     expect(canonicalJson(change)).toBe(canonicalJson(x.change));
     expect(changeDigest(change)).toBe(x.digest);
     expect(changeDigest(x.change)).toBe(x.digest);
+  });
+});
+
+describe("each action's plan sends its canonical change as params", () => {
+  const configMap = (): KubeObject => ({
+    apiVersion: "v1",
+    kind: "ConfigMap",
+    metadata: { name: "web", namespace: NS, resourceVersion: "7" },
+    data: { a: "1" },
+  });
+  const manifest = { apiVersion: "apps/v1", kind: "Deployment", metadata: { name: "web", namespace: NS }, spec: {} };
+
+  test.each([
+    ["scale", spec("scale", { replicas: 4, reason: "load" }, "Deployment"), workload("Deployment")],
+    ["restart", spec("restart", {}, "StatefulSet"), workload("StatefulSet")],
+    ["update-config", spec("update-config", { data: { b: "2" }, remove: ["a"] }, "Secret"), configMap()],
+    ["deploy image", spec("deploy", { image: "nginx:1.28" }, "Deployment"), workload("Deployment")],
+    ["deploy manifest", spec("deploy", { manifest }, "Deployment"), workload("Deployment")],
+    ["patch", spec("patch", { patch: '[{"op":"replace","path":"/data/a","value":"2"}]' }, "ConfigMap"), configMap()],
+  ] as const)("%s", async (_name, s, target) => {
+    const module = actions[s.action]!;
+    const task = {
+      ...s,
+      agentId: "spiffe://atb.example.com/agent/test",
+      poaToken: "a.b.c",
+      target: { ...s.target, name: "web", namespace: NS },
+    };
+    const plan = await module.plan(ctx(task as never, new FakeKube()), target);
+    expect(plan.params).toEqual(canonicalChange(task));
+    expect(JSON.stringify(plan.params)).not.toContain('"2"');
   });
 });
