@@ -54,6 +54,8 @@ export interface AgentTaskTarget {
 export interface AgentTaskSpec {
   agentId: string;
   poaToken: string;
+  /** Approver attestations (compact JWS) the broker verifies next to the token; never shown. */
+  attestations?: string[];
   /** One of the registry's actions (capabilities/registry.ts); the API server enforces the list. */
   action: string;
   target: AgentTaskTarget;

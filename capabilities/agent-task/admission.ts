@@ -54,7 +54,19 @@ function identityErrors(spec: AgentTaskSpec): string[] {
   if (typeof spec.poaToken !== "string" || !JWS.test(spec.poaToken)) {
     errors.push("spec.poaToken: must be a compact JWS (three base64url segments separated by dots)");
   }
+  errors.push(...attestationErrors(spec.attestations));
   return errors;
+}
+
+/** Attestations are compact JWS like the token, and like it never echoed in a message. */
+function attestationErrors(list: unknown): string[] {
+  if (list === undefined) return [];
+  if (!Array.isArray(list) || list.length > 16)
+    return ["spec.attestations: must be a list of at most 16 compact JWS strings"];
+  const bad = list.findIndex(a => typeof a !== "string" || a.length > 8192 || !JWS.test(a));
+  return bad < 0
+    ? []
+    : [`spec.attestations[${bad}]: must be a compact JWS of at most 8192 characters (three base64url segments)`];
 }
 
 function namespaceErrors(spec: AgentTaskSpec, ns: string | undefined, config: Readonly<OperatorConfig>): string[] {

@@ -30,6 +30,13 @@ test.each([
   ],
   [{ agentId: "agent-a" }, /^spec\.agentId: must be a SPIFFE ID/],
   [{ poaToken: "abc" }, /^spec\.poaToken: must be a compact JWS/],
+  [{ attestations: "x" }, /^spec\.attestations: must be a list of at most 16 compact JWS strings$/],
+  [{ attestations: Array(17).fill(TOKEN) }, /^spec\.attestations: must be a list of at most 16/],
+  [
+    { attestations: [TOKEN, "not a jws secret-value"] },
+    /^spec\.attestations\[1\]: must be a compact JWS of at most 8192 characters \(three base64url segments\)$/,
+  ],
+  [{ attestations: [`${TOKEN}${"a".repeat(8192)}`] }, /^spec\.attestations\[0\]: must be a compact JWS/],
   [
     { target: { kind: "Deployment", name: "w", namespace: "other" } },
     /^spec\.target\.namespace: must equal the task's namespace "prod"/,
@@ -42,6 +49,7 @@ test.each([
 
 test("a valid task passes; cross-namespace is allowed only when configured", () => {
   expect(commonErrors(task({}), actions, config)).toEqual([]);
+  expect(commonErrors(task({ attestations: [TOKEN, TOKEN] }), actions, config)).toEqual([]);
   const cross = task({ target: { kind: "Deployment", name: "w", namespace: "other" } });
   expect(commonErrors(cross, actions, parseConfig({ ATB_ALLOW_CROSS_NAMESPACE: "true" }))).toEqual([]);
 });

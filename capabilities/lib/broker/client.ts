@@ -35,6 +35,8 @@ export interface DecideRequest {
   params: Record<string, unknown>;
   /** What the operator observed: task {uid,name,namespace}, current {replicas,image,revision,...}. */
   context: Record<string, unknown>;
+  /** Approver attestations from the task (spec.attestations), sent as they are; never logged. */
+  attestations?: string[];
 }
 
 /**
@@ -99,6 +101,7 @@ function bodyOf(request: DecideRequest | VerifyRequest): string {
     target: request.target,
     ...("params" in request ? { params: request.params } : {}),
     context: request.context,
+    ...("attestations" in request && request.attestations?.length ? { attestations: request.attestations } : {}),
   });
 }
 

@@ -105,7 +105,13 @@ async function decide(s: StepScope, plan: Planned, exp: Date): Promise<StepResul
 /** What the broker is asked for a task: its spec, the planned change and what was observed. */
 export function decideRequest(task: AgentTask, plan: Planned): DecideRequest {
   const base = verifyRequest(task);
-  return { ...base, params: plan.params, context: { ...plan.context, ...base.context } };
+  const attestations = task.spec?.attestations;
+  return {
+    ...base,
+    params: plan.params,
+    context: { ...plan.context, ...base.context },
+    ...(Array.isArray(attestations) && attestations.length ? { attestations } : {}),
+  };
 }
 
 /** The preflight's question: the token, who presents it, for which action on which target. */

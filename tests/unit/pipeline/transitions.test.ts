@@ -209,6 +209,18 @@ describe("Processing: the token is checked before anything is read from the targ
   });
 });
 
+test("GIVEN approver attestations in the task THEN the decision gets them as they are, the preflight does not", async () => {
+  const w = world({ kube: { autoRollout: true } });
+  deployment(w);
+  const key = submit(w, "t", { payload: { replicas: 3 } });
+  const stored = task(w, key);
+  const attestations = ["eyJhbGciOiJFZERTQSJ9.eyJhcHByb3ZlciI6ImFsaWNlIn0.c2ln", "eyJh.eyJi.c2"];
+  w.kube.put(taskPath("t"), { ...stored, spec: { ...stored.spec, attestations } } as never);
+  await drive(w, key);
+  expect(w.broker.calls[0].request.attestations).toEqual(attestations);
+  expect(w.broker.preflights[0].request).not.toHaveProperty("attestations");
+});
+
 describe("nothing to write, and the agent's reason", () => {
   test("GIVEN a plan with nothing to write WHEN allowed THEN Completed/NoChange: asked once, no dry run, no write", async () => {
     const noChange = "skipped rollback: already at revision 3; nothing was written";
