@@ -3,7 +3,8 @@
 // samples/broker-data.json) and the operator with its admission webhooks; creates the sample
 // workloads and then rolls out their later releases (samples/releases/, so the rollback sample
 // has an earlier revision), waiting for each rollout; mints a PoA for every sample task as
-// samples/expectations.json describes; applies the tasks and prints `kubectl get agenttasks -A`
+// samples/expectations.json describes (and, for the attested sample, the approvers' attestations,
+// signed with keys made at start whose public halves the broker trusts); applies the tasks and prints `kubectl get agenttasks -A`
 // as they finish. Without --once it keeps running until Ctrl-C and then stops everything it
 // started (killed instead, it leaves nothing running either: the control plane, OPA and the
 // operator are tied to it, see tools/reaper.ts); with --once it exits 0 only when every sample
@@ -13,6 +14,7 @@ import { join, relative, resolve } from "node:path";
 import { load, loadAll } from "js-yaml";
 import { binDirs, ensureBinaries, type Binaries } from "./controlplane/binaries";
 import { down, kubectl, up, type ClusterState } from "./controlplane/cluster";
+import { generateDevKeys, readPrivateKey, signAttestation } from "../broker/poa";
 import type { PresetName } from "../broker/trust";
 import { installCrds, startStack, writeScopeParams, type Stack, type StackOptions } from "./stack";
 
@@ -26,8 +28,12 @@ interface Expectation {
   namespace: string;
   phase: string;
   risk: string;
-  /** change: the token binds the sample's own change (con.change_sha256), as MEDIUM and up require. */
-  poa: { approvers?: string[]; target?: string; maxReplicas?: number; change?: boolean };
+  /**
+   * change: the token binds the sample's own change (con.change_sha256), as MEDIUM and up require.
+   * attestations: approvers who each sign an attestation of that change for the minted token (their
+   * keys are made at start and given to the broker), instead of approval blocks in the token.
+   */
+  poa: { approvers?: string[]; target?: string; maxReplicas?: number; change?: boolean; attestations?: string[] };
 }
 
 interface Workload {
@@ -43,13 +49,55 @@ interface TaskDoc {
     action: string;
     target: { kind: string; name: string; namespace: string };
     payload?: Record<string, unknown>;
+    attestations?: string[];
   };
 }
 
 const expectations = (): Expectation[] =>
   JSON.parse(readFileSync(join(samples, "expectations.json"), "utf8")) as Expectation[];
 
-async function applyTasks(stack: Stack): Promise<void> {
+/** The approvers' own signing keys (made at start), by approver id. */
+type ApproverKeys = Map<string, string>;
+
+/** A key pair for every approver the samples' attestations name; the broker gets the public keys. */
+async function approverKeys(): Promise<ApproverKeys> {
+  const ids = [...new Set(expectations().flatMap(e => e.poa.attestations ?? []))];
+  const keys: ApproverKeys = new Map();
+  for (const id of ids) {
+    const name = id
+      .split("/")
+      .pop()!
+      .replace(/[^A-Za-z0-9_-]/g, "_");
+    keys.set(id, (await generateDevKeys(join(dataDir, "approvers"), "EdDSA", name)).privateKeyFile);
+  }
+  return keys;
+}
+
+/** The approvers as the broker's trust configuration knows them: id and public key. */
+function approverTrust(keys: ApproverKeys): StackOptions["brokerTrust"] {
+  const approvers = [...keys].map(([id, privateKeyFile]) => ({
+    id,
+    keys: [privateKeyFile.replace(/\.key$/, ".pub")],
+  }));
+  return approvers.length ? { trust: { approvers } } : {};
+}
+
+/** Each approver's attestation of the token's change, bound to its jti (what the approver saw). */
+async function attest(token: string, approvers: string[], keys: ApproverKeys): Promise<string[]> {
+  const claims = JSON.parse(Buffer.from(token.split(".")[1], "base64url").toString("utf8")) as {
+    jti: string;
+    con?: { change_sha256?: string };
+  };
+  const changeSha256 = claims.con?.change_sha256;
+  if (!changeSha256) throw new Error("an attested sample needs a token bound to its change (poa.change: true)");
+  return Promise.all(
+    approvers.map(approver =>
+      signAttestation({ key: readPrivateKey(keys.get(approver)!), approver, changeSha256, poaJti: claims.jti }),
+    ),
+  );
+}
+
+async function applyTasks(stack: Stack, keys: ApproverKeys): Promise<void> {
   const want = new Map(expectations().map(e => [`${e.namespace}/${e.name}`, e]));
   const dir = join(samples, "tasks");
   for (const f of readdirSync(dir)
@@ -68,6 +116,7 @@ async function applyTasks(stack: Stack): Promise<void> {
       ttlSeconds: 300,
       payload: e.poa.change ? (doc.spec.payload ?? {}) : undefined,
     });
+    if (e.poa.attestations?.length) doc.spec.attestations = await attest(doc.spec.poaToken, e.poa.attestations, keys);
     kubectl(stack.bin, stack.cluster.kubeconfig, ["apply", "-f", "-"], JSON.stringify(doc));
   }
 }
@@ -184,6 +233,7 @@ async function main(): Promise<number> {
   process.on("SIGTERM", () => onSignal(143));
   try {
     installCrds(b, s.kubeconfig);
+    const keys = await approverKeys();
     // As the install does: the scope policy refuses tasks outside the operator's namespaces.
     writeScopeParams(b, s.kubeconfig, { WATCH_NAMESPACE: NAMESPACES.join(",") });
     stack = await startStack({
@@ -191,7 +241,7 @@ async function main(): Promise<number> {
       workDir: dataDir,
       namespaces: NAMESPACES,
       brokerDataFile: join(samples, "broker-data.json"),
-      brokerTrust: brokerTrust(),
+      brokerTrust: { ...brokerTrust(), ...approverTrust(keys) },
       // The sandbox is a cluster of its own: a task created outside its namespaces is marked
       // Failed/OutOfScope after the product's grace, as in production.
       markOutOfScope: true,
@@ -203,7 +253,7 @@ async function main(): Promise<number> {
     rollOut(b, s.kubeconfig, "workloads");
     // Then the later releases: those workloads have a revision history before any task runs.
     rollOut(b, s.kubeconfig, "releases");
-    await applyTasks(stack);
+    await applyTasks(stack, keys);
     const ok = await waitForSamples(b, s, 240_000);
     console.log(
       ok

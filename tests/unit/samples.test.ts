@@ -35,6 +35,7 @@ interface Expectation {
   namespace: string;
   phase: string;
   risk: string;
+  poa: { approvers?: string[]; attestations?: string[]; change?: boolean };
 }
 
 const tasks = yamlFiles("tasks").map(f => ({ file: f, doc: load(read("tasks", f)) as Doc }));
@@ -110,4 +111,16 @@ test("the seed's Python example is kept with its undefined names and its in-clus
   expect(body).toContain('"agentId": agent_spiffe_id,');
   expect(body).toContain('"poaToken": poa_token,');
   expect(body).toContain("config.load_incluster_config()  # or load_kube_config() for local");
+});
+
+test("one sample is approved by attestations alone: a HIGH task whose token carries no approval block", () => {
+  const attested = expectations.filter(e => e.poa.attestations?.length);
+  expect(attested.map(e => ({ name: e.name, phase: e.phase, risk: e.risk }))).toEqual([
+    { name: "sample-deploy-attested", phase: "Completed", risk: "HIGH" },
+  ]);
+  for (const e of attested) {
+    expect(e.poa.approvers ?? []).toEqual([]);
+    expect(e.poa.change).toBe(true);
+    expect(new Set(e.poa.attestations).size).toBe(2);
+  }
 });
