@@ -62,6 +62,11 @@ export async function resolveRollbackChange(
 /** `sha256:<hex>` of the task's canonical change; a rollback without `resolved` needs `api`. */
 export async function taskChangeSha256(t: TaskChange, api?: Pick<KubeApi, "request">): Promise<string> {
   const action = crdAction(t.action);
+  // The payload as the task reaches the API server, and so the operator: JSON (a Date from a YAML
+  // file becomes its string, an undefined member is left out).
+  const payload =
+    t.payload === undefined ? undefined : (JSON.parse(JSON.stringify(t.payload)) as TaskChange["payload"]);
+  t = { ...t, payload };
   let resolved = t.resolved;
   if (action === "rollback" && resolved?.templateHash === undefined) {
     if (!api)

@@ -11,6 +11,7 @@ import { generateKeyPairSync, randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import fc from "fast-check";
 import { mintPoa } from "../../broker/poa";
+import { taskChangeDigest } from "../../capabilities/change";
 import { e2eCluster } from "../helpers/cluster-env";
 import { eventually } from "../helpers/kube";
 import { operatorWrites } from "../helpers/audit";
@@ -290,10 +291,22 @@ const sampleArb: fc.Arbitrary<Sample> = fc
 const b64 = (v: unknown) => Buffer.from(JSON.stringify(v)).toString("base64url");
 const replayPool: { token: string; action: Action; kind: string; target: string; payload: unknown }[] = [];
 
+/** The digest of the sample's change, when its payload has one: what a token for exactly this
+ * change binds (con.change_sha256). A rollback's needs the cluster's history: none here. */
+function changeOf(action: Action, kind: string, payload: unknown): string | undefined {
+  try {
+    return taskChangeDigest({ action, target: { kind }, payload: payload as Record<string, unknown> });
+  } catch {
+    return undefined;
+  }
+}
+
 async function tokenFor(s: Sample): Promise<string> {
   const action = (ACTIONS as string[]).includes(s.action) ? (s.action as Action) : "scale";
   const target = { kind: KINDS.includes(s.kind) ? s.kind : "Deployment", namespace: s.targetNs, name: s.target };
-  const base = { agent: AGENT, action, target, approvers: APPROVERS[TIER[action]], maxReplicas: 10, ttlSeconds: 300 };
+  const approvers = APPROVERS[TIER[action]];
+  const changeSha256 = changeOf(action, target.kind, s.payload);
+  const base = { agent: AGENT, action, target, approvers, maxReplicas: 10, ttlSeconds: 300, changeSha256 };
   const now = Math.floor(Date.now() / 1000);
   const mint = (o: Partial<typeof base> & { issuedAt?: number }) => mintPoa({ key: signingKey, ...base, ...o });
   const random = (n: number) =>
