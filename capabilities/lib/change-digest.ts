@@ -44,9 +44,19 @@ function assertJson(v: unknown, path: string, depth = 0): void {
     v.forEach((x, i) => assertJson(x, `${path}[${i}]`, depth + 1));
     return;
   }
-  if (typeof v === "object" && Object.getPrototypeOf(v) === Object.prototype) {
+  if (typeof v === "object" && isPlainObject(v)) {
     for (const [k, x] of Object.entries(v as Record<string, unknown>)) assertJson(x, `${path}.${k}`, depth + 1);
     return;
   }
   throw new Error(`${path}: a ${typeof v} has no JSON form`);
+}
+
+/**
+ * A plain object of any realm: its prototype is null or an Object.prototype (whose own prototype
+ * is null). Objects made in another realm (a vm context, jest's test sandbox) are plain too; a
+ * Date, Map, class instance or boxed primitive is not.
+ */
+function isPlainObject(v: object): boolean {
+  const proto = Object.getPrototypeOf(v) as object | null;
+  return proto === null || Object.getPrototypeOf(proto) === null;
 }

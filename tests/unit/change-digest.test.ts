@@ -1,6 +1,7 @@
 // The change digest: RFC 8785 canonical JSON (the RFC's own example), sha256:<hex> of it, and a
 // refusal of values that have no JSON form (they must never collapse into another change's digest).
 import { createHash } from "node:crypto";
+import { runInNewContext } from "node:vm";
 import fc from "fast-check";
 import { canonicalJson, changeDigest, DIGEST_PATTERN, valueDigest } from "../../capabilities/lib/change-digest";
 
@@ -48,6 +49,17 @@ describe("canonicalJson (RFC 8785)", () => {
       }),
     );
   });
+});
+
+test("objects of another realm (a vm context) are plain objects too; class instances are not", () => {
+  const foreign = runInNewContext('({ b: [1, { c: "x" }], a: null })') as unknown;
+  expect(canonicalJson(foreign)).toBe('{"a":null,"b":[1,{"c":"x"}]}');
+  expect(canonicalJson(Object.assign(Object.create(null), { k: 1 }))).toBe('{"k":1}');
+  class Box {
+    k = 1;
+  }
+  expect(() => canonicalJson({ box: new Box() })).toThrow(/has no JSON form/);
+  expect(() => canonicalJson({ m: new Map() })).toThrow(/has no JSON form/);
 });
 
 describe("changeDigest / valueDigest", () => {
