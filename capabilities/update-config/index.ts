@@ -173,7 +173,7 @@ export const UpdateConfigAction = defineAction({
   },
   docs: {
     summary:
-      "merges `data` (strings) and removes `remove` keys; Secret values are stored base64-encoded; values never reach logs, events, status or the broker (keys and sizes only)",
+      "merges `data` (strings) and removes `remove` keys; Secret values are stored base64-encoded; values never reach logs, events, status or the broker (keys, sizes and SHA-256 digests only)",
   },
   admission: "valid keys, bounded size, no key both set and removed",
   validate,
