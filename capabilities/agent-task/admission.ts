@@ -5,7 +5,7 @@ import { isDeepStrictEqual } from "node:util";
 import type { AgentTask, AgentTaskSpec } from "../../crds/agenttask";
 import type { ActionRegistry } from "../lib/action";
 import type { OperatorConfig } from "../lib/config";
-import { scopeRefusal } from "../lib/scope";
+import { scopeRefusal, targetRefusal } from "../lib/scope";
 
 const JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
 const SPIFFE = /^spiffe:\/\/[a-z0-9._-]+(\/[A-Za-z0-9._-]+)+$/;
@@ -80,6 +80,9 @@ function namespaceErrors(spec: AgentTaskSpec, ns: string | undefined, config: Re
   // words, also where Pepr's webhooks never run (kube-system, pepr-system).
   const refusal = ns ? scopeRefusal(ns, config) : undefined;
   if (refusal) errors.push(refusal);
+  const target = spec.target?.namespace;
+  const protectedTarget = typeof target === "string" && target !== ns ? targetRefusal(target, config) : undefined;
+  if (protectedTarget) errors.push(protectedTarget);
   return errors;
 }
 

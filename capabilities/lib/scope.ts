@@ -49,6 +49,16 @@ export function scopeRefusal(namespace: string, scope: NamespaceScope): string |
   return SCOPE_MESSAGES[rule].replace("{namespace}", namespace).replace("{list}", list.join(","));
 }
 
+/**
+ * Why the operator never changes an object in this namespace (the task's target), or undefined.
+ * Only a cross-namespace target (ATB_ALLOW_CROSS_NAMESPACE) can differ from the task's own
+ * namespace; the policy's data may list more protected namespaces, which it rates CRITICAL.
+ */
+export function targetRefusal(namespace: string, scope: NamespaceScope): string | undefined {
+  if (!scope.protectedNamespaces.includes(namespace)) return undefined;
+  return `spec.target.namespace: "${namespace}" is protected (ATB_PROTECTED_NAMESPACES=${scope.protectedNamespaces.join(",")}): the ATB operator never changes objects in it`;
+}
+
 /** The ConfigMap the policy's binding takes its parameters from (paramRef). */
 export const POLICY_PARAMS = { name: "atb-operator-scope", namespace: "pepr-system" } as const;
 export const POLICY_NAME = "agenttask-scope.atb.siemens.com";

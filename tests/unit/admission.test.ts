@@ -63,6 +63,16 @@ test("a task in a protected namespace is refused with the policy's words, even w
   expect(commonErrors(t, actions, allowed)).toEqual([]);
 });
 
+test("a cross-namespace target in a protected namespace is refused by the operator itself", () => {
+  const cross = parseConfig({ ATB_ALLOW_CROSS_NAMESPACE: "true" });
+  const t = task({ target: { kind: "Deployment", name: "coredns", namespace: "kube-system" } });
+  expect(commonErrors(t, actions, cross)).toEqual([
+    'spec.target.namespace: "kube-system" is protected (ATB_PROTECTED_NAMESPACES=kube-system,kube-public,kube-node-lease,pepr-system): the ATB operator never changes objects in it',
+  ]);
+  const allowed = parseConfig({ ATB_ALLOW_CROSS_NAMESPACE: "true", ATB_PROTECTED_NAMESPACES: "pepr-system" });
+  expect(commonErrors(t, actions, allowed)).toEqual([]);
+});
+
 test("a task outside WATCH_NAMESPACE is refused with the policy's words", () => {
   const scoped = parseConfig({ WATCH_NAMESPACE: "shop, staging" });
   expect(commonErrors(task({}), actions, scoped)).toEqual([

@@ -5,6 +5,7 @@ import { brokerAction, isUnchanged, type KubeObject, type Planned } from "../act
 import { getTarget } from "../action/target";
 import { poaExpiry, type DecideRequest, type VerifyRequest } from "../broker/client";
 import { messageOf } from "../errors";
+import { targetRefusal } from "../scope";
 import { objectView } from "./object-view";
 import { asBrokerError } from "./outcome";
 import type { StepResult, StepScope } from "./scope";
@@ -21,6 +22,10 @@ function precheck(s: StepScope): string[] {
       `spec.target.namespace: must equal the task's namespace ${s.task.metadata?.namespace} (cross-namespace targets are disabled)`,
     );
   }
+  // The operator's own refusal, whatever the policy's data says (a task in a protected namespace
+  // never gets here: it is OutOfScope).
+  const refusal = targetRefusal(spec.target.namespace, s.config);
+  if (refusal) errors.push(refusal);
   return errors;
 }
 

@@ -221,6 +221,21 @@ test("GIVEN approver attestations in the task THEN the decision gets them as the
   expect(w.broker.preflights[0].request).not.toHaveProperty("attestations");
 });
 
+test("GIVEN a task that got past admission with a target in a protected namespace THEN Failed InvalidTask, before the broker and any read", async () => {
+  const w = world({ env: { ATB_ALLOW_CROSS_NAMESPACE: "true" } });
+  deployment(w, "coredns", 2, "kube-system");
+  const key = submit(w, "t", { target: "coredns", targetNamespace: "kube-system" });
+  await drive(w, key);
+  const t = task(w, key);
+  expect({ phase: t.status?.phase, reason: condition(t, "Succeeded")?.reason }).toEqual({
+    phase: "Failed",
+    reason: "InvalidTask",
+  });
+  expect(t.status?.message).toContain('spec.target.namespace: "kube-system" is protected');
+  expect(w.broker.preflights).toHaveLength(0);
+  expect(w.kube.audit.filter(e => e.path.startsWith(deployPath("coredns", "kube-system")))).toEqual([]);
+});
+
 describe("nothing to write, and the agent's reason", () => {
   test("GIVEN a plan with nothing to write WHEN allowed THEN Completed/NoChange: asked once, no dry run, no write", async () => {
     const noChange = "skipped rollback: already at revision 3; nothing was written";
