@@ -176,16 +176,19 @@ describe("a manifest replaces what another field manager created", () => {
     const recorded = JSON.parse(
       readFileSync(join(__dirname, "..", "fixtures", "pod-template-defaults", "rich.json"), "utf8"),
     ) as { manifest: { metadata: { labels: Record<string, string> }; spec: Record<string, unknown> } };
-    // Without the ephemeral volume: its claim would need a storage class before a pod can schedule.
+    // Without the ephemeral volume (its claim would need a storage class before a pod can schedule)
+    // and the hostPath one (the policy on the resulting object refuses it: Pod Security baseline).
     // With a service account named: this control plane runs without the ServiceAccount admission
     // plugin, and a pod with a projected token but no service account is invalid.
-    const spec = structuredClone(recorded.manifest.spec) as {
+    // (A JSON copy, not structuredClone: under jest, structuredClone makes objects of another realm.)
+    const spec = JSON.parse(JSON.stringify(recorded.manifest.spec)) as {
       volumes: { name: string }[];
       containers: { volumeMounts: { name: string }[] }[];
       serviceAccountName?: string;
     };
-    spec.volumes = spec.volumes.filter(v => v.name !== "eph");
-    spec.containers[0].volumeMounts = spec.containers[0].volumeMounts.filter(m => m.name !== "eph");
+    const kept = (v: { name: string }) => v.name !== "eph" && v.name !== "hp";
+    spec.volumes = spec.volumes.filter(kept);
+    spec.containers[0].volumeMounts = spec.containers[0].volumeMounts.filter(kept);
     spec.serviceAccountName = "default";
     const labels = { ...recorded.manifest.metadata.labels, app: "rich" };
     await h.ready("Deployment", "rich");
