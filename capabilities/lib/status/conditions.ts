@@ -4,8 +4,13 @@
 import type { AgentTask, AgentTaskStatus, AtbResult, Condition, ConditionType, Phase } from "../../../crds/agenttask";
 import { TERMINAL_PHASES } from "../../../crds/agenttask";
 
-/** The CRD's bound on a condition message is 32768; status.message is kept short for `kubectl get -o wide`. */
-const MAX_CONDITION_MESSAGE = 32_000;
+/**
+ * The CRD's bound on a condition message is 32768. A message can quote what an agent sent (an API
+ * server error quotes an invalid value whole), so each copy is kept to 8000 characters: enough for
+ * any real error, and a task's status stays small whatever the task held. status.message is kept
+ * short for `kubectl get -o wide`.
+ */
+const MAX_CONDITION_MESSAGE = 8_000;
 const MAX_STATUS_MESSAGE = 4_000;
 
 export type ConditionStatus = Condition["status"];

@@ -133,6 +133,8 @@ export interface WorldOptions {
   probe?: Probe;
   /** Build the pipeline without a wake callback (its default). */
   noWake?: boolean;
+  /** More action modules by name (e.g. the real deploy), over scale, update-config and the probe. */
+  actions?: Record<string, unknown>;
 }
 
 const quiet = (): ReturnType<typeof createLogger> =>
@@ -150,6 +152,7 @@ export function world(o: WorldOptions = {}): World {
     scale: ScaleAction,
     "update-config": UpdateConfigAction,
     patch: (o.probe ?? probe()).module,
+    ...o.actions,
   } as unknown as PipelineDeps["actions"];
   const wakes: string[] = [];
   const make = (): Pipeline =>
@@ -212,6 +215,7 @@ export interface TaskOptions {
   /** PoA exp, ms since the epoch; default five minutes from the clock. */
   exp?: number;
   poaToken?: string;
+  agentId?: string;
   namespace?: string;
   status?: AgentTask["status"];
 }
@@ -220,7 +224,7 @@ export interface TaskOptions {
 export function submit(w: World, name: string, o: TaskOptions = {}): string {
   const ns = o.namespace ?? NS;
   const spec = {
-    agentId: AGENT,
+    agentId: o.agentId ?? AGENT,
     poaToken: o.poaToken ?? token(o.exp ?? w.clock.t + 300_000),
     action: o.action ?? "scale",
     target: { kind: o.kind ?? "Deployment", name: o.target ?? "web", namespace: o.targetNamespace ?? ns },
