@@ -10,7 +10,7 @@ import { createLogger } from "../../capabilities/lib/logger";
 import { ACTION_MODULES, type Action } from "../../capabilities/registry";
 import type { ClusterState } from "../../tools/controlplane/cluster";
 import { agentTask, mintTaskToken, workload } from "../../tools/objects";
-import { startStack, type Stack } from "../../tools/stack";
+import { startStack, type Stack, type StackOptions } from "../../tools/stack";
 import { operatorWrites } from "./audit";
 import { eventually, Kube } from "./kube";
 import { scanForSecrets } from "./secrets";
@@ -102,12 +102,13 @@ export class Harness {
     readonly workDir: string,
   ) {}
 
-  async start(operatorEnv: Record<string, string> = {}): Promise<void> {
+  async start(operatorEnv: Record<string, string> = {}, more: Partial<StackOptions> = {}): Promise<void> {
     this.stack = await startStack({
       cluster: this.cluster,
       workDir: join(this.cluster.dataDir, this.workDir),
       namespaces: [this.ns],
       operatorEnv,
+      ...more,
     });
     this.kube = new Kube(this.stack.bin, this.cluster.kubeconfig);
     this.kube.namespace(this.ns);

@@ -132,14 +132,21 @@ export function logTail(dataDir: string, name: string, lines = 30): string {
 }
 
 /**
- * API server audit policy: successful writes to workloads, config and AgentTasks (metadata only).
- * Tests count target writes from it (at most once is checked on the API server's own record,
- * not on the operator's logs); everything else is not logged, to keep the plane light.
+ * API server audit policy: successful writes to workloads, config and AgentTasks, and reads of
+ * ConfigMaps and Secrets (metadata only). Tests count target writes from it (at most once is
+ * checked on the API server's own record, not on the operator's logs) and check that nothing of a
+ * target is read before its token was verified; everything else is not logged, to keep the plane
+ * light.
  */
 const AUDIT_POLICY = `apiVersion: audit.k8s.io/v1
 kind: Policy
 omitStages: [RequestReceived, ResponseStarted]
 rules:
+  - level: Metadata
+    verbs: [get, list]
+    resources:
+      - group: ""
+        resources: [configmaps, secrets]
   - level: Metadata
     verbs: [create, update, patch, delete]
     resources:
