@@ -78,21 +78,35 @@ interface Judged {
   change: string | null;
 }
 
-function policyInput({ b, operatorId, nowMs, change }: Judged, poa: VerifiedPoa | null): Record<string, unknown> {
+/** What every policy query gets: the action, who asks for whom, the verified token, the target, the time. */
+export function baseInput(
+  b: DecideBody,
+  operatorId: string | null,
+  poa: VerifiedPoa | null,
+  nowMs: number,
+): Record<string, unknown> {
   return {
     action: b.action,
     agent: { spiffe_id: b.agent_id },
     operator: { spiffe_id: operatorId },
     poa: poa ?? {},
     target: b.target,
-    params: b.params,
-    context: b.context,
-    change: { sha256: change },
     now: new Date(nowMs).toISOString(),
   };
 }
 
-function isPolicyDecision(v: unknown): v is { allow: boolean; reason: string; risk_tier: string; details?: unknown } {
+function policyInput({ b, operatorId, nowMs, change }: Judged, poa: VerifiedPoa | null): Record<string, unknown> {
+  return {
+    ...baseInput(b, operatorId, poa, nowMs),
+    params: b.params,
+    context: b.context,
+    change: { sha256: change },
+  };
+}
+
+export function isPolicyDecision(
+  v: unknown,
+): v is { allow: boolean; reason: string; risk_tier: string; details?: unknown } {
   const d = v as Record<string, unknown> | null;
   return (
     typeof d === "object" &&
@@ -140,7 +154,7 @@ async function evaluatePolicy(deps: DecideDeps, input: Record<string, unknown>):
 }
 
 /** The task a decide call is for (binds the jti to it); undefined when the caller sends none. */
-function taskUid(b: DecideBody): string | undefined {
+export function taskUid(b: DecideBody): string | undefined {
   const task = b.context?.task as { uid?: unknown } | undefined;
   return typeof task?.uid === "string" && task.uid.length > 0 ? task.uid : undefined;
 }

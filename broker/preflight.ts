@@ -6,12 +6,10 @@
 // binding rules (policies/preflight.rego: action string, sub, act, the token's target). The answer
 // has the decide shape; an allow here only opens the way to the decision.
 import { randomUUID } from "node:crypto";
-import type { DecideCall, DecideDeps, Reply } from "./decide";
+import { baseInput, isPolicyDecision, taskUid, type DecideCall, type DecideDeps, type Reply } from "./decide";
 import { parseDecideBody, type DecideBody } from "./request";
-import type { VerifiedPoa } from "./verify";
 
 export const PREFLIGHT_PATH = "atb/k8s/binding";
-const TIERS = ["LOW", "MEDIUM", "HIGH", "CRITICAL"];
 
 interface Verdict {
   decision: "allow" | "deny" | "error";
@@ -20,28 +18,11 @@ interface Verdict {
   jti: string | null;
 }
 
-function taskUid(b: DecideBody): string | undefined {
-  const task = b.context?.task as { uid?: unknown } | undefined;
-  return typeof task?.uid === "string" && task.uid.length > 0 ? task.uid : undefined;
-}
-
-function input(b: DecideBody, operatorId: string | null, poa: VerifiedPoa | null, nowMs: number) {
-  return {
-    action: b.action,
-    agent: { spiffe_id: b.agent_id },
-    operator: { spiffe_id: operatorId },
-    poa: poa ?? {},
-    target: b.target,
-    now: new Date(nowMs).toISOString(),
-  };
-}
-
 async function binding(deps: DecideDeps, inp: Record<string, unknown>): Promise<Omit<Verdict, "jti">> {
   try {
-    const r = (await deps.opa.evaluate(PREFLIGHT_PATH, inp, deps.evalTimeoutMs)) as Record<string, unknown> | null;
-    if (!r || typeof r.allow !== "boolean" || typeof r.reason !== "string" || !TIERS.includes(r.risk_tier as string))
-      return { decision: "error", reason: "policy_result_malformed", riskTier: null };
-    return { decision: r.allow ? "allow" : "deny", reason: r.reason, riskTier: r.risk_tier as string };
+    const r: unknown = await deps.opa.evaluate(PREFLIGHT_PATH, inp, deps.evalTimeoutMs);
+    if (!isPolicyDecision(r)) return { decision: "error", reason: "policy_result_malformed", riskTier: null };
+    return { decision: r.allow ? "allow" : "deny", reason: r.reason, riskTier: r.risk_tier };
   } catch {
     return { decision: "error", reason: "policy_unavailable", riskTier: null };
   }
@@ -50,12 +31,12 @@ async function binding(deps: DecideDeps, inp: Record<string, unknown>): Promise<
 async function judge(deps: DecideDeps, b: DecideBody, operatorId: string | null, nowMs: number): Promise<Verdict> {
   const verified = await deps.verifier.verify(b.token, b.agent_id, nowMs);
   if (!verified.ok) {
-    const tier = await binding(deps, input(b, operatorId, null, nowMs));
+    const tier = await binding(deps, baseInput(b, operatorId, null, nowMs));
     const decision = verified.reason === "poa_keys_unavailable" ? "error" : "deny";
     return { decision, reason: verified.reason, riskTier: tier.riskTier ?? "CRITICAL", jti: null };
   }
   const poa = verified.poa;
-  const verdict = await binding(deps, input(b, operatorId, poa, nowMs));
+  const verdict = await binding(deps, baseInput(b, operatorId, poa, nowMs));
   if (verdict.decision === "allow" && deps.jti.wouldReplay(poa.jti, Math.floor(nowMs / 1000), taskUid(b)))
     return { decision: "deny", reason: "jti_replayed", riskTier: verdict.riskTier, jti: poa.jti };
   return { ...verdict, jti: poa.jti };
