@@ -6,8 +6,7 @@ import type { KubeObject, Planned, TaskContext, VerifyResult } from "../lib/acti
 import { resourcePath } from "../lib/kube";
 import { isApplied, markerPatchOps, refusePaused } from "../lib/action/define";
 import { deploymentStatus } from "../lib/kube/rollout";
-import { containerImages } from "../lib/kube/workload";
-import { history, revisionOf, sameTemplate, withoutHash } from "./history";
+import { history, revisionOf, rollbackContext, sameTemplate, withoutHash } from "./history";
 import { resolveRollback } from "./resolve";
 
 export async function planDeploymentRollback(ctx: TaskContext, target: KubeObject): Promise<Planned> {
@@ -19,14 +18,8 @@ export async function planDeploymentRollback(ctx: TaskContext, target: KubeObjec
   const template = withoutHash(from.spec?.template);
   // The canonical change (./change.ts): the revision and the template hash it restores.
   const params = change;
-  const context = {
-    requestedRevision: wanted ?? "previous",
-    currentRevision: current,
-    targetRevision: revision,
-    revisions: replicaSets.map(revisionOf),
-    currentImages: containerImages(target),
-    targetImages: containerImages({ metadata: { name }, spec: { template } }),
-  };
+  const context = rollbackContext(ctx, target, { entries: replicaSets, current, revision, template });
+
   // As `kubectl rollout undo`: "skipped rollback (current template already matches revision N)".
   if (sameTemplate(from.spec?.template, target.spec?.template)) {
     const noChange = `skipped rollback: the current template of deployment ${name} already matches revision ${revision}; nothing was written`;

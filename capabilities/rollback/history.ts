@@ -6,6 +6,7 @@ import { isDeepStrictEqual } from "node:util";
 import type { KubeObject, TaskContext } from "../lib/action";
 import { AtbError } from "../lib/errors";
 import { resourcePath } from "../lib/kube";
+import { containerImages } from "../lib/kube/workload";
 
 export const REVISION_ANNOTATION = "deployment.kubernetes.io/revision";
 export const POD_TEMPLATE_HASH = "pod-template-hash";
@@ -97,4 +98,20 @@ export function withoutHash(template: unknown): Record<string, unknown> {
     if (Object.keys(meta.labels).length === 0) delete meta.labels;
   }
   return t;
+}
+
+/** What the broker is told about a rollback besides its change: the history, the images before and after. */
+export function rollbackContext(
+  ctx: TaskContext,
+  target: KubeObject,
+  h: { entries: KubeObject[]; current: number; revision: number; template: unknown },
+): Record<string, unknown> {
+  return {
+    requestedRevision: (ctx.spec.payload?.revision as number | undefined) ?? "previous",
+    currentRevision: h.current,
+    targetRevision: h.revision,
+    revisions: h.entries.map(revisionOf),
+    currentImages: containerImages(target),
+    targetImages: containerImages({ metadata: { name: target.metadata.name }, spec: { template: h.template } }),
+  };
 }

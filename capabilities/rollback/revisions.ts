@@ -7,8 +7,7 @@ import { AtbError } from "../lib/errors";
 import { resourcePath } from "../lib/kube";
 import { isApplied, markerMetadata } from "../lib/action/define";
 import { rolloutStatus } from "../lib/kube/rollout";
-import { containerImages } from "../lib/kube/workload";
-import { history, revisionOf, sameTemplate } from "./history";
+import { history, revisionOf, rollbackContext, sameTemplate } from "./history";
 import { resolveRollback } from "./resolve";
 
 type Kind = "StatefulSet" | "DaemonSet";
@@ -28,14 +27,8 @@ export async function planRevisionRollback(ctx: TaskContext, target: KubeObject,
   if (!template) throw new AtbError("TASK_INVALID", `revision ${revision} of ${what} holds no pod template`);
   // The canonical change (./change.ts): the revision and the template hash it restores.
   const params = change;
-  const context = {
-    requestedRevision: wanted ?? "previous",
-    currentRevision: current,
-    targetRevision: revision,
-    revisions: entries.map(revisionOf),
-    currentImages: containerImages(target),
-    targetImages: containerImages({ metadata: { name }, spec: { template } }),
-  };
+  const context = rollbackContext(ctx, target, { entries: entries, current, revision, template });
+
   if (sameTemplate(template, target.spec?.template)) {
     const noChange = `skipped rollback: the current template of ${what} already matches revision ${revision}; nothing was written`;
     return { params, context: { ...context, noChange: true }, noChange };
