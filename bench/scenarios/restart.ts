@@ -218,6 +218,7 @@ function brokerLines(stack: Stack): number {
 
 interface AuditEntry {
   stage: string;
+  verb: string;
   requestURI: string;
   userAgent?: string;
   objectRef?: { resource?: string; subresource?: string };
@@ -227,7 +228,8 @@ interface AuditEntry {
 /** A successful, non-dry-run write by the operator: "resource[/subresource]", else undefined. */
 function operatorWrite(e: AuditEntry): string | undefined {
   if (e.stage !== "ResponseComplete" || !e.userAgent?.startsWith(USER_AGENT)) return undefined;
-  if (/[?&]dryRun=/.test(e.requestURI)) return undefined;
+  // The audit policy also records reads of ConfigMaps and Secrets: only these verbs write.
+  if (!["create", "update", "patch", "delete"].includes(e.verb) || /[?&]dryRun=/.test(e.requestURI)) return undefined;
   const code = e.responseStatus?.code ?? 0;
   if (code < 200 || code >= 300) return undefined;
   const sub = e.objectRef?.subresource ? `/${e.objectRef.subresource}` : "";

@@ -24,12 +24,15 @@ export function auditEvents(dataDir: string): AuditEvent[] {
     .map(l => JSON.parse(l) as AuditEvent);
 }
 
+/** The audit policy also records reads of ConfigMaps and Secrets; only these verbs write. */
+const WRITE_VERBS = new Set(["create", "update", "patch", "delete"]);
+
 /** Successful, non-dry-run writes made by the operator, keyed "resource[/sub] ns/name". */
 export function operatorWrites(dataDir: string, filter: (e: AuditEvent) => boolean = () => true): Map<string, number> {
   const counts = new Map<string, number>();
   for (const e of auditEvents(dataDir)) {
     if (e.stage !== "ResponseComplete" || !e.userAgent?.startsWith(USER_AGENT)) continue;
-    if (/[?&]dryRun=/.test(e.requestURI)) continue;
+    if (!WRITE_VERBS.has(e.verb) || /[?&]dryRun=/.test(e.requestURI)) continue;
     const code = e.responseStatus?.code ?? 0;
     if (code < 200 || code >= 300 || !filter(e)) continue;
     const r = e.objectRef ?? {};

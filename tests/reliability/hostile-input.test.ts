@@ -239,8 +239,9 @@ function payloadFor(action: string): fc.Arbitrary<unknown> {
     restart: [fc.record({ force: fc.boolean() })],
   };
   return fc.oneof(
-    { weight: 4, arbitrary: valid[action] ?? fc.constant({}) },
-    { weight: 4, arbitrary: fc.oneof(...(specific[action] ?? common)) },
+    // Own keys only, here too: a hostile action string may be "constructor" or "__proto__".
+    { weight: 4, arbitrary: Object.hasOwn(valid, action) ? valid[action]! : fc.constant({}) },
+    { weight: 4, arbitrary: fc.oneof(...(Object.hasOwn(specific, action) ? specific[action]! : common)) },
     { weight: 1, arbitrary: fc.oneof(...common) },
   );
 }
@@ -252,7 +253,11 @@ const sampleArb: fc.Arbitrary<Sample> = fc
       name: fc.oneof({ weight: 20, arbitrary: fc.constant(null) }, { weight: 1, arbitrary: hostile }),
       action: fc.constant(action),
       kind: fc.oneof(
-        { weight: 16, arbitrary: fc.constantFrom(...(KINDS_OF[action as Action] ?? KINDS)) },
+        // Own keys only: a hostile action such as "constructor" must not find Object's members.
+        {
+          weight: 16,
+          arbitrary: fc.constantFrom(...(Object.hasOwn(KINDS_OF, action) ? KINDS_OF[action as Action] : KINDS)),
+        },
         { weight: 2, arbitrary: fc.constantFrom(...KINDS) },
         { weight: 1, arbitrary: hostile },
       ),
