@@ -7,7 +7,8 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, openSync, closeSync, readFileSync } from "node:fs";
 import { request } from "node:https";
-import { join } from "node:path";
+import { delimiter, join } from "node:path";
+import { load } from "js-yaml";
 import { ensureCA, issueCert } from "../broker/pki";
 import { freePort } from "./controlplane/cluster";
 import { tieGroup, untieGroup } from "./reaper";
@@ -25,6 +26,10 @@ export interface OperatorHandle {
 }
 
 export interface OperatorOptions {
+  /**
+   * The operator's kubeconfig: a ServiceAccount token and nothing else (tools/operator-identity.ts
+   * makes one); anything else is refused, so no test hands the operator admin by mistake.
+   */
   kubeconfig: string;
   workDir: string;
   env?: Record<string, string>;
@@ -81,7 +86,104 @@ function spawnTied(args: string[], env: NodeJS.ProcessEnv, logFd: number) {
   return { child, kill };
 }
 
+/** Ways a kubeconfig user authenticates or elevates other than with a bearer token. */
+const NOT_A_TOKEN = [
+  "client-certificate",
+  "client-certificate-data",
+  "client-key",
+  "client-key-data",
+  "username",
+  "password",
+  "exec",
+  "auth-provider",
+  "tokenFile",
+  "token-file",
+  "as",
+  "as-uid",
+  "as-groups",
+  "as-user-extra",
+];
+
+interface KubeconfigUsers {
+  "current-context"?: string;
+  contexts?: { name?: string; context?: { user?: string } }[];
+  users?: { name?: string; user?: Record<string, unknown> }[];
+}
+
+/**
+ * Why this kubeconfig (its text) may not be handed to the operator, or undefined when its current
+ * user is a ServiceAccount token only: a bearer token whose claims name a ServiceAccount
+ * (`sub: system:serviceaccount:<namespace>:<name>`). The token's signature is the API server's
+ * to check; this only keeps the harness from handing over the admin's client certificate, a
+ * password, an exec plugin or an impersonation. The message never quotes the token.
+ */
+export function operatorKubeconfigProblem(text: string): string | undefined {
+  const found = currentUser(text);
+  if (typeof found === "string") return found;
+  const { name, user } = found;
+  const other = NOT_A_TOKEN.filter(k => user[k] !== undefined && user[k] !== "" && user[k] !== null);
+  if (other.length)
+    return `user "${name}" has ${other.join(", ")}: the operator authenticates with a ServiceAccount token only`;
+  if (typeof user.token !== "string" || !user.token) return `user "${name}" has no token`;
+  if (!/^system:serviceaccount:[^:]+:[^:]+$/.test(jwtSubject(user.token) ?? ""))
+    return `user "${name}": the token is not a ServiceAccount token (its sub claim must be system:serviceaccount:<namespace>:<name>)`;
+  return undefined;
+}
+
+/** The current context's user, or what is wrong with the kubeconfig. */
+function currentUser(text: string): { name: string; user: Record<string, unknown> } | string {
+  let kc: KubeconfigUsers;
+  try {
+    kc = load(text) as KubeconfigUsers;
+  } catch {
+    return "is not YAML";
+  }
+  if (!kc || typeof kc !== "object") return "is not a kubeconfig";
+  const current = kc["current-context"];
+  if (!current) return "has no current-context";
+  const name = kc.contexts?.find(c => c.name === current)?.context?.user;
+  if (!name) return `context "${current}" names no user`;
+  const user = kc.users?.find(u => u.name === name)?.user;
+  return user ? { name, user } : `user "${name}" (of context "${current}") is not defined`;
+}
+
+/** The sub claim of a compact JWS, unverified; undefined if it is none. */
+function jwtSubject(token: string): string | undefined {
+  const parts = token.split(".");
+  if (parts.length !== 3) return undefined;
+  try {
+    const sub = (JSON.parse(Buffer.from(parts[1], "base64url").toString("utf8")) as { sub?: unknown }).sub;
+    return typeof sub === "string" ? sub : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Throws unless the file is a ServiceAccount-token kubeconfig (operatorKubeconfigProblem) and
+ * nothing in env replaces it.
+ */
+export function assertOperatorKubeconfig(path: string, env: Record<string, string> = {}): void {
+  if (env.KUBECONFIG !== undefined) throw new Error("startOperator: env.KUBECONFIG is not allowed; pass kubeconfig");
+  if (path.includes(delimiter)) throw new Error(`operator kubeconfig "${path}": one file only, not a list`);
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (err) {
+    throw new Error(
+      `operator kubeconfig "${path}" cannot be read: ${err instanceof Error ? err.message : String(err)}`,
+    );
+  }
+  const problem = operatorKubeconfigProblem(text);
+  if (problem)
+    throw new Error(
+      `operator kubeconfig "${path}" ${problem}. The operator runs as its own ServiceAccount with the generated RBAC ` +
+        "(tools/operator-identity.ts), never with the admin kubeconfig",
+    );
+}
+
 export async function startOperator(o: OperatorOptions): Promise<OperatorHandle> {
+  assertOperatorKubeconfig(o.kubeconfig, o.env);
   mkdirSync(o.workDir, { recursive: true });
   const ca = ensureCA(join(o.workDir, "pki"), "ca", "atb-operator test serving CA");
   const serving = issueCert(join(o.workDir, "pki"), ca, "pepr", {

@@ -16,6 +16,7 @@ import { policyParamsConfigMap } from "../capabilities/lib/scope";
 import { ensureBinaries, type Binaries } from "./controlplane/binaries";
 import { freePort, kubectl, type ClusterState } from "./controlplane/cluster";
 import { startOperator, type OperatorHandle } from "./operator";
+import { createOperatorIdentity, type OperatorGrants, type OperatorIdentity } from "./operator-identity";
 import { tiePath, tieProcess, untiePath, untieProcess } from "./reaper";
 import { kubectlReader, taskChangeSha256, type TaskChange } from "./task-change";
 import { webhookConfigurations } from "./webhooks";
@@ -55,6 +56,11 @@ export interface StackOptions {
    * issuer profiles and approver keys.
    */
   brokerTrust?: Partial<BrokerOptions["poa"]>;
+  /**
+   * The operator runs as a ServiceAccount of its own with the RBAC `npx pepr build` generates
+   * (tools/operator-identity.ts); `omit` takes generated grants away (to show what breaks).
+   */
+  operatorGrants?: OperatorGrants;
 }
 
 /** What stack.mint() binds with con.change_sha256 (unless changeSha256 is given). */
@@ -70,6 +76,8 @@ export interface Stack {
   broker?: RunningBroker;
   brokerPort: number;
   operator: OperatorHandle;
+  /** Whom the operator runs as: its ServiceAccount, kubeconfig and (changeable) grants. */
+  operatorIdentity: OperatorIdentity;
   metricsPort: number;
   auditFile: string;
   /**
@@ -156,6 +164,7 @@ export async function startStack(o: StackOptions): Promise<Stack> {
     metricsPort,
     auditFile,
     operator: undefined as unknown as OperatorHandle,
+    operatorIdentity: undefined as unknown as OperatorIdentity,
     async mint({ payload, resolved, ...m }) {
       if (payload === undefined || m.changeSha256 !== undefined)
         return mintPoa({ key: signingKey, ...m } as MintOptions);
@@ -200,6 +209,7 @@ export async function startStack(o: StackOptions): Promise<Stack> {
         kubectl(bin, o.cluster.kubeconfig, ["delete", kind, webhookName, "--ignore-not-found"]);
       }
       await stack.stopBroker();
+      stack.operatorIdentity?.remove();
     },
   };
   for (const ns of o.namespaces) {
@@ -210,11 +220,19 @@ export async function startStack(o: StackOptions): Promise<Stack> {
       JSON.stringify({ apiVersion: "v1", kind: "Namespace", metadata: { name: ns } }),
     );
   }
+  stack.operatorIdentity = await createOperatorIdentity({
+    bin,
+    adminKubeconfig: o.cluster.kubeconfig,
+    name: webhookName,
+    dir: join(o.workDir, "operator"),
+    grants: o.operatorGrants,
+  });
   await stack.startBroker();
   try {
     stack.operator = await launch(stack, o, opPort);
   } catch (err) {
     await stack.stopBroker(); // and its OPA child: the caller never gets a stack to stop
+    stack.operatorIdentity.remove();
     throw err;
   }
   for (const cfg of webhookConfigurations(
@@ -232,7 +250,7 @@ export async function startStack(o: StackOptions): Promise<Stack> {
 
 function launch(stack: Stack, o: StackOptions, port: number, apiPath?: string): Promise<OperatorHandle> {
   return startOperator({
-    kubeconfig: o.cluster.kubeconfig,
+    kubeconfig: stack.operatorIdentity.kubeconfig,
     workDir: join(o.workDir, "operator"),
     mode: "dev",
     entry: o.operatorEntry,

@@ -7,6 +7,7 @@ import { ensureBinaries } from "../../tools/controlplane/binaries";
 import { e2eCluster } from "../helpers/cluster-env";
 import { eventually, Kube } from "../helpers/kube";
 import { startOperator, type OperatorHandle } from "../../tools/operator";
+import { createOperatorIdentity, type OperatorIdentity } from "../../tools/operator-identity";
 
 const cluster = e2eCluster();
 const kube = new Kube(ensureBinaries(), cluster.kubeconfig);
@@ -108,15 +109,26 @@ describe("workloads on KWOK nodes", () => {
 
 describe("the Pepr module against the control plane", () => {
   let operator: OperatorHandle;
+  let identity: OperatorIdentity;
   beforeAll(async () => {
+    // As everywhere: the operator runs as a ServiceAccount of its own with the generated RBAC.
+    identity = await createOperatorIdentity({
+      bin: kube.bin,
+      adminKubeconfig: cluster.kubeconfig,
+      name: "atb-operator-foundation",
+      dir: join(cluster.dataDir, "operator-foundation"),
+    });
     operator = await startOperator({
-      kubeconfig: cluster.kubeconfig,
+      kubeconfig: identity.kubeconfig,
       workDir: join(cluster.dataDir, "operator-foundation"),
       mode: "watch",
       env: { WATCH_NAMESPACE: NS, ATB_METRICS_PORT: "0" },
     });
   });
-  afterAll(async () => operator?.stop());
+  afterAll(async () => {
+    await operator?.stop();
+    identity?.remove();
+  });
 
   test("observes a new AgentTask and records it in status", async () => {
     expect(kube.create(task("observed")).ok).toBe(true);
