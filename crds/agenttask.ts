@@ -101,4 +101,6 @@ export class AgentTask extends a.GenericKind {
 
 export const AGENT_TASK_GVK = { group: GROUP, version: VERSION, kind: KIND, plural: PLURAL };
 
+  /** The Kubernetes identity that wrote the change: system:serviceaccount:<ns>:<executor>. */
+  executedAs?: string;
 RegisterKind(AgentTask, AGENT_TASK_GVK);

@@ -2,7 +2,9 @@
 // (capabilities/registry.ts) so that no copy of the action table is kept by hand:
 //   crds/agenttask.yaml  the action enum, the target kind enum, the CEL rules (kinds per action,
 //                        required payload fields) and the payload field schemas (marked regions)
-//   package.json         pepr.rbac: GET + PATCH per target kind and the actions' extra grants
+//   package.json         pepr.rbac: no rules for target kinds (the operator's ClusterRole)
+//   docs/deployment.md   the executor Roles: GET + PATCH per target kind and the actions' extra
+//                        grants, in three bounds (tools/executor.ts)
 //   README.md            the table of supported actions (marked region)
 //   policies/actions.rego the default risk tier per action
 // `npm run generate -- --check` writes nothing and exits 1 when a file is out of date;
@@ -13,12 +15,14 @@ import type { ActionModule } from "../capabilities/lib/action";
 import { actionEnum, kindEnum, payloadFields, rules } from "./generate/crd";
 import { packageJson, policyTiers, readmeTable } from "./generate/others";
 import { replaceRegion } from "./generate/regions";
+import { executorRolesDoc } from "./executor";
 
 export const ROOT = join(__dirname, "..");
 export const CRD = "crds/agenttask.yaml";
 export const PACKAGE = "package.json";
 export const README = "README.md";
 export const POLICY = "policies/actions.rego";
+export const DEPLOYMENT = "docs/deployment.md";
 
 /** Reads a committed file by its path relative to the repository root. */
 export type Reader = (path: string) => string;
@@ -45,7 +49,8 @@ function crd(text: string, modules: readonly ActionModule[]): string {
 export function generate(modules: readonly ActionModule[], read: Reader = readRepo): Map<string, string> {
   return new Map([
     [CRD, crd(read(CRD), modules)],
-    [PACKAGE, packageJson(read(PACKAGE), modules)],
+    [PACKAGE, packageJson(read(PACKAGE))],
+    [DEPLOYMENT, replaceRegion(read(DEPLOYMENT), DEPLOYMENT, "executor-roles", () => executorRolesDoc(modules))],
     [README, replaceRegion(read(README), README, "actions-table", () => readmeTable(modules))],
     [POLICY, policyTiers(modules)],
   ]);

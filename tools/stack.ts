@@ -15,6 +15,7 @@ import { createLogger } from "../capabilities/lib/logger";
 import { policyParamsConfigMap } from "../capabilities/lib/scope";
 import { ensureBinaries, type Binaries } from "./controlplane/binaries";
 import { freePort, kubectl, type ClusterState } from "./controlplane/cluster";
+import { installExecutor, type Bound } from "./executor";
 import { startOperator, type OperatorHandle } from "./operator";
 import { createOperatorIdentity, type OperatorGrants, type OperatorIdentity } from "./operator-identity";
 import { tiePath, tieProcess, untiePath, untieProcess } from "./reaper";
@@ -57,6 +58,12 @@ export interface StackOptions {
    */
   brokerTrust?: Partial<BrokerOptions["poa"]>;
   /**
+  /**
+   * The executor each namespace gets (tools/executor.ts): the operator reaches targets only as
+   * that ServiceAccount. Default: "all-actions" for every namespace in `namespaces`; "none"
+   * creates none (its tasks fail ExecutorMissing). Namespaces not listed in `namespaces` get none.
+   */
+  executors?: Record<string, Bound | "none">;
    * The operator runs as a ServiceAccount of its own with the RBAC `npx pepr build` generates
    * (tools/operator-identity.ts); `omit` takes generated grants away (to show what breaks).
    */
@@ -234,6 +241,8 @@ export async function startStack(o: StackOptions): Promise<Stack> {
     await stack.stopBroker(); // and its OPA child: the caller never gets a stack to stop
     stack.operatorIdentity.remove();
     throw err;
+  for (const ns of o.namespaces)
+    await installExecutor(bin, o.cluster.kubeconfig, ns, o.executors?.[ns] ?? "all-actions");
   }
   for (const cfg of webhookConfigurations(
     opPort,

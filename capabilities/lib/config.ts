@@ -21,6 +21,12 @@ export interface OperatorConfig {
   outOfScopeNamespaces: readonly string[];
   /** Whether a task may target another namespace than its own. Deny by default. */
   allowCrossNamespace: boolean;
+  /**
+   * The ServiceAccount, in each task's namespace, that the operator impersonates for every read,
+   * dry run and write of a target (ATB_EXECUTOR_SERVICE_ACCOUNT; the ClusterRole's impersonate
+   * rule must name it).
+   */
+  executorServiceAccount: string;
   broker: {
     url: string;
     tls: { certFile?: string; keyFile?: string; caFile?: string };
@@ -152,6 +158,17 @@ export function parseConfig(env: Env): Readonly<OperatorConfig> {
     invalid("LOG_LEVEL", `must be one of ${LEVELS.join(", ")}`, level);
   const tls = {
     certFile: env.TLS_CERT_FILE || undefined,
+/** The executor ServiceAccount's name unless ATB_EXECUTOR_SERVICE_ACCOUNT says otherwise. */
+export const DEFAULT_EXECUTOR = "atb-executor";
+
+/** A ServiceAccount name: a DNS-1123 subdomain. */
+function serviceAccountName(env: Env, key: string, fallback: string): string {
+  const value = env[key]?.trim() || fallback;
+  if (value.length > 253 || !/^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/.test(value))
+    invalid(key, "must be a ServiceAccount name (lower-case DNS-1123 subdomain, at most 253 characters)", value);
+  return value;
+}
+
     keyFile: env.TLS_KEY_FILE || undefined,
     caFile: env.TLS_CA_FILE || undefined,
   };
@@ -176,6 +193,7 @@ export function parseConfig(env: Env): Readonly<OperatorConfig> {
       maxAttempts: int(env, "ATB_BROKER_MAX_ATTEMPTS", BROKER.maxAttempts, 1, 20),
       baseBackoffMs: int(env, "ATB_BROKER_BACKOFF_BASE_MS", BROKER.baseBackoffMs, 10, 60_000),
       maxBackoffMs: int(env, "ATB_BROKER_BACKOFF_MAX_MS", BROKER.maxBackoffMs, 10, 300_000),
+    executorServiceAccount: serviceAccountName(env, "ATB_EXECUTOR_SERVICE_ACCOUNT", DEFAULT_EXECUTOR),
       connections: int(env, "ATB_BROKER_CONNECTIONS", BROKER.connections, 1, 256),
     },
     taskDeadlineMs: int(env, "ATB_TASK_DEADLINE_SECONDS", 600, 5, 86_400) * 1000,

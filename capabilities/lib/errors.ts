@@ -28,6 +28,10 @@ export const ErrorCodes = {
   KUBE_REJECTED: { code: "AT_ERR_KUBE_REJECTED", reason: "KubeRejected", retryable: false },
   /** The target object does not exist. */
   TARGET_NOT_FOUND: { code: "AT_ERR_TARGET_NOT_FOUND", reason: "TargetNotFound", retryable: false },
+  /** The task's namespace has no executor ServiceAccount for the operator to act as. */
+  EXECUTOR_MISSING: { code: "AT_ERR_EXECUTOR_MISSING", reason: "ExecutorMissing", retryable: false },
+  /** Kubernetes RBAC does not let the executor (or the operator impersonating it) make this request. */
+  EXECUTOR_FORBIDDEN: { code: "AT_ERR_EXECUTOR_FORBIDDEN", reason: "ExecutorForbidden", retryable: false },
   /** The task's spec is invalid for its action (defence in depth behind admission). */
   TASK_INVALID: { code: "AT_ERR_TASK_INVALID", reason: "InvalidTask", retryable: false },
 } as const;

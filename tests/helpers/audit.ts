@@ -10,6 +10,9 @@ export interface AuditEvent {
   verb: string;
   requestURI: string;
   userAgent?: string;
+  /** Who sent the request; with impersonation, the one it acted as is `impersonatedUser`. */
+  user?: { username?: string; groups?: string[] };
+  impersonatedUser?: { username?: string; groups?: string[] };
   objectRef?: { resource?: string; subresource?: string; namespace?: string; name?: string };
   responseStatus?: { code?: number };
   requestReceivedTimestamp: string;

@@ -21,7 +21,7 @@
 import { randomUUID } from "node:crypto";
 import { isDeepStrictEqual } from "node:util";
 import type { KubeObject } from "../../capabilities/lib/action";
-import { KubeError, isNotFound, type KubeApi, type KubeRequest } from "../../capabilities/lib/kube";
+import { KubeError, isNotFound, type KubeApi, type KubeRequest, type OperatorKube } from "../../capabilities/lib/kube";
 import { isRecord, patchDocument, wire, type PatchType } from "./fake-kube-patch";
 
 /** What the fault hook and the audit see of one request. */
@@ -33,6 +33,8 @@ export interface RequestInfo {
   query?: Record<string, string>;
   dryRun: boolean;
   patchType?: PatchType;
+  /** The impersonated user (OperatorKube.as), absent for the operator's own requests. */
+  user?: string;
   body?: unknown;
 }
 
@@ -181,7 +183,7 @@ const same = (a: unknown, b: unknown): boolean => isDeepStrictEqual(wire(a), wir
 
 const timestamp = (d: Date): string => d.toISOString().replace(/\.\d{3}Z$/, "Z");
 
-export class FakeKube implements KubeApi {
+export class FakeKube implements OperatorKube {
   readonly audit: AuditEntry[] = [];
   private readonly store = new Map<string, KubeObject>();
   private rv = 100;
@@ -227,7 +229,30 @@ export class FakeKube implements KubeApi {
     this.dead = false;
   }
 
-  async request<T>(req: KubeRequest, dryRun = false): Promise<T> {
+  /**
+   * Requests as another user. The fake authorizes nothing by itself (it has no RBAC): a test
+   * refuses an impersonated request with a fault hook on `user`, as the API server would with 403.
+   */
+  as(user: string): KubeApi {
+    const api: KubeApi = {
+      request: <T>(req: KubeRequest, dryRun = false) => this.send<T>(req, dryRun, user),
+      get: async <T>(path: string, query?: Record<string, string>) => {
+        try {
+          return await api.request<T>({ method: "GET", path, ...(query ? { query } : {}) });
+        } catch (err) {
+          if (isNotFound(err)) return undefined;
+          throw err;
+        }
+      },
+    };
+    return api;
+  }
+
+  request<T>(req: KubeRequest, dryRun = false): Promise<T> {
+    return this.send<T>(req, dryRun);
+  }
+
+  private async send<T>(req: KubeRequest, dryRun: boolean, user?: string): Promise<T> {
     await Promise.resolve(); // an answer is never synchronous
     const info: RequestInfo = {
       seq: ++this.seq,
@@ -235,6 +260,7 @@ export class FakeKube implements KubeApi {
       path: req.path,
       dryRun,
       ...(req.query ? { query: { ...req.query } } : {}),
+      ...(user ? { user } : {}),
       ...(req.patchType ? { patchType: req.patchType } : {}),
       ...(req.body !== undefined ? { body: wire(req.body) } : {}),
     };
@@ -495,4 +521,18 @@ export class FakeKube implements KubeApi {
     this.store.set(key, clone(stored));
     return clone(stored);
   }
+}
+
+/** The namespaces' executor ServiceAccounts (the pipeline reads targets only where one exists). */
+export function withExecutors(kube: FakeKube, namespaces: readonly string[], name = "atb-executor"): FakeKube {
+  for (const ns of namespaces) {
+    const path = `/api/v1/namespaces/${ns}/serviceaccounts/${name}`;
+    if (kube.read(path)) continue;
+    kube.put(path, {
+      apiVersion: "v1",
+      kind: "ServiceAccount",
+      metadata: { name, namespace: ns },
+    });
+  }
+  return kube;
 }

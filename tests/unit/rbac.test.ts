@@ -117,24 +117,33 @@ afterAll(() => {
 const cluster = (group: string, resource: string, verbs: string[], name = "*"): Grant[] =>
   verbs.map(verb => ({ group, resource, verb, name, scope: "cluster" }));
 
-/** What the operator's own code calls (see capabilities/lib/kube/client.ts: every call goes through it). */
+/**
+ * What the operator's own code calls (see capabilities/lib/kube/client.ts: every call goes through
+ * it). Targets are not in it: they are reached as the namespace's executor (executorNeeds).
+ */
 function codeNeeds(): Grant[] {
+  const out: Grant[] = [
+    // the pipeline re-reads the task; the runtime sweeps (LIST) and deletes finished tasks after
+    // their TTL; the status writer patches status and posts Events
+    ...cluster("atb.siemens.com", "agenttasks", ["get", "list", "delete"]),
+    ...cluster("atb.siemens.com", "agenttasks/status", ["patch"]),
+    ...cluster("", "events", ["create"]),
+    // the executor check reads the ServiceAccount, and every target request impersonates it
+    ...cluster("", "serviceaccounts", ["get", "impersonate"], "atb-executor"),
+  ];
+  // Pepr's Reconcile binding: kfc's Watch lists, then watches.
+  for (const b of bindings.filter(x => x.isWatch))
+    out.push(...cluster(b.kind.group, b.kind.plural!, ["list", "watch"]));
+  return out;
+}
+
+/** What the actions do as the executor: GET the target to plan and verify, PATCH it (after a dry run), their declared reads. */
+function executorNeeds(): Grant[] {
   const out: Grant[] = [];
-  // Every action: GET the target to plan and to verify, PATCH it (after a dry-run PATCH), and
-  // the reads it declares beyond that (rollback: the history the controllers keep).
   for (const a of actions) {
     for (const kind of a.kinds) out.push(...cluster(RESOURCES[kind].group, RESOURCES[kind].plural, ["get", "patch"]));
     for (const g of a.grants) out.push(...cluster(RESOURCES[g.kind].group, RESOURCES[g.kind].plural, g.verbs));
   }
-  out.push(
-    // the pipeline re-reads the task; the runtime sweeps (LIST); the status writer patches status and posts Events
-    ...cluster("atb.siemens.com", "agenttasks", ["get", "list"]),
-    ...cluster("atb.siemens.com", "agenttasks/status", ["patch"]),
-    ...cluster("", "events", ["create"]),
-  );
-  // Pepr's Reconcile binding: kfc's Watch lists, then watches.
-  for (const b of bindings.filter(x => x.isWatch))
-    out.push(...cluster(b.kind.group, b.kind.plural!, ["list", "watch"]));
   return out;
 }
 
@@ -174,7 +183,7 @@ describe("package.json RBAC", () => {
     const docs = builtRbac(peprScopedClusterRole(bindings, pkg.pepr.rbac ?? []));
     expect(rbacWildcards(docs)).toEqual([]);
     const documented = documentedGrants(markdown);
-    expect(documented.length).toBeGreaterThan(20);
+    expect(documented.length).toBeGreaterThan(10);
     expect(grantDiff(rbacGrants(docs), documented)).toEqual({ undocumented: [], missing: [] });
   });
 
@@ -188,7 +197,7 @@ describe("package.json RBAC", () => {
       .split("\n")
       .filter(l => l.startsWith("|"))
       .slice(2);
-    expect(rows.length).toBe(13);
+    expect(rows.length).toBe(6);
     for (const r of rows) {
       const cells = r
         .split("|")
@@ -200,19 +209,47 @@ describe("package.json RBAC", () => {
   });
 });
 
+describe("the executor's Roles (tools/executor.ts)", () => {
+  // Loaded inside the tests: the module loads pepr, which must see PEPR_MODE=build first (beforeAll).
+  const executor = () => require("../../tools/executor") as typeof import("../../tools/executor");
+  const executorRules: typeof import("../../tools/executor").executorRules = (m, b) => executor().executorRules(m, b);
+  const asGrants = (rules: { apiGroups: string[]; resources: string[]; verbs: string[] }[]): string[] =>
+    unique(rules.flatMap(r => cluster(r.apiGroups[0], r.resources[0], r.verbs)));
+
+  test("all-actions is exactly what the actions call, with no wildcard", () => {
+    const rules = executorRules(actions, "all-actions");
+    expect(JSON.stringify(rules)).not.toContain("*");
+    expect(asGrants(rules)).toEqual(unique(executorNeeds()));
+  });
+
+  test("no-secrets is all-actions without Secrets; scale-only reaches the scale action's kinds only", () => {
+    const all = asGrants(executorRules(actions, "all-actions"));
+    expect(asGrants(executorRules(actions, "no-secrets"))).toEqual(all.filter(g => !g.includes(" secrets ")));
+    expect(asGrants(executorRules(actions, "scale-only"))).toEqual(
+      unique(["deployments", "statefulsets", "replicasets"].flatMap(p => cluster("apps", p, ["get", "patch"]))),
+    );
+    expect(executor().BOUNDS).toEqual(["all-actions", "no-secrets", "scale-only"]);
+  });
+
+  test("the operator's own ClusterRole reaches no target kind", () => {
+    const own = new Set(documentedGrants(markdown).map(g => g.resource));
+    for (const g of executorNeeds()) expect(own).not.toContain(g.resource);
+  });
+});
+
 describe("the checks can fail", () => {
   test("an extra verb, a dropped verb and a wildcard are all reported", () => {
     const rules = peprScopedClusterRole(bindings, pkg.pepr.rbac ?? []);
-    const extra = rules.map(r => (r.resources[0] === "secrets" ? { ...r, verbs: [...r.verbs, "list"] } : r));
+    const extra = rules.map(r => (r.resources[0] === "events" ? { ...r, verbs: [...r.verbs, "patch"] } : r));
     expect(grantDiff(rbacGrants(builtRbac(extra)), documentedGrants(markdown)).undocumented).toEqual([
-      "cluster core secrets list *",
+      "cluster core events patch *",
     ]);
     const fewer = rules.filter(r => r.resources[0] !== "events");
     expect(grantDiff(rbacGrants(builtRbac(fewer)), documentedGrants(markdown)).missing).toEqual([
       "cluster core events create *",
     ]);
     const wild = [...rules, { apiGroups: ["apps"], resources: ["*"], verbs: ["get"] }];
-    expect(rbacWildcards(builtRbac(wild))).toEqual(["ClusterRole pepr-atb-operator rule 13 resources"]);
+    expect(rbacWildcards(builtRbac(wild))).toEqual([`ClusterRole pepr-atb-operator rule ${rules.length} resources`]);
   });
 
   test("a rule bound to another ServiceAccount grants the operator nothing", () => {
@@ -246,6 +283,8 @@ describe("the code's API calls (tripwire for new verbs)", () => {
     ]);
     const sw = readFileSync(join(root, "capabilities", "lib", "status", "writer.ts"), "utf8");
     expect(sw).toMatch(/method: "POST", path: resourcePath\("Event", namespace\)/);
+    const ttl = readFileSync(join(root, "capabilities", "lib", "runtime", "ttl.ts"), "utf8");
+    expect(ttl).toMatch(/method: "DELETE",\s+path: resourcePath\("AgentTask", t\.namespace, t\.name\)/);
   });
 
   test("every kind named in a resourcePath() or history() call is covered by the documented list", () => {
@@ -255,8 +294,18 @@ describe("the code's API calls (tripwire for new verbs)", () => {
       const text = readFileSync(f, "utf8");
       for (const m of text.matchAll(/(?:resourcePath|history)\((?:ctx, )?"(\w+)"/g)) named.add(m[1]);
     }
-    expect([...named].sort()).toEqual(["AgentTask", "ControllerRevision", "Deployment", "Event", "ReplicaSet"]);
-    for (const kind of named) expect(documented).toContain(RESOURCES[kind].plural);
+    expect([...named].sort()).toEqual([
+      "AgentTask",
+      "ControllerRevision",
+      "Deployment",
+      "Event",
+      "ReplicaSet",
+      "Secret",
+      "ServiceAccount",
+    ]);
+    // Targets and their history are the executor's (all-actions Role); the rest the operator's own.
+    const executor = new Set(executorNeeds().map(g => g.resource));
+    for (const kind of named) expect([...documented, ...executor]).toContain(RESOURCES[kind].plural);
     // Pods are in RESOURCES but no code path reads them; the RBAC does not grant them.
     expect(documented).not.toContain("pods");
   });

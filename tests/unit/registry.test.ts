@@ -11,7 +11,8 @@ import { RESOURCES } from "../../capabilities/lib/kube";
 import { ACTION_KINDS, ACTION_MODULES, ACTION_REGISTRY, ACTIONS, actions } from "../../capabilities/registry";
 import { RestartAction } from "../../capabilities/restart";
 import type { AgentTask } from "../../crds/agenttask";
-import { CRD, drift, generate, PACKAGE, POLICY, README, readRepo, type Reader } from "../../tools/generate";
+import { CRD, DEPLOYMENT, drift, generate, PACKAGE, POLICY, README, readRepo, type Reader } from "../../tools/generate";
+import { executorRules } from "../../tools/executor";
 import { AnnotateAction } from "../fixtures/annotate-action";
 import { config, ctx, FakeKube, spec, UID, workload } from "./actions/fake";
 
@@ -91,8 +92,8 @@ describe("generated files", () => {
     expect(messages.filter(m => m?.includes("for action patch"))).toEqual([]);
   });
 
-  test("RBAC grants GET and PATCH on every target kind, plus the actions' own grants", () => {
-    const rules = rbac(readRepo(PACKAGE));
+  test("the executor's all-actions Role grants GET and PATCH on every target kind, plus the actions' own grants", () => {
+    const rules = executorRules(ACTION_MODULES, "all-actions");
     const verbsOf = (kind: string): string[] =>
       rules.find(r => r.resources[0] === RESOURCES[kind].plural && r.apiGroups[0] === RESOURCES[kind].group)?.verbs ??
       [];
@@ -100,10 +101,10 @@ describe("generated files", () => {
       for (const kind of m.kinds) expect(verbsOf(kind)).toEqual(expect.arrayContaining(["get", "patch"]));
       for (const g of m.grants) expect(verbsOf(g.kind)).toEqual(expect.arrayContaining(g.verbs));
     }
-    // The rules for the operator's own objects and for Pepr are kept as written.
-    expect(rules.map(r => r.resources[0])).toEqual(
-      expect.arrayContaining(["agenttasks", "agenttasks/status", "events", "peprstores"]),
-    );
+    // The operator's own ClusterRole keeps its hand-written rules and reaches no target kind.
+    const own = rbac(readRepo(PACKAGE)).map(r => r.resources[0]);
+    expect(own).toEqual(expect.arrayContaining(["agenttasks", "agenttasks/status", "events", "peprstores"]));
+    for (const r of rules) expect(own).not.toContain(r.resources[0]);
   });
 
   test("the policy's default tiers and the README's rows are the modules'", () => {
@@ -200,8 +201,10 @@ describe("a seventh action: one folder plus one registry line", () => {
       maxLength: 253,
       description: "annotate: annotation key ([prefix/]name)",
     });
-    // Deployment and ConfigMap already have GET and PATCH: the RBAC rules do not change.
+    // Deployment and ConfigMap already have GET and PATCH: no RBAC changes, neither the
+    // operator's (package.json) nor the executor's Roles (docs/deployment.md).
     expect(out.get(PACKAGE)).toBe(readRepo(PACKAGE));
+    expect(out.get(DEPLOYMENT)).toBe(readRepo(DEPLOYMENT));
     expect(lineChanges(readRepo(README), out.get(README)!)).toEqual({
       added: [
         "| `annotate` | sets one annotation on the target; done when the target carries it | Deployment, ConfigMap | `key`, `value` | LOW |",
@@ -226,15 +229,16 @@ describe("a table edited without regenerating", () => {
       m === patch ? { ...m, kinds: patch.kinds.filter(k => k !== "Service") } : m,
     );
     const stale = drift(edited);
-    expect(stale.map(m => m.split(" ")[0])).toEqual([CRD, PACKAGE, README]);
+    expect(stale.map(m => m.split(" ")[0])).toEqual([CRD, DEPLOYMENT, README]);
     expect(stale[0]).toMatch(
       /^crds\/agenttask\.yaml is out of date with the action registry: run npm run generate \(line \d+: /,
     );
-    expect(stale[1]).toMatch(/^package\.json is out of date .*: run npm run generate/);
+    expect(stale[1]).toMatch(/^docs\/deployment\.md is out of date .*: run npm run generate/);
     // Only patch targets Services: the kind leaves the CRD's enum and the RBAC rules.
     const out = generate(edited);
     expect(crdSpec(out.get(CRD)!).properties!.target.properties!.kind.enum).not.toContain("Service");
-    expect(rbac(out.get(PACKAGE)!).map(r => r.resources[0])).not.toContain("services");
+    expect(out.get(DEPLOYMENT)).not.toContain("[services]");
+    expect(readRepo(DEPLOYMENT)).toContain("[services]");
   });
 
   test("inconsistent payload schemas cannot be generated", () => {

@@ -13,7 +13,7 @@ import { OperatorRuntime } from "../../capabilities/lib/runtime";
 import { ScaleAction } from "../../capabilities/scale";
 import { FakeBroker } from "../helpers/fake-broker";
 import { startedStatus } from "../helpers/statuses";
-import { FakeKube, type AuditEntry } from "../helpers/fake-kube";
+import { FakeKube, withExecutors, type AuditEntry } from "../helpers/fake-kube";
 import { token } from "./pipeline/harness";
 
 const NS = "shop";
@@ -50,6 +50,7 @@ function harness(env: Record<string, string> = {}, kube = new FakeKube({ autoRol
     broker: () => broker,
   });
   running.push(rt);
+  withExecutors(kube, ["shop", "other", "elsewhere"]);
   if (!kube.read(DEPLOY)) {
     kube.put(DEPLOY, { kind: "Deployment", metadata: {}, spec: { replicas: 1 } });
     kube.completeRollout(DEPLOY);

@@ -1,5 +1,5 @@
 // The artifacts besides the CRD that come from the action registry: the RBAC rules for target
-// kinds in package.json, the README's table of supported actions, and the policy's default tier
+// kinds (the executor's Role; package.json keeps none), the README's table of supported actions, and the policy's default tier
 // per action (policies/actions.rego).
 import type { ActionModule } from "../../capabilities/lib/action";
 import { RESOURCES } from "../../capabilities/lib/kube";
@@ -12,8 +12,8 @@ export interface PolicyRule {
   resourceNames?: string[];
 }
 
-/** Kinds whose rules stay hand-written: the operator's own tasks and the Events it records. */
-const OWN_KINDS = new Set(["AgentTask", "Event"]);
+/** Kinds whose rules stay hand-written: the operator's own tasks, its Events and the executors it impersonates. */
+const OWN_KINDS = new Set(["AgentTask", "Event", "ServiceAccount"]);
 
 /** The RESOURCES kind a rule is about, if it is one of the kinds actions may need. */
 function actionKindOf(rule: PolicyRule): string | undefined {
@@ -44,14 +44,13 @@ export function actionRules(modules: readonly ActionModule[]): PolicyRule[] {
     }));
 }
 
-/** package.json with the action rules in place of the old ones (where the first of them stood). */
-export function packageJson(text: string, modules: readonly ActionModule[]): string {
+/**
+ * package.json without rules for target kinds: the operator reaches targets only as the
+ * namespace's executor (tools/executor.ts has those rules), so its own ClusterRole lists none.
+ */
+export function packageJson(text: string): string {
   const pkg = JSON.parse(text) as { pepr: { rbac?: PolicyRule[] } };
-  const rules = pkg.pepr.rbac ?? [];
-  const first = rules.findIndex(r => actionKindOf(r));
-  const kept = rules.filter(r => !actionKindOf(r));
-  const at = first < 0 ? kept.length : rules.slice(0, first).filter(r => !actionKindOf(r)).length;
-  pkg.pepr.rbac = [...kept.slice(0, at), ...actionRules(modules), ...kept.slice(at)];
+  pkg.pepr.rbac = (pkg.pepr.rbac ?? []).filter(r => !actionKindOf(r));
   return `${JSON.stringify(pkg, null, 2)}\n`;
 }
 

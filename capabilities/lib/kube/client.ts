@@ -28,6 +28,15 @@ export interface KubeApi {
   get<T>(path: string, query?: Record<string, string>): Promise<T | undefined>;
 }
 
+/**
+ * The operator's own client, which can also act as another identity: the per-namespace executor
+ * it impersonates for every read, dry run and write of a target (docs/deployment.md, "The executor").
+ */
+export interface OperatorKube extends KubeApi {
+  /** The same connection acting as `username` (Impersonate-User; a ServiceAccount gets its groups from the API server). */
+  as(username: string): KubeApi;
+}
+
 const PATCH_TYPES = {
   merge: "application/merge-patch+json",
   json: "application/json-patch+json",
@@ -59,6 +68,20 @@ export class RateLimiter {
   }
 }
 
+/** GET through `api` that returns undefined on 404. */
+export async function getOrUndefined<T>(
+  api: Pick<KubeApi, "request">,
+  path: string,
+  query?: Record<string, string>,
+): Promise<T | undefined> {
+  try {
+    return await api.request<T>({ method: "GET", path, query });
+  } catch (err) {
+    if (isNotFound(err)) return undefined;
+    throw err;
+  }
+}
+
 export interface KubeClientOptions {
   qps: number;
   /** Per-request timeout. */
@@ -66,7 +89,7 @@ export interface KubeClientOptions {
   kubeconfig?: KubeConfig;
 }
 
-export class KubeClient implements KubeApi {
+export class KubeClient implements OperatorKube {
   private readonly pool: Pool;
   private readonly limiter: RateLimiter;
   private headers: Record<string, string> = {};
@@ -113,7 +136,25 @@ export class KubeClient implements KubeApi {
     return this.headers;
   }
 
-  async request<T>(req: KubeRequest, dryRun = false): Promise<T> {
+  /**
+   * Requests as `username`: the API server authorizes the operator to impersonate that user
+   * (`impersonate` on the ServiceAccount), then authorizes the request as that user, and its audit
+   * log records both. No Impersonate-Group: for a ServiceAccount the API server adds its groups.
+   */
+  as(username: string): KubeApi {
+    const headers = { "impersonate-user": username };
+    const api: KubeApi = {
+      request: <T>(req: KubeRequest, dryRun = false) => this.send<T>(req, dryRun, headers),
+      get: <T>(path: string, query?: Record<string, string>) => getOrUndefined<T>(api, path, query),
+    };
+    return api;
+  }
+
+  request<T>(req: KubeRequest, dryRun = false): Promise<T> {
+    return this.send<T>(req, dryRun);
+  }
+
+  private async send<T>(req: KubeRequest, dryRun: boolean, extra?: Record<string, string>): Promise<T> {
     await this.limiter.take();
     const query = new URLSearchParams(req.query ?? {});
     if (req.method !== "GET" && req.method !== "DELETE") query.set("fieldManager", FIELD_MANAGER);
@@ -123,6 +164,7 @@ export class KubeClient implements KubeApi {
       accept: "application/json",
       "user-agent": USER_AGENT,
       ...(await this.authHeaders()),
+      ...extra,
     };
     let body: string | undefined;
     if (req.body !== undefined) {
@@ -160,13 +202,8 @@ export class KubeClient implements KubeApi {
   }
 
   /** GET that returns undefined on 404. */
-  async get<T>(path: string, query?: Record<string, string>): Promise<T | undefined> {
-    try {
-      return await this.request<T>({ method: "GET", path, query });
-    } catch (err) {
-      if (isNotFound(err)) return undefined;
-      throw err;
-    }
+  get<T>(path: string, query?: Record<string, string>): Promise<T | undefined> {
+    return getOrUndefined<T>(this, path, query);
   }
 
   async close(): Promise<void> {

@@ -14,6 +14,7 @@ export const RESOURCES: Record<string, { group: string; version: string; plural:
   Secret: { group: "", version: "v1", plural: "secrets" },
   Service: { group: "", version: "v1", plural: "services" },
   Event: { group: "", version: "v1", plural: "events" },
+  ServiceAccount: { group: "", version: "v1", plural: "serviceaccounts" },
   AgentTask: { group: GROUP, version: VERSION, plural: PLURAL },
 };
 

@@ -24,14 +24,14 @@ export async function execute(s: StepScope): Promise<StepResult> {
       return { error: err, stage: "execute" };
     }
     if (isApplied(target, s.ctx.uid))
-      return { transition: applied("the change was already applied (marker found on the target)") };
+      return { transition: applied("the change was already applied (marker found on the target)", s.executedAs) };
     if (!plan) return reauthorize(s, "the operator restarted after authorization and before applying the change");
     if (attempt > 0) {
       const next = await replan(s, plan, target);
       if (!("plan" in next)) return next;
       plan = next.plan;
     }
-    if (isUnchanged(plan)) return { transition: unchanged(plan.noChange) };
+    if (isUnchanged(plan)) return { transition: unchanged(plan.noChange, s.executedAs) };
     const result = await write(s, plan);
     if (result) return result;
   }
@@ -66,7 +66,7 @@ const resolvedOf = (p: Planned): unknown => ("resolved" in p ? p.resolved : unde
 async function write(s: StepScope, plan: Plan): Promise<StepResult | undefined> {
   try {
     await s.ctx.kube.request(plan.write);
-    return { transition: applied("change applied; waiting for it to take effect") };
+    return { transition: applied("change applied; waiting for it to take effect", s.executedAs) };
   } catch (err) {
     if (judge(err, "write").kind !== "stale") return { error: err, stage: "write" };
     if (plan.retryOnConflict) return undefined;

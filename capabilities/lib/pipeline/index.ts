@@ -16,7 +16,7 @@ import { shown } from "../action/payload";
 import type { BrokerClient } from "../broker/client";
 import type { OperatorConfig } from "../config";
 import { AtbError, messageOf } from "../errors";
-import type { KubeApi } from "../kube";
+import type { OperatorKube } from "../kube";
 import { resourcePath } from "../kube";
 import { redactString, type Logger } from "../logger";
 import type { OperatorMetrics } from "../metrics";
@@ -24,6 +24,7 @@ import { conditionOf, isTerminal, type Transition } from "../status/conditions";
 import type { StatusWriter } from "../status/writer";
 import { authorize } from "./authorize";
 import { execute } from "./execute";
+import { ExecutorCheck, executorApi, executorUser } from "./executor";
 import { judge, type Verdict } from "./outcome";
 import { countTransition, logTransition } from "./observe";
 import { outOfScope } from "./out-of-scope";
@@ -38,7 +39,8 @@ export { reasonLabel } from "./observe";
 export { decisionTransition, Reason } from "./transitions";
 
 export interface PipelineDeps {
-  kube: KubeApi;
+  /** The operator's own identity (tasks, status, Events); targets only through `as(executor)`. */
+  kube: OperatorKube;
   broker: BrokerClient;
   actions: ActionRegistry;
   config: Readonly<OperatorConfig>;
@@ -73,6 +75,7 @@ export class Pipeline {
   /** The resourceVersion of our own last status write per task: its echo needs no work. */
   readonly lastWritten = new Map<string, string>();
   readonly locks: TargetLocks;
+  private readonly executors: ExecutorCheck;
   private readonly now: () => Date;
   private readonly random: () => number;
 
@@ -80,6 +83,7 @@ export class Pipeline {
     this.now = deps.now ?? (() => new Date());
     this.random = deps.random ?? Math.random;
     this.locks = new TargetLocks(deps.wake);
+    this.executors = new ExecutorCheck(deps.kube, deps.config, () => this.now().getTime());
   }
 
   /** Runs the task as far as it can go now. Returns when to look again, if ever. */
@@ -181,14 +185,18 @@ export class Pipeline {
   private scope(task: AgentTask, module: StepScope["module"], now: Date): StepScope {
     const m = task.metadata!;
     const d = this.deps;
+    // Every read, dry run and write of the target is made as the task namespace's executor.
+    const executedAs = executorUser(m.namespace!, d.config);
     return {
       task,
       module,
+      executor: this.executors,
+      executedAs,
       ctx: {
         task,
         spec: task.spec!,
         uid: m.uid!,
-        kube: d.kube,
+        kube: executorApi(d.kube, executedAs),
         config: d.config,
         log: d.log.child({ task: `${m.namespace}/${m.name}`, uid: m.uid, action: task.spec?.action }),
       },

@@ -8,6 +8,7 @@ import type { BrokerClient } from "../broker/client";
 import type { OperatorConfig } from "../config";
 import type { OperatorMetrics } from "../metrics";
 import type { Transition } from "../status/conditions";
+import type { ExecutorCheck } from "./executor";
 import type { DecideWindow, Stage } from "./outcome";
 
 export interface StepScope {
@@ -21,6 +22,10 @@ export interface StepScope {
   /** When the step started; `clock` gives the time after a slow call (the broker's retries). */
   now: Date;
   clock: () => Date;
+  /** Whether the task's namespace has an executor (asked with the operator's own identity). */
+  executor: ExecutorCheck;
+  /** The Kubernetes user every target request of this task is made as (ctx.kube impersonates it). */
+  executedAs: string;
   /** The plan the broker allowed for this task and that is not applied yet (memory only; gone after a restart). */
   judged?: Planned;
 }

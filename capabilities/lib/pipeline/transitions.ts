@@ -112,7 +112,8 @@ export function decisionTransition(decision: Decision): Transition {
   };
 }
 
-export function applied(message: string): Transition {
+/** The change is written; `executedAs` is the identity that wrote it (the namespace's executor). */
+export function applied(message: string, executedAs?: string): Transition {
   return {
     phase: "Executing",
     reason: Reason.Applied,
@@ -131,12 +132,13 @@ export function completed(message: string): Transition {
 }
 
 /** Authorized, and nothing to write: the target already was in the wanted state. */
-export function unchanged(message: string): Transition {
+export function unchanged(message: string, executedAs?: string): Transition {
   return {
     phase: "Completed",
     reason: Reason.NoChange,
     message,
     conditions: [
+    ...(executedAs ? { executedAs } : {}),
       { type: "Executed", status: "True", reason: Reason.NoChange, message: "nothing to write" },
       { type: "Succeeded", status: "True", reason: Reason.NoChange, message },
     ],
@@ -156,6 +158,7 @@ export function failed(task: AgentTask, reason: string, message: string): Transi
 /**
  * A retryable error: the same phase, one more attempt, the backoff recorded in status; Failed
  * with the error's reason once the attempts are spent. `random` in [0, 1) picks the jitter.
+    ...(executedAs ? { executedAs } : {}),
  */
 export function retryOrFail(
   task: AgentTask,

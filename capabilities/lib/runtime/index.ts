@@ -8,7 +8,7 @@ import type { ActionRegistry } from "../action";
 import { createBrokerClient, type BrokerClient } from "../broker/client";
 import type { OperatorConfig } from "../config";
 import { messageOf } from "../errors";
-import { KubeClient, resourcePath, type KubeApi } from "../kube";
+import { KubeClient, resourcePath, type OperatorKube } from "../kube";
 import { createLogger, type Logger } from "../logger";
 import { OperatorMetrics, serveMetrics } from "../metrics";
 import { Pipeline, taskKey } from "../pipeline";
@@ -27,7 +27,7 @@ const STALE_SWEEPS = 3;
 
 /** The runtime's connections to the outside, made at start(); tests pass in-memory fakes. */
 export interface RuntimePorts {
-  kube(): Promise<KubeApi & { close(): Promise<void> }>;
+  kube(): Promise<OperatorKube & { close(): Promise<void> }>;
   broker(log: Logger): BrokerClient;
 }
 
@@ -46,7 +46,7 @@ export class OperatorRuntime {
   private sweepTimer?: NodeJS.Timeout;
   private server?: Server;
   private broker?: BrokerClient;
-  private kube?: KubeApi & { close(): Promise<void> };
+  private kube?: OperatorKube & { close(): Promise<void> };
   private lastSweep = 0;
   private readonly startedAt = Date.now();
   private sweepError = "no sweep yet";

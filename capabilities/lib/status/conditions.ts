@@ -60,6 +60,8 @@ export interface Transition {
   message: string;
   conditions?: ConditionChange[];
   atbResult?: AtbResult;
+  /** The Kubernetes identity that wrote (or would have written) the change: the namespace's executor. */
+  executedAs?: string;
   /** Retry bookkeeping: set both for a scheduled retry; omitted fields are cleared. */
   attempts?: number;
   nextAttemptAt?: Date;
@@ -87,6 +89,8 @@ export function nextStatus(task: AgentTask, t: Transition, now: Date): AgentTask
   if (isTerminal(t.phase)) status.finishedAt = now.toISOString();
   const atb = t.atbResult ?? prev.atbResult;
   if (atb) status.atbResult = atb;
+  const executedAs = t.executedAs ?? prev.executedAs;
+  if (executedAs) status.executedAs = executedAs;
   if (t.nextAttemptAt) status.nextAttemptAt = t.nextAttemptAt.toISOString();
   if (t.lastError) status.lastError = t.lastError;
   return status;

@@ -220,21 +220,23 @@ describe("the target and the API server's refusals", () => {
       writes: 0,
     },
     {
-      what: "a write the API server forbids (403)",
+      what: "a write the executor's RBAC forbids (403)",
       setup: w => void w.kube.onRequest(failFirst(isTargetWrite, k(403, "Forbidden"))),
       phase: "Failed",
-      reason: "ExecutionFailed",
-      message: /^the API server rejected the change: simulated 403/,
+      reason: "ExecutorForbidden",
+      message:
+        /^the executor system:serviceaccount:shop:atb-executor may not patch deployments\.apps in namespace shop: .*simulated 403/,
       writes: 0,
     },
     {
-      what: "a refused read of the target before the write (403)",
+      what: "a refused read of the target before the write (403 to the executor)",
       setup: w => {
         let n = 0; // the first GET is authorize's, the second execute's
         w.kube.onRequest(r => (isTargetGet(r) && ++n === 2 ? k(403, "Forbidden") : undefined));
       },
       phase: "Failed",
-      reason: "ExecutionFailed",
+      reason: "ExecutorForbidden",
+      message: /^the executor system:serviceaccount:shop:atb-executor may not get deployments\.apps in namespace shop/,
       writes: 0,
     },
     {

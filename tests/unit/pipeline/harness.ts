@@ -18,7 +18,7 @@ import { createStatusWriter } from "../../../capabilities/lib/status/writer";
 import { ScaleAction } from "../../../capabilities/scale";
 import { UpdateConfigAction } from "../../../capabilities/update-config";
 import { FakeBroker } from "../../helpers/fake-broker";
-import { FakeKube, type AuditEntry, type FakeKubeOptions } from "../../helpers/fake-kube";
+import { FakeKube, withExecutors, type AuditEntry, type FakeKubeOptions } from "../../helpers/fake-kube";
 
 export const NS = "shop";
 export const AGENT = "spiffe://atb.example.com/agent/test";
@@ -142,7 +142,7 @@ const quiet = (): ReturnType<typeof createLogger> =>
 
 export function world(o: WorldOptions = {}): World {
   const clock = new Clock();
-  const kube = new FakeKube({ now: clock.now, ...o.kube });
+  const kube = withExecutors(new FakeKube({ now: clock.now, ...o.kube }), ["shop", "elsewhere", "kube-system"]);
   const broker = new FakeBroker();
   broker.stamp = () => kube.audit.length;
   const metrics = new OperatorMetrics();

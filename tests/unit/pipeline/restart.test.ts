@@ -9,7 +9,7 @@ import { OperatorMetrics } from "../../../capabilities/lib/metrics";
 import { createLogger } from "../../../capabilities/lib/logger";
 import { KubeError } from "../../../capabilities/lib/kube";
 import { deny, FakeBroker } from "../../helpers/fake-broker";
-import { FakeCrash, FakeKube, type RequestInfo } from "../../helpers/fake-kube";
+import { FakeCrash, FakeKube, withExecutors, type RequestInfo } from "../../helpers/fake-kube";
 import { ScaleAction } from "../../../capabilities/scale";
 import {
   applyWrites,
@@ -331,7 +331,7 @@ describe("statuses an earlier process (or a person) left behind", () => {
 
 describe("defaults", () => {
   test("GIVEN no clock and no wake THEN the pipeline runs on the system time", async () => {
-    const kube = new FakeKube({ autoRollout: true });
+    const kube = withExecutors(new FakeKube({ autoRollout: true }), ["shop"]);
     const log = createLogger("error", "test", new Writable({ write: (_c, _e, cb) => cb() }));
     const config = parseConfig(ENV);
     const pipeline = new Pipeline({
