@@ -4,7 +4,9 @@
 // action's changeOf, tested to agree with this), `npm run poa -- digest|mint`, the stack's minter
 // and the TypeScript client. Each action's form lives in its folder (capabilities/<action>/change.ts)
 // and depends on nothing but the payload, except a rollback's, which needs the revision and
-// template hash the task will restore (the operator resolves them from the workload's history).
+// template hash the task will restore (the operator resolves them from the workload's history),
+// and an update-config's Secret values given by reference, which enter as the digests of the
+// values the source Secrets hold (the operator reads them; an agent knows what it put there).
 import { changeDigest } from "./lib/change-digest";
 import { changeOf as scaleChange } from "./scale/change";
 import { changeOf as restartChange } from "./restart/change";
@@ -22,12 +24,21 @@ export interface ChangeSpec {
   payload?: Record<string, unknown>;
 }
 
-/** What the cluster decides and the payload may not say: a rollback's revision and template hash. */
+/**
+ * What the cluster decides and the payload may not say: a rollback's revision and template hash,
+ * and the digests of the Secret values an update-config names by reference.
+ */
 export interface ChangeResolution {
   /** Default: the payload's revision. */
   revision?: number;
   /** Required for a rollback (null: the history entry has no hash label). */
   templateHash?: string | null;
+  /**
+   * update-config: for each data key given by reference (`valueFrom.secretKeyRef`), the digest of
+   * the source Secret's value, `sha256:<hex of its bytes>` (as an inline value's would be). Required
+   * for every reference, refused for any other key.
+   */
+  valueDigests?: Record<string, string>;
 }
 
 function rollbackResolution(spec: ChangeSpec, r: ChangeResolution | undefined): RollbackResolution {
@@ -52,7 +63,7 @@ export function canonicalChange(spec: ChangeSpec, resolved?: ChangeResolution): 
     case "restart":
       return restartChange();
     case "update-config":
-      return updateConfigChange(payload);
+      return updateConfigChange(payload, resolved?.valueDigests);
     case "deploy":
       return deployChange(payload);
     case "rollback":

@@ -33,6 +33,11 @@ export function valueDigest(value: string): string {
   return DIGEST_PREFIX + createHash("sha256").update(value, "utf8").digest("hex");
 }
 
+/** `sha256:<hex>` of a value's bytes: a Secret's value read by reference (valueDigest of its text when it is UTF-8). */
+export function bytesDigest(bytes: Uint8Array): string {
+  return DIGEST_PREFIX + createHash("sha256").update(bytes).digest("hex");
+}
+
 function assertJson(v: unknown, path: string, depth = 0): void {
   if (depth > 64) throw new Error(`${path}: nested deeper than 64 levels`);
   if (v === null || typeof v === "string" || typeof v === "boolean") return;

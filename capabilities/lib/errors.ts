@@ -34,6 +34,8 @@ export const ErrorCodes = {
   EXECUTOR_FORBIDDEN: { code: "AT_ERR_EXECUTOR_FORBIDDEN", reason: "ExecutorForbidden", retryable: false },
   /** The task's spec is invalid for its action (defence in depth behind admission). */
   TASK_INVALID: { code: "AT_ERR_TASK_INVALID", reason: "InvalidTask", retryable: false },
+  /** A Secret value given by reference names a source Secret or key that does not exist. */
+  SECRET_REF_NOT_FOUND: { code: "AT_ERR_SECRET_REF_NOT_FOUND", reason: "SecretRefNotFound", retryable: false },
 } as const;
 
 export type ErrorKind = keyof typeof ErrorCodes;

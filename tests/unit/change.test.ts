@@ -41,7 +41,7 @@ describe("canonicalChange per action", () => {
     ["restart without payload", spec("restart"), { restart: true }],
     [
       "update-config",
-      spec("update-config", { data: { b: "2", a: "x" }, remove: ["z", "y"] }, "Secret"),
+      spec("update-config", { data: { b: "2", a: "x" }, remove: ["z", "y"] }, "ConfigMap"),
       { data: { a: valueDigest("x"), b: valueDigest("2") }, remove: ["z", "y"] },
     ],
     ["update-config, remove only", spec("update-config", { remove: ["k"] }), { data: {}, remove: ["k"] }],
@@ -105,6 +105,42 @@ describe("canonicalChange per action", () => {
     expect(() => canonicalChange(spec("rollback", { revision: 2 }))).toThrow(/template hash/);
   });
 
+  test("update-config of a Secret by reference: each value as the digest of the source's value, the same change as inline", () => {
+    const ref = (name: string, key: string) => ({ valueFrom: { secretKeyRef: { name, key } } });
+    const payload = { data: { password: ref("src", "pw"), user: ref("other", "name") }, remove: ["old"] };
+    const valueDigests = { password: valueDigest("s3cr3t"), user: valueDigest("app") };
+    const want = { data: valueDigests, remove: ["old"] };
+    expect(canonicalChange(spec("update-config", payload, "Secret"), { valueDigests })).toEqual(want);
+    // The same values given inline (as a ConfigMap takes them) make the same change: an agent or an
+    // approver digests the value it put into the source Secret.
+    const inline = spec("update-config", { data: { password: "s3cr3t", user: "app" }, remove: ["old"] });
+    expect(taskChangeDigest(spec("update-config", payload, "Secret"), { valueDigests })).toBe(taskChangeDigest(inline));
+    // Another value in the source is another change.
+    expect(
+      taskChangeDigest(spec("update-config", payload, "Secret"), {
+        valueDigests: { ...valueDigests, password: valueDigest("s3cr3t2") },
+      }),
+    ).not.toBe(taskChangeDigest(inline));
+  });
+
+  test.each([
+    ["no digest for a reference", {}, /"password" is key "pw" of Secret "src"; its change needs that value's digest/],
+    ["a malformed digest", { password: "sha256:ABC" }, /value digest of "password" must be sha256:<64 lowercase hex/],
+    [
+      "a digest for a key given inline",
+      { password: valueDigest("x"), user: valueDigest("y") },
+      /value digests are for references only; the payload's data has no reference named "user"/,
+    ],
+    [
+      "a digest for a key not in the payload",
+      { password: valueDigest("x"), other: valueDigest("y") },
+      /no reference named "other"/,
+    ],
+  ])("update-config by reference refuses %s", (_name, valueDigests, message) => {
+    const payload = { data: { password: { valueFrom: { secretKeyRef: { name: "src", key: "pw" } } }, user: "u" } };
+    expect(() => canonicalChange(spec("update-config", payload, "Secret"), { valueDigests })).toThrow(message);
+  });
+
   test("the digest differs whenever the change does, and only then", () => {
     const a = taskChangeDigest(spec("scale", { replicas: 5 }));
     expect(taskChangeDigest(spec("scale", { replicas: 5, reason: "other words" }))).toBe(a);
@@ -137,7 +173,11 @@ describe("canonicalChange per action", () => {
   });
 
   test.each([
-    ["update-config with a value that is not a string", spec("update-config", { data: { a: 1 } }), /not a string/],
+    [
+      "update-config with a value that is neither a string nor a reference",
+      spec("update-config", { data: { a: 1 } }),
+      /neither a string nor a secretKeyRef/,
+    ],
     ["patch that is not an array", spec("patch", { patch: { op: "add" } }), /not an array/],
     ["patch string that is not JSON", spec("patch", { patch: "[{" }), /JSON/],
     ["patch with an operation that is not an object", spec("patch", { patch: ["add"] }), /not an object/],
@@ -160,7 +200,12 @@ describe("the shared fixtures (tests/fixtures/change-digest/)", () => {
     const names = fixtures.map(([f]) => f);
     expect(new Set(fixtures.map(([, x]) => x.action))).toEqual(new Set(ACTIONS));
     expect(names).toEqual(
-      expect.arrayContaining(["edge-unicode-keys.json", "edge-numbers-nesting.json", "patch-configmap.json"]),
+      expect.arrayContaining([
+        "edge-unicode-keys.json",
+        "edge-numbers-nesting.json",
+        "patch-configmap.json",
+        "update-config-secret-ref.json",
+      ]),
     );
   });
 
@@ -185,7 +230,7 @@ describe("each action's plan sends its canonical change as params", () => {
   test.each([
     ["scale", spec("scale", { replicas: 4, reason: "load" }, "Deployment"), workload("Deployment")],
     ["restart", spec("restart", {}, "StatefulSet"), workload("StatefulSet")],
-    ["update-config", spec("update-config", { data: { b: "2" }, remove: ["a"] }, "Secret"), configMap()],
+    ["update-config", spec("update-config", { data: { b: "2" }, remove: ["a"] }, "ConfigMap"), configMap()],
     ["deploy image", spec("deploy", { image: "nginx:1.28" }, "Deployment"), workload("Deployment")],
     ["deploy manifest", spec("deploy", { manifest }, "Deployment"), workload("Deployment")],
     ["patch", spec("patch", { patch: '[{"op":"replace","path":"/data/a","value":"2"}]' }, "ConfigMap"), configMap()],
