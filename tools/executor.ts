@@ -84,10 +84,9 @@ export function toYaml(objects: object[]): string {
 export async function installExecutor(
   bin: Binaries,
   kubeconfig: string,
-  namespace: string,
-  bound: Bound | "none",
-  name: string = DEFAULT_EXECUTOR,
+  e: { namespace: string; bound: Bound | "none"; name?: string },
 ): Promise<void> {
+  const { namespace, bound, name = DEFAULT_EXECUTOR } = e;
   if (bound === "none") {
     for (const kind of ["rolebinding", "role", "serviceaccount"])
       kubectl(bin, kubeconfig, ["-n", namespace, "delete", kind, name, "--ignore-not-found"]);

@@ -242,7 +242,7 @@ export async function startStack(o: StackOptions): Promise<Stack> {
     stack.operatorIdentity.remove();
     throw err;
   for (const ns of o.namespaces)
-    await installExecutor(bin, o.cluster.kubeconfig, ns, o.executors?.[ns] ?? "all-actions");
+    await installExecutor(bin, o.cluster.kubeconfig, { namespace: ns, bound: o.executors?.[ns] ?? "all-actions" });
   }
   for (const cfg of webhookConfigurations(
     opPort,

@@ -46,14 +46,15 @@ interface Obj {
   data?: Record<string, string>;
 }
 
-async function run(
-  ns: string,
-  name: string,
-  action: string,
-  target: { kind: string; name: string },
-  payload: unknown,
-  approvers: string[] = [],
-): Promise<Task> {
+interface Run {
+  action: string;
+  target: { kind: string; name: string };
+  payload: unknown;
+  approvers?: string[];
+}
+
+async function run(ns: string, name: string, r: Run): Promise<Task> {
+  const { action, target, payload, approvers = [] } = r;
   const t = { ...target, namespace: ns };
   const poaToken = await mintTaskToken(stack, { agent: AGENT, action, target: t, approvers, payload });
   minted.push(poaToken);
@@ -106,18 +107,20 @@ beforeAll(async () => {
 afterAll(async () => stack?.stop());
 
 test("an executor with every grant: the change is made as the executor, and the audit log shows it impersonated", async () => {
-  const t = await run(FULL, "scale-full", "scale", { kind: "Deployment", name: "web" }, { replicas: 3 });
+  const t = await run(FULL, "scale-full", {
+    action: "scale",
+    target: { kind: "Deployment", name: "web" },
+    payload: { replicas: 3 },
+  });
   expect([t.status?.phase, t.status?.executedAs]).toEqual(["Completed", executor(FULL)]);
   expect(kube.get<Obj>("deployment", "web", FULL).spec?.replicas).toBe(3);
 
-  const c = await run(
-    FULL,
-    "config-full",
-    "update-config",
-    { kind: "ConfigMap", name: "flags" },
-    { data: { mode: "new" } },
-    ["alice@example.com"],
-  );
+  const c = await run(FULL, "config-full", {
+    action: "update-config",
+    target: { kind: "ConfigMap", name: "flags" },
+    payload: { data: { mode: "new" } },
+    approvers: ["alice@example.com"],
+  });
   expect([c.status?.phase, c.status?.executedAs]).toEqual(["Completed", executor(FULL)]);
   expect(kube.get<Obj>("configmap", "flags", FULL).data).toEqual({ mode: "new" });
 
@@ -133,18 +136,20 @@ test("an executor with every grant: the change is made as the executor, and the 
 });
 
 test("an executor bounded to scaling: scale Completes, update-config of a ConfigMap Fails ExecutorForbidden with nothing written", async () => {
-  const s = await run(SCALE, "scale-ok", "scale", { kind: "Deployment", name: "web" }, { replicas: 4 });
+  const s = await run(SCALE, "scale-ok", {
+    action: "scale",
+    target: { kind: "Deployment", name: "web" },
+    payload: { replicas: 4 },
+  });
   expect([s.status?.phase, s.status?.executedAs]).toEqual(["Completed", executor(SCALE)]);
 
   const before = kube.get<Obj>("configmap", "flags", SCALE);
-  const t = await run(
-    SCALE,
-    "config-denied",
-    "update-config",
-    { kind: "ConfigMap", name: "flags" },
-    { data: { mode: "new" } },
-    ["alice@example.com"],
-  );
+  const t = await run(SCALE, "config-denied", {
+    action: "update-config",
+    target: { kind: "ConfigMap", name: "flags" },
+    payload: { data: { mode: "new" } },
+    approvers: ["alice@example.com"],
+  });
   expect([t.status?.phase, reasonOf(t)]).toEqual(["Failed", "ExecutorForbidden"]);
   expect(t.status?.message).toContain(`the executor ${executor(SCALE)} may not get configmaps in namespace ${SCALE}`);
   const after = kube.get<Obj>("configmap", "flags", SCALE);
@@ -158,14 +163,12 @@ test("an executor bounded to scaling: scale Completes, update-config of a Config
 
 test("an executor that may read but not change: the dry run is refused, ExecutorForbidden names patch, nothing written", async () => {
   const before = kube.get<Obj>("configmap", "flags", READ);
-  const t = await run(
-    READ,
-    "config-readonly",
-    "update-config",
-    { kind: "ConfigMap", name: "flags" },
-    { data: { mode: "new" } },
-    ["alice@example.com"],
-  );
+  const t = await run(READ, "config-readonly", {
+    action: "update-config",
+    target: { kind: "ConfigMap", name: "flags" },
+    payload: { data: { mode: "new" } },
+    approvers: ["alice@example.com"],
+  });
   expect([t.status?.phase, reasonOf(t)]).toEqual(["Failed", "ExecutorForbidden"]);
   expect(t.status?.message).toContain(`may not patch configmaps in namespace ${READ}`);
   expect(kube.get<Obj>("configmap", "flags", READ).metadata.resourceVersion).toBe(before.metadata.resourceVersion);
@@ -178,14 +181,12 @@ test("an executor that may read but not change: the dry run is refused, Executor
 });
 
 test("a namespace without an executor: ExecutorMissing with the command that creates one, nothing of the target read", async () => {
-  const t = await run(
-    NONE,
-    "config-none",
-    "update-config",
-    { kind: "ConfigMap", name: "flags" },
-    { data: { mode: "new" } },
-    ["alice@example.com"],
-  );
+  const t = await run(NONE, "config-none", {
+    action: "update-config",
+    target: { kind: "ConfigMap", name: "flags" },
+    payload: { data: { mode: "new" } },
+    approvers: ["alice@example.com"],
+  });
   expect([t.status?.phase, reasonOf(t)]).toEqual(["Failed", "ExecutorMissing"]);
   expect(t.status?.message).toContain(`namespace ${NONE} has no executor ServiceAccount atb-executor`);
   expect(t.status?.message).toContain(`npm run -s executor -- ${NONE} | kubectl apply -f -`);
@@ -197,14 +198,12 @@ test("a namespace without an executor: ExecutorMissing with the command that cre
     ["apply", "-f", "-"],
     toYaml(executorObjects(NONE, [{ apiGroups: [""], resources: ["configmaps"], verbs: ["get", "patch"] }])),
   );
-  const again = await run(
-    NONE,
-    "config-after",
-    "update-config",
-    { kind: "ConfigMap", name: "flags" },
-    { data: { mode: "new" } },
-    ["alice@example.com"],
-  );
+  const again = await run(NONE, "config-after", {
+    action: "update-config",
+    target: { kind: "ConfigMap", name: "flags" },
+    payload: { data: { mode: "new" } },
+    approvers: ["alice@example.com"],
+  });
   expect([again.status?.phase, again.status?.executedAs]).toEqual(["Completed", executor(NONE)]);
 });
 
