@@ -21,6 +21,7 @@ import { join } from "node:path";
 import { load } from "js-yaml";
 import type { Binaries } from "./controlplane/binaries";
 import { kubectl } from "./controlplane/cluster";
+import { tieGroup, untieGroup } from "./reaper";
 
 const ROOT = join(__dirname, "..");
 /** Where `npx pepr build` puts the module's ServiceAccount and namespaced RBAC. */
@@ -177,17 +178,23 @@ let generated: Promise<Generated> | undefined;
  */
 export function generatedRbac(): Promise<Generated> {
   generated ??= new Promise<Generated>((resolve, reject) => {
+    // In a process group of its own (with the module Pepr's loader forks), tied to this process
+    // (tools/reaper.ts): stopped with it however it ends.
     const child = spawn(process.execPath, ["--import", "tsx", __filename, "--print-generated-rbac"], {
       cwd: ROOT,
       env: { ...process.env, LOG_LEVEL: "warn" },
       stdio: ["ignore", "pipe", "pipe"],
+      detached: true,
     });
+    const pid = child.pid;
+    if (pid) tieGroup(pid);
     let out = "";
     let err = "";
     child.stdout.on("data", (c: Buffer) => (out += c.toString()));
     child.stderr.on("data", (c: Buffer) => (err += c.toString()));
     child.on("error", reject);
     child.on("exit", code => {
+      if (pid) untieGroup(pid);
       const line = out.split("\n").find(l => l.startsWith(MARKER));
       if (code !== 0 || !line) {
         reject(new Error(`Pepr's RBAC generator exited ${code}:\n${(err + out).slice(-3000)}`));
