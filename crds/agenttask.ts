@@ -56,6 +56,11 @@ export interface AgentTaskSpec {
   poaToken: string;
   /** Approver attestations (compact JWS) the broker verifies next to the token; never shown. */
   attestations?: string[];
+  /**
+   * Seconds after the task finished when the operator deletes it; 0 keeps it; unset: the
+   * operator's ATB_TTL_SECONDS_AFTER_FINISHED (capabilities/lib/runtime/ttl.ts).
+   */
+  ttlSecondsAfterFinished?: number;
   /** One of the registry's actions (capabilities/registry.ts); the API server enforces the list. */
   action: string;
   target: AgentTaskTarget;

@@ -47,6 +47,11 @@ export interface OperatorConfig {
   sweepIntervalMs: number;
   /** Tasks per page when the sweep lists them. */
   sweepPageSize: number;
+  /**
+   * Seconds a finished task is kept before the sweep deletes it, for tasks without their own
+   * spec.ttlSecondsAfterFinished; 0 keeps them forever (lib/runtime/ttl.ts).
+   */
+  ttlSecondsAfterFinished: number;
   workers: number;
   apiQps: number;
   logLevel: "error" | "warn" | "info" | "debug";
@@ -63,6 +68,9 @@ export interface OperatorConfig {
 }
 
 type Env = Readonly<Record<string, string | undefined>>;
+
+/** The longest TTL of a finished task (a year): the CRD's maximum for spec.ttlSecondsAfterFinished. */
+export const MAX_TTL_SECONDS = 31_536_000;
 
 function invalid(name: string, rule: string, value?: string): never {
   const shown = value === undefined ? "" : ` (got "${value.slice(0, 80)}")`;
@@ -201,6 +209,7 @@ function serviceAccountName(env: Env, key: string, fallback: string): string {
     maxTaskAttempts: int(env, "ATB_TASK_MAX_ATTEMPTS", 5, 1, 100),
     sweepIntervalMs: int(env, "ATB_SWEEP_INTERVAL_SECONDS", 30, 1, 3_600) * 1000,
     sweepPageSize: int(env, "ATB_SWEEP_PAGE_SIZE", 500, 1, 10_000),
+    ttlSecondsAfterFinished: int(env, "ATB_TTL_SECONDS_AFTER_FINISHED", 86_400, 0, MAX_TTL_SECONDS),
     workers: int(env, "ATB_WORKERS", 8, 1, 256),
     apiQps: int(env, "ATB_API_QPS", 50, 1, 10_000),
     logLevel: level as OperatorConfig["logLevel"],

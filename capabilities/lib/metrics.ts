@@ -73,6 +73,18 @@ export class OperatorMetrics {
     help: "Kubernetes Events that could not be recorded",
     registers: [this.registry],
   });
+  readonly tasksDeleted = new Counter({
+    name: "atb_operator_tasks_deleted_total",
+    help: "Finished tasks the operator deleted, by why (ttl: spec.ttlSecondsAfterFinished passed)",
+    labelNames: ["reason"],
+    registers: [this.registry],
+  });
+  readonly taskDeleteErrors = new Counter({
+    name: "atb_operator_task_delete_errors_total",
+    help: "Deletions of finished tasks that failed (retried by the next sweep), by why and error class",
+    labelNames: ["reason", "code"],
+    registers: [this.registry],
+  });
   readonly sweeps = new Counter({
     name: "atb_operator_sweeps_total",
     help: "Periodic sweeps of non-terminal tasks",
@@ -83,6 +95,7 @@ export class OperatorMetrics {
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: "atb_operator_" });
     for (const phase of PHASES) this.tasksByPhase.set({ phase }, 0);
+    this.tasksDeleted.inc({ reason: "ttl" }, 0);
   }
 }
 

@@ -10,8 +10,9 @@
 // - the status subresource: PATCH/PUT on `.../status` changes only status, on the object ignores it;
 // - dryRun computes and validates the result but stores nothing and bumps nothing;
 // - GET of a missing object is 404 (get() answers undefined); POST creates, 409 AlreadyExists on a
-//   clash; collections list {items, metadata.continue} with `limit`, `continue`, equality-based
-//   `labelSelector`s and `fieldSelector`s on metadata.name and metadata.namespace; a few
+//   clash; DELETE checks DeleteOptions' preconditions (uid, resourceVersion: 409); collections
+//   list {items, metadata.continue} with `limit`, `continue`, equality-based `labelSelector`s
+//   and `fieldSelector`s on metadata.name and metadata.namespace; a few
 //   validations the operator meets (replicas ≥ 0, string data and annotations, immutable
 //   ConfigMaps) answer 422 Invalid, plus any a test adds.
 // Failures are the real `KubeError`. Every request is audited; a fault hook sees each request
@@ -377,7 +378,7 @@ export class FakeKube implements OperatorKube {
       case "PUT":
         return this.replace(p, r.body, r.dryRun);
       case "DELETE":
-        return this.delete(p, r.dryRun);
+        return this.delete(p, r.dryRun, r.body);
     }
   }
 
@@ -455,9 +456,20 @@ export class FakeKube implements OperatorKube {
     return this.update(p, old, body as KubeObject, dryRun);
   }
 
-  private delete(p: Parsed, dryRun: boolean): KubeObject {
+  /** DELETE, with DeleteOptions' preconditions (uid, resourceVersion) checked as the API server does: 409. */
+  private delete(p: Parsed, dryRun: boolean, options?: unknown): KubeObject {
     const old = this.store.get(p.key);
     if (!old || p.sub !== undefined) throw notFound(p);
+    const pre = isRecord(options) && isRecord(options.preconditions) ? options.preconditions : {};
+    for (const field of ["uid", "resourceVersion"] as const) {
+      const want = pre[field];
+      if (want !== undefined && want !== null && want !== old.metadata[field])
+        throw new KubeError(
+          409,
+          "Conflict",
+          `Operation cannot be fulfilled on ${p.resource} "${p.name}": Precondition failed: ${field === "uid" ? "UID" : "ResourceVersion"} in precondition: ${String(want)}, ${field === "uid" ? "UID" : "ResourceVersion"} in object meta: ${String(old.metadata[field])}`,
+        );
+    }
     if (!dryRun) {
       this.store.delete(p.key);
       this.rv++;

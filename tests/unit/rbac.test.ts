@@ -267,7 +267,7 @@ describe("the code's API calls (tripwire for new verbs)", () => {
   }
   const files = sources(join(root, "capabilities")).filter(f => !f.endsWith(join("lib", "kube", "client.ts")));
 
-  test("no DELETE or PUT anywhere; the only POSTs are the Event in status/writer.ts and deploy's create", () => {
+  test("no PUT anywhere; the only DELETE is the TTL's (runtime/ttl.ts), the only POSTs the Event in status/writer.ts and deploy's create", () => {
     const hits: string[] = [];
     for (const f of files) {
       const text = readFileSync(f, "utf8");
@@ -276,9 +276,11 @@ describe("the code's API calls (tripwire for new verbs)", () => {
     // broker-transport.ts POSTs to the broker (not the Kubernetes API). deploy/plan.ts creates a
     // missing target only with ATB_ALLOW_CREATE=true, and `create` on workloads is deliberately not
     // granted (docs/deployment.md, "Not granted"): without it the API server answers 403.
+    // runtime/ttl.ts deletes finished AgentTasks after their TTL (and nothing else).
     expect(hits.sort()).toEqual([
       "capabilities/deploy/plan.ts POST",
       "capabilities/lib/broker/transport.ts POST",
+      "capabilities/lib/runtime/ttl.ts DELETE",
       "capabilities/lib/status/writer.ts POST",
     ]);
     const sw = readFileSync(join(root, "capabilities", "lib", "status", "writer.ts"), "utf8");

@@ -17,6 +17,7 @@ import { watches } from "../scope";
 import { isTerminal } from "../status/conditions";
 import { createStatusWriter } from "../status/writer";
 import { WorkQueue } from "./work-queue";
+import { expired, TtlReaper, type ExpiredTask } from "./ttl";
 import { PHASES } from "../../../crds/agenttask";
 
 /** A task counts as missed by the watch only once it and this process are older than this many sweeps plus WATCH_GRACE_MS. */
@@ -31,6 +32,17 @@ export interface RuntimePorts {
   broker(log: Logger): BrokerClient;
 }
 
+/** What one sweep gathers from its listing. */
+interface Tally {
+  counts: Map<string, number>;
+  open: Set<string>;
+  missed: number;
+  /** Finished tasks past their TTL, deleted after the listing. */
+  expired: ExpiredTask[];
+  /** The sweep's clock for the TTLs. */
+  now: Date;
+}
+
 interface AgentTaskList {
   items?: AgentTask[];
   metadata?: { continue?: string };
@@ -40,6 +52,7 @@ export class OperatorRuntime {
   readonly log: Logger;
   readonly metrics = new OperatorMetrics();
   private pipeline?: Pipeline;
+  private reaper?: TtlReaper;
   private queue?: WorkQueue;
   private readonly early = new Set<string>();
   private sweptOnce = false;
@@ -77,6 +90,7 @@ export class OperatorRuntime {
       log: this.log,
       onEventError: () => this.metrics.eventErrors.inc(),
     });
+    this.reaper = new TtlReaper({ kube: this.kube, status, log: this.log, metrics: this.metrics });
     this.pipeline = new Pipeline({
       kube: this.kube,
       broker: this.broker,
@@ -147,17 +161,27 @@ export class OperatorRuntime {
     this.metrics.queueDepth.set(this.queue!.length);
   }
 
-  /** Finds every non-terminal task (the watch may have missed it) and counts tasks by phase. */
+  /**
+   * Finds every non-terminal task (the watch may have missed it), counts tasks by phase, and
+   * deletes the finished tasks whose TTL has passed (lib/runtime/ttl.ts), all from one listing.
+   */
   async sweep(): Promise<void> {
     try {
       const namespaces = this.config.watchNamespaces.length ? this.config.watchNamespaces : [undefined];
-      const tally = { counts: new Map<string, number>(PHASES.map(p => [p, 0])), open: new Set<string>(), missed: 0 };
+      const tally: Tally = {
+        counts: new Map<string, number>(PHASES.map(p => [p, 0])),
+        open: new Set<string>(),
+        missed: 0,
+        expired: [],
+        now: new Date(),
+      };
       for (const ns of namespaces) for await (const items of this.pages(ns, {})) this.visit(items, tally);
       for (const [phase, n] of tally.counts) this.metrics.tasksByPhase.set({ phase }, n);
       this.pipeline!.locks.retain(tally.open);
       if (tally.missed > 0)
         this.log.warn("the watch has not delivered some tasks; the sweep is driving them", { missed: tally.missed });
       this.missed = tally.missed;
+      await this.reaper!.reap(tally.expired);
       await this.sweepOutOfScope();
       this.lastSweep = Date.now();
       this.metrics.sweeps.inc({ result: "ok" });
@@ -220,7 +244,7 @@ export class OperatorRuntime {
   }
 
   /** Queues the open tasks of one listing and counts phases and tasks the watch never delivered. */
-  private visit(items: AgentTask[], tally: { counts: Map<string, number>; open: Set<string>; missed: number }): void {
+  private visit(items: AgentTask[], tally: Tally): void {
     // A task counts as missed by the watch only when both it and this process are older than the
     // grace: right after a start the watch's initial list has not been delivered yet.
     const grace = Date.now() - WATCH_GRACE_SWEEPS * this.config.sweepIntervalMs - WATCH_GRACE_MS;
@@ -228,7 +252,11 @@ export class OperatorRuntime {
     for (const t of items) {
       const phase = t.status?.phase ?? "Pending";
       tally.counts.set(phase, (tally.counts.get(phase) ?? 0) + 1);
-      if (isTerminal(t.status?.phase)) continue;
+      if (isTerminal(t.status?.phase)) {
+        const due = expired(t, this.config.ttlSecondsAfterFinished, tally.now);
+        if (due) tally.expired.push(due);
+        continue;
+      }
       const key = taskKey(t);
       tally.open.add(key);
       this.pipeline!.holdTargetIfStarted(t);

@@ -15,6 +15,16 @@ import { nextStatus, statusPatch, warning, type Transition } from "./conditions"
 export interface StatusWriter {
   /** Writes the transition and returns the task as stored afterwards. */
   transition(task: AgentTask, t: Transition): Promise<AgentTask>;
+  /** Records an Event on the task that is no transition (a Normal one: the TTL's deletion). Best-effort. */
+  event(task: AgentTask, e: TaskEvent): Promise<void>;
+}
+
+/** An Event on a task besides its transitions. */
+export interface TaskEvent {
+  reason: string;
+  message: string;
+  /** What was done about the task (events.k8s.io `action`), e.g. Delete. */
+  action: string;
 }
 
 export interface StatusWriterDeps {
@@ -41,13 +51,22 @@ export function createStatusWriter(deps: StatusWriterDeps): StatusWriter {
           status: statusPatch(task.status, status),
         },
       });
-      await recordEvent(deps, updated, t, at);
+      const message = `${t.phase}: ${t.message}`;
+      await recordEvent(deps, updated, { reason: t.reason, message, action: t.phase, phase: t.phase }, at);
       return updated;
+    },
+    async event(task, e) {
+      await recordEvent(deps, task, e, now());
     },
   };
 }
 
-async function recordEvent(deps: StatusWriterDeps, task: AgentTask, t: Transition, at: Date): Promise<void> {
+async function recordEvent(
+  deps: StatusWriterDeps,
+  task: AgentTask,
+  t: TaskEvent & { phase?: Transition["phase"] },
+  at: Date,
+): Promise<void> {
   const name = task.metadata!.name!;
   const namespace = task.metadata!.namespace!;
   const event = {
@@ -63,12 +82,12 @@ async function recordEvent(deps: StatusWriterDeps, task: AgentTask, t: Transitio
       resourceVersion: task.metadata!.resourceVersion,
     },
     reason: t.reason,
-    message: `${t.phase}: ${t.message}`.slice(0, 1024),
-    type: warning(t.phase) ? "Warning" : "Normal",
+    message: t.message.slice(0, 1024),
+    type: t.phase && warning(t.phase) ? "Warning" : "Normal",
     source: { component: "atb-operator" },
     reportingComponent: "atb.siemens.com/operator",
     reportingInstance: "atb-operator",
-    action: t.phase,
+    action: t.action,
     firstTimestamp: at.toISOString(),
     lastTimestamp: at.toISOString(),
     count: 1,
