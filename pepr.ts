@@ -4,9 +4,13 @@ import { PeprModule } from "pepr";
 import cfg from "./package.json";
 import { agentTaskCapability } from "./capabilities/agent-task";
 import { loadConfig } from "./capabilities/lib/config";
+import { redactPeprLogs } from "./capabilities/lib/pepr-log";
 import { OperatorRuntime } from "./capabilities/lib/runtime";
 import { ACTION_MODULES, actions } from "./capabilities/registry";
 
+// First of all: Pepr's own logger (LOG_LEVEL=debug prints whole admission requests and tasks)
+// writes every line through our redaction of tokens, attestations and payload values.
+redactPeprLogs();
 const config = loadConfig();
 // The pipeline runs only where Pepr runs watches (the watcher pod, or dev mode); admission pods
 // and `pepr build` get the bindings and nothing else.
