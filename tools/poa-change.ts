@@ -8,13 +8,16 @@ import { load } from "js-yaml";
 import { canonicalChange, type ChangeResolution } from "../capabilities/change";
 import { canonicalJson, changeDigest, DIGEST_PATTERN } from "../capabilities/lib/change-digest";
 import { parseTarget } from "../broker/poa";
+import { referencedKeys, secretKeyRef } from "../capabilities/update-config/ref";
 import { crdAction } from "./task-change";
 
 export const CHANGE_USAGE = `  change options (mint binds con.change_sha256, which MEDIUM and higher tiers require; digest
   prints it), at most one of:
         --payload <json|file>      the task's payload: its canonical change is digested here
                                    (rollback: with --template-hash <hash> and, without a revision
-                                   in the payload, --revision <n>)
+                                   in the payload, --revision <n>; update-config of a Secret: with
+                                   --value-digest <key>=sha256:<hex of the value> for each key
+                                   given by reference, repeated)
         --task-file <file>         an AgentTask (YAML or JSON): its action, target kind and payload
         --change <json|file>       the canonical change itself
         --change-sha256 <sha256:…> the digest itself (mint only)`;
@@ -27,6 +30,7 @@ export const CHANGE_OPTIONS = {
   "change-sha256": { type: "string" },
   "template-hash": { type: "string" },
   revision: { type: "string" },
+  "value-digest": { type: "string", multiple: true },
 } as const;
 
 export interface ChangeArgs {
@@ -36,6 +40,7 @@ export interface ChangeArgs {
   "change-sha256"?: string;
   "template-hash"?: string;
   revision?: string;
+  "value-digest"?: string[];
 }
 
 interface TaskFile {
@@ -64,13 +69,35 @@ export function readTask(file: string): TaskFile {
   return spec as TaskFile;
 }
 
+/** --value-digest key=sha256:<hex>, repeated: the digest of each value given by reference. */
+function valueDigests(args: string[] | undefined): Record<string, string> | undefined {
+  if (!args?.length) return undefined;
+  const out: Record<string, string> = {};
+  for (const arg of args) {
+    const eq = arg.lastIndexOf("=");
+    const [key, digest] = [arg.slice(0, eq), arg.slice(eq + 1)];
+    if (eq < 1 || !DIGEST_PATTERN.test(digest))
+      throw new Error(
+        "--value-digest must be <key>=sha256:<64 lowercase hex digits of the SHA-256 of the value's bytes>",
+      );
+    if (Object.hasOwn(out, key)) throw new Error(`--value-digest: key ${JSON.stringify(key)} given twice`);
+    Object.defineProperty(out, key, { value: digest, enumerable: true, writable: true, configurable: true });
+  }
+  return out;
+}
+
 function resolution(v: ChangeArgs): ChangeResolution | undefined {
-  if (v.revision === undefined && v["template-hash"] === undefined) return undefined;
+  const digests = valueDigests(v["value-digest"]);
+  if (v.revision === undefined && v["template-hash"] === undefined && !digests) return undefined;
   const revision = v.revision === undefined ? undefined : Number(v.revision);
   if (revision !== undefined && (!Number.isSafeInteger(revision) || revision < 1))
     throw new Error("--revision must be a whole number >= 1");
   const hash = v["template-hash"];
-  return { revision, templateHash: hash === undefined ? undefined : hash === "none" ? null : hash };
+  return {
+    revision,
+    templateHash: hash === undefined ? undefined : hash === "none" ? null : hash,
+    ...(digests ? { valueDigests: digests } : {}),
+  };
 }
 
 interface PayloadSpec {
@@ -100,6 +127,23 @@ function checkSpec(spec: PayloadSpec, v: ChangeArgs): asserts spec is PayloadSpe
       "a patch's change depends on the target's kind (ConfigMap values enter as digests): give --kind or --target",
     );
   if (action === "rollback") rollbackHints(v, p as Record<string, unknown> | undefined);
+  if (action === "update-config") referenceHints(v, p as Record<string, unknown> | undefined);
+}
+
+/** A Secret value given by reference enters the change as its digest: say how to give it. */
+function referenceHints(v: ChangeArgs, payload: Record<string, unknown> | undefined): void {
+  const given = new Set((v["value-digest"] ?? []).map(a => a.slice(0, a.lastIndexOf("="))));
+  for (const key of referencedKeys(payload?.data)) {
+    if (given.has(key)) continue;
+    const ref = secretKeyRef((payload!.data as Record<string, unknown>)[key]);
+    // jsonpath needs the dots of a key escaped (tls.key -> tls\.key).
+    const hex = ref
+      ? `, the hex of: kubectl get secret ${ref.name} -n <namespace> -o jsonpath='{.data.${ref.key.replace(/\./g, "\\.")}}' | base64 -d | sha256sum`
+      : "";
+    throw new Error(
+      `data[${JSON.stringify(key)}] is given by reference: its change needs --value-digest ${key}=sha256:<hex>, the SHA-256 of the value's bytes${hex}`,
+    );
+  }
 }
 
 /** A rollback's change needs what the cluster knows: say which options give it. */

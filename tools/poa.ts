@@ -33,7 +33,8 @@ const USAGE = `usage:
       prints an approver attestation (a JWS with typ atb-attestation+jwt) binding the change digest
       to the PoA's jti and/or the task's uid; default ttl 900 s
   npm run poa -- digest (--action <action> [--kind <kind> | --target <kind>/<ns>/<name>] --payload <json|file>
-                  | --task-file <file> | --change <json|file>) [--revision <n>] [--template-hash <hash>] [--canonical]
+                  | --task-file <file> | --change <json|file>) [--revision <n>] [--template-hash <hash>]
+                  [--value-digest <key>=sha256:<hex>]... [--canonical]
       prints the change digest sha256:<hex> a token binds as con.change_sha256 (--canonical: the
       canonical change's RFC 8785 JSON instead); docs/authorization.md, "The change digest"
 ${CHANGE_USAGE}`;

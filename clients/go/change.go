@@ -4,7 +4,9 @@
 //
 // where the change is the task's canonical change, computed from its action, its target's kind and
 // its payload exactly as the operator computes it (capabilities/change.ts): scale {replicas};
-// restart {restart: true}; update-config {data: {key: valueDigest(value)}, remove: [keys]}; deploy
+// restart {restart: true}; update-config {data: {key: valueDigest(value)}, remove: [keys]}, a Secret's
+// value given by reference ({valueFrom: {secretKeyRef: {name, key}}}) as the digest of the source
+// Secret's value, which --value-digest KEY=sha256:<hex> gives; deploy
 // {image, container|null} or {manifest}; rollback {revision, template_hash}; patch {patch: [ops]},
 // on a ConfigMap each value under /data or /binaryData (or of the whole object) as its digest.
 //
@@ -23,6 +25,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -209,15 +212,18 @@ func valueDigest(v string) string {
 	return digestPrefix + hex.EncodeToString(sum[:])
 }
 
-// rollbackResolution is what a rollback's change needs beyond the payload.
-type rollbackResolution struct {
+// changeResolution is what a change needs beyond the payload: a rollback's revision and template
+// hash, and the digests of the Secret values an update-config gives by reference.
+type changeResolution struct {
 	revision     int // 0: the payload's
 	templateHash *string
 	hashGiven    bool // false: no template hash given (an error for a rollback)
+	// valueDigests: sha256:<hex> of each referenced value, by data key (--value-digest).
+	valueDigests map[string]string
 }
 
 // canonicalChange is the task's canonical change (capabilities/change.ts).
-func canonicalChange(action, kind string, payload map[string]any, r rollbackResolution) (any, error) {
+func canonicalChange(action, kind string, payload map[string]any, r changeResolution) (any, error) {
 	switch action {
 	case "scale":
 		replicas, ok := payload["replicas"]
@@ -228,7 +234,7 @@ func canonicalChange(action, kind string, payload map[string]any, r rollbackReso
 	case "restart":
 		return map[string]any{"restart": true}, nil
 	case "update-config":
-		return updateConfigChange(payload)
+		return updateConfigChange(payload, r.valueDigests)
 	case "deploy":
 		if m, ok := payload["manifest"]; ok {
 			return map[string]any{"manifest": m}, nil
@@ -246,16 +252,56 @@ func canonicalChange(action, kind string, payload map[string]any, r rollbackReso
 	return nil, fmt.Errorf("%w for action %q", errNoChange, action)
 }
 
-func updateConfigChange(payload map[string]any) (any, error) {
+var digestPattern = regexp.MustCompile(`\Asha256:[0-9a-f]{64}\z`)
+
+// secretKeyRef is the {valueFrom: {secretKeyRef: {name, key}}} a data value holds, if it does.
+func secretKeyRef(v any) (name, key string, ok bool) {
+	m, _ := v.(map[string]any)
+	from, _ := m["valueFrom"].(map[string]any)
+	ref, _ := from["secretKeyRef"].(map[string]any)
+	name, okName := ref["name"].(string)
+	key, okKey := ref["key"].(string)
+	return name, key, okName && okKey
+}
+
+func referencedDigest(k string, v any, valueDigests map[string]string) (string, error) {
+	name, key, ok := secretKeyRef(v)
+	if !ok {
+		return "", fmt.Errorf("update-config: the value of %q is neither a string nor a secretKeyRef", k)
+	}
+	d, given := valueDigests[k]
+	if !given {
+		return "", fmt.Errorf("update-config: the value of %q is key %q of Secret %q; its change needs that value's digest, sha256:<hex of its bytes> (--value-digest %s=sha256:...)", k, key, name, k)
+	}
+	if !digestPattern.MatchString(d) {
+		return "", fmt.Errorf("update-config: the value digest of %q must be sha256:<64 lowercase hex digits>", k)
+	}
+	return d, nil
+}
+
+func updateConfigChange(payload map[string]any, valueDigests map[string]string) (any, error) {
 	digests := map[string]any{}
-	if data, ok := payload["data"].(map[string]any); ok {
-		for k, v := range data {
-			s, ok := v.(string)
-			if !ok {
-				return nil, fmt.Errorf("update-config: the value of %q is not a string", k)
-			}
-			digests[k] = valueDigest(s)
+	data, _ := payload["data"].(map[string]any)
+	stray := []string{}
+	for k := range valueDigests {
+		if _, isString := data[k].(string); data[k] == nil || isString {
+			stray = append(stray, strconv.Quote(k))
 		}
+	}
+	if len(stray) > 0 {
+		sort.Strings(stray)
+		return nil, fmt.Errorf("update-config: value digests are for references only; the payload's data has no reference named %s", strings.Join(stray, ", "))
+	}
+	for k, v := range data {
+		if s, ok := v.(string); ok {
+			digests[k] = valueDigest(s)
+			continue
+		}
+		d, err := referencedDigest(k, v, valueDigests)
+		if err != nil {
+			return nil, err
+		}
+		digests[k] = d
 	}
 	remove := []any{}
 	if list, ok := payload["remove"].([]any); ok {
@@ -264,7 +310,7 @@ func updateConfigChange(payload map[string]any) (any, error) {
 	return map[string]any{"data": digests, "remove": remove}, nil
 }
 
-func rollbackChange(payload map[string]any, r rollbackResolution) (any, error) {
+func rollbackChange(payload map[string]any, r changeResolution) (any, error) {
 	revision := float64(r.revision)
 	if r.revision == 0 {
 		n, ok := payload["revision"].(float64)
@@ -337,7 +383,7 @@ func patchChange(kind string, payload map[string]any) (any, error) {
 }
 
 // taskChangeDigest is sha256:<hex> of the task's canonical change: its token's con.change_sha256.
-func taskChangeDigest(action, kind string, payload map[string]any, r rollbackResolution) (string, error) {
+func taskChangeDigest(action, kind string, payload map[string]any, r changeResolution) (string, error) {
 	change, err := canonicalChange(action, kind, payload, r)
 	if err != nil {
 		return "", err
@@ -356,7 +402,7 @@ func printChangeDigest(o options, stdout io.Writer) error {
 	if err := json.Unmarshal([]byte(o.payload), &payload); err != nil || payload == nil {
 		return fmt.Errorf("--payload must be a JSON object: %v", err)
 	}
-	r := rollbackResolution{revision: o.revision, hashGiven: o.templateHashSet}
+	r := changeResolution{revision: o.revision, hashGiven: o.templateHashSet, valueDigests: o.valueDigests}
 	if o.templateHashSet && o.templateHash != "none" {
 		r.templateHash = &o.templateHash
 	}

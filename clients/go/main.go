@@ -14,7 +14,8 @@
 //
 // With --print-change-digest it prints the digest of the task's change (what the token's
 // con.change_sha256 must be; change.go) and exits, without a token or a cluster; a rollback also
-// takes --template-hash HASH and, without a revision in its payload, --revision N.
+// takes --template-hash HASH and, without a revision in its payload, --revision N; an update-config
+// of a Secret, whose values are given by reference, takes --value-digest KEY=sha256:HEX per such key.
 //
 // Exit codes: 0 Completed; 1 Denied or Failed; 2 anything else (bad arguments, admission rejected
 // the task, API errors, timeout).
@@ -72,6 +73,28 @@ type options struct {
 // errorf reports an error with the token redacted (an API server message may quote the object).
 type redactor struct{ secret string }
 
+	valueDigests    valueDigestFlag
+}
+
+// valueDigestFlag is --value-digest KEY=sha256:<hex>, repeatable: the digest of each Secret value
+// an update-config gives by reference.
+type valueDigestFlag map[string]string
+
+func (f *valueDigestFlag) String() string { return "" }
+
+func (f *valueDigestFlag) Set(v string) error {
+	i := strings.LastIndex(v, "=")
+	if i < 1 || !digestPattern.MatchString(v[i+1:]) {
+		return errors.New("must be <key>=sha256:<64 lowercase hex digits of the SHA-256 of the value's bytes>")
+	}
+	if *f == nil {
+		*f = map[string]string{}
+	}
+	if _, dup := (*f)[v[:i]]; dup {
+		return fmt.Errorf("key %q given twice", v[:i])
+	}
+	(*f)[v[:i]] = v[i+1:]
+	return nil
 func (r redactor) clean(s string) string {
 	if r.secret == "" {
 		return s
@@ -110,6 +133,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	if fs.NArg() > 0 {
 		return fail("unexpected arguments %q (the token is read from $ATB_POA_TOKEN, never from the command line)", fs.Args())
+	fs.Var(&o.valueDigests, "value-digest", "update-config of a Secret, with --print-change-digest: KEY=sha256:<hex> for each data key given by reference, the SHA-256 of the source Secret's value (repeat for several keys)")
 	}
 	if o.printDigest {
 		fs.Visit(func(f *flag.Flag) { o.templateHashSet = o.templateHashSet || f.Name == "template-hash" })

@@ -8,7 +8,9 @@ its payload exactly as the operator computes it (capabilities/change.ts):
 
     scale          {"replicas": n}
     restart        {"restart": true}
-    update-config  {"data": {key: value_digest(value)}, "remove": [keys, in the payload's order]}
+    update-config  {"data": {key: value_digest(value)}, "remove": [keys, in the payload's order]};
+                   a Secret's value given by reference ({"valueFrom": {"secretKeyRef": {name, key}}})
+                   enters as the digest of the source Secret's value, given as value_digests[key]
     deploy         {"image": ..., "container": ... or null}, or {"manifest": <the manifest as given>}
     rollback       {"revision": n, "template_hash": <pod-template-hash or ControllerRevision hash> or null}
     patch          {"patch": [the RFC 6902 operations, parsed if the payload carries a JSON string]},
@@ -31,10 +33,12 @@ import argparse
 import hashlib
 import json
 import math
+import re
 import sys
 from typing import Any, Dict, List, Optional
 
 DIGEST_PREFIX = "sha256:"
+_DIGEST = re.compile(r"\Asha256:[0-9a-f]{64}\Z")
 
 _ESCAPES = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
@@ -138,13 +142,44 @@ def _holds_config_value(kind: str, path: Any) -> bool:
     return path[1:].split("/")[0] in ("data", "binaryData")
 
 
-def _update_config(payload: Dict[str, Any]) -> Dict[str, Any]:
+def _secret_key_ref(value: Any) -> Optional[Dict[str, str]]:
+    """The reference {"valueFrom": {"secretKeyRef": {"name", "key"}}} a data value holds, or None."""
+    ref = value.get("valueFrom") if isinstance(value, dict) else None
+    ref = ref.get("secretKeyRef") if isinstance(ref, dict) else None
+    if isinstance(ref, dict) and isinstance(ref.get("name"), str) and isinstance(ref.get("key"), str):
+        return ref
+    return None
+
+
+def _referenced_digest(key: str, value: Any, value_digests: Dict[str, str]) -> str:
+    ref = _secret_key_ref(value)
+    if ref is None:
+        raise ChangeError("update-config: the value of %s is neither a string nor a secretKeyRef" % json.dumps(key))
+    digest = value_digests.get(key)
+    if digest is None:
+        raise ChangeError(
+            "update-config: the value of %s is key %s of Secret %s; its change needs that value's digest, "
+            "sha256:<hex of its bytes> (--value-digest %s=sha256:...)"
+            % (json.dumps(key), json.dumps(ref["key"]), json.dumps(ref["name"]), key)
+        )
+    if not isinstance(digest, str) or not _DIGEST.match(digest):
+        raise ChangeError("update-config: the value digest of %s must be sha256:<64 lowercase hex digits>" % json.dumps(key))
+    return digest
+
+
+def _update_config(payload: Dict[str, Any], value_digests: Optional[Dict[str, str]]) -> Dict[str, Any]:
     data = payload.get("data")
+    data = data if isinstance(data, dict) else {}
+    given = value_digests or {}
+    stray = [k for k in given if k not in data or isinstance(data[k], str)]
+    if stray:
+        raise ChangeError(
+            "update-config: value digests are for references only; the payload's data has no reference named %s"
+            % ", ".join(json.dumps(k) for k in stray)
+        )
     digests = {}
-    for key, value in (data if isinstance(data, dict) else {}).items():
-        if not isinstance(value, str):
-            raise ChangeError("update-config: the value of %s is not a string" % json.dumps(key))
-        digests[key] = value_digest(value)
+    for key, value in data.items():
+        digests[key] = value_digest(value) if isinstance(value, str) else _referenced_digest(key, value, given)
     remove = payload.get("remove")
     return {"data": digests, "remove": list(remove) if isinstance(remove, list) else []}
 
@@ -184,9 +219,11 @@ def canonical_change(
     payload: Optional[Dict[str, Any]],
     revision: Optional[int] = None,
     template_hash: Any = _UNSET,
+    value_digests: Optional[Dict[str, str]] = None,
 ) -> Dict[str, Any]:
     """The canonical change of a task (rollback: revision and template_hash as resolved; None for
-    a history entry without a hash label)."""
+    a history entry without a hash label; update-config: value_digests, the sha256:<hex> of each
+    Secret value given by reference, by data key)."""
     p = payload or {}
     if action == "scale":
         if "replicas" not in p:
@@ -195,7 +232,7 @@ def canonical_change(
     if action == "restart":
         return {"restart": True}
     if action == "update-config":
-        return _update_config(p)
+        return _update_config(p, value_digests)
     if action == "deploy":
         if "manifest" in p:
             return {"manifest": p["manifest"]}
@@ -215,9 +252,10 @@ def task_change_digest(
     payload: Optional[Dict[str, Any]],
     revision: Optional[int] = None,
     template_hash: Any = _UNSET,
+    value_digests: Optional[Dict[str, str]] = None,
 ) -> str:
     """sha256:<hex> of the task's canonical change: the value of its token's con.change_sha256."""
-    return change_digest(canonical_change(action, kind, payload, revision, template_hash))
+    return change_digest(canonical_change(action, kind, payload, revision, template_hash, value_digests))
 
 
 def _no_constant(name: str) -> Any:
@@ -239,6 +277,27 @@ def template_hash_arg(value: Optional[str]) -> Any:
     return None if value == "none" else value
 
 
+def value_digests_arg(values: Optional[List[str]]) -> Optional[Dict[str, str]]:
+    """--value-digest KEY=sha256:<hex>, repeated: the digest of each Secret value given by reference."""
+    if not values:
+        return None
+    out: Dict[str, str] = {}
+    for v in values:
+        key, eq, digest = v.rpartition("=")
+        if not eq or not key or not _DIGEST.match(digest):
+            raise ChangeError("--value-digest must be <key>=sha256:<64 lowercase hex digits of the SHA-256 of the value's bytes>")
+        if key in out:
+            raise ChangeError("--value-digest: key %s given twice" % json.dumps(key))
+        out[key] = digest
+    return out
+
+
+VALUE_DIGEST_HELP = (
+    "update-config of a Secret: KEY=sha256:<hex> for each data key given by reference, the SHA-256 of the "
+    "source Secret's value (repeat the option for several keys)"
+)
+
+
 def main(argv: List[str]) -> int:
     p = argparse.ArgumentParser(description="Print the change digest (con.change_sha256) of a task's change.")
     p.add_argument("--action", required=True, help="scale, restart, update-config, deploy, rollback or patch")
@@ -246,11 +305,17 @@ def main(argv: List[str]) -> int:
     p.add_argument("--payload", default="{}", help="the task's payload as a JSON object")
     p.add_argument("--revision", type=int, default=None, help="rollback: the revision it restores")
     p.add_argument("--template-hash", default=None, help='rollback: the hash of that revision ("none": it has none)')
+    p.add_argument("--value-digest", action="append", default=None, metavar="KEY=sha256:HEX", help=VALUE_DIGEST_HELP)
     p.add_argument("--canonical", action="store_true", help="print the canonical JSON instead of the digest")
     args = p.parse_args(argv)
     try:
         change = canonical_change(
-            args.action, args.kind, parse_payload(args.payload), args.revision, template_hash_arg(args.template_hash)
+            args.action,
+            args.kind,
+            parse_payload(args.payload),
+            args.revision,
+            template_hash_arg(args.template_hash),
+            value_digests_arg(args.value_digest),
         )
         print(canonical_json(change) if args.canonical else change_digest(change))
     except ValueError as e:

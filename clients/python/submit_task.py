@@ -26,7 +26,9 @@ a cluster):
     python3 submit_task.py --action restart --target Deployment/production/api-server --print-change-digest
 
 A rollback also takes --template-hash (the pod-template-hash of the revision's ReplicaSet) and,
-without a revision in its payload, --revision.
+without a revision in its payload, --revision. An update-config of a Secret gives its values by
+reference ({"valueFrom": {"secretKeyRef": {"name": ..., "key": ...}}}); its digest takes
+--value-digest KEY=sha256:<hex> for each such key (the SHA-256 of the source Secret's value).
 
 Kubernetes configuration: --kubeconfig, else $KUBECONFIG or ~/.kube/config, else the in-cluster
 service account (when running in a pod).
@@ -47,7 +49,14 @@ from typing import Any, Dict, Optional
 from kubernetes import client, config, watch
 from kubernetes.client.rest import ApiException
 
-from change_digest import ChangeError, parse_payload, task_change_digest, template_hash_arg
+from change_digest import (
+    VALUE_DIGEST_HELP,
+    ChangeError,
+    parse_payload,
+    task_change_digest,
+    template_hash_arg,
+    value_digests_arg,
+)
 
 GROUP = "atb.siemens.com"
 VERSION = "v1alpha1"
@@ -125,6 +134,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def print_change_digest(args: argparse.Namespace) -> int:
+    p.add_argument(
+        "--value-digest",
+        action="append",
+        default=None,
+        metavar="KEY=sha256:HEX",
+        help="with --print-change-digest, " + VALUE_DIGEST_HELP,
+    )
     """--print-change-digest: the digest of the change the operator will ask the broker about."""
     parts = args.target.split("/")
     if len(parts) != 3 or not all(parts):
@@ -132,7 +148,16 @@ def print_change_digest(args: argparse.Namespace) -> int:
         return EXIT_ERROR
     try:
         payload = parse_payload(args.payload)
-        print(task_change_digest(args.action, parts[0], payload, args.revision, template_hash_arg(args.template_hash)))
+        print(
+            task_change_digest(
+                args.action,
+                parts[0],
+                payload,
+                args.revision,
+                template_hash_arg(args.template_hash),
+                value_digests_arg(args.value_digest),
+            )
+        )
     except (ChangeError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_ERROR

@@ -14,7 +14,9 @@ export type ChangeOf = Pick<AgentTaskRequest, "action" | "target" | "payload">;
  * `sha256:<hex>`: what the task's token must carry as con.change_sha256. A rollback also needs the
  * revision it restores (when the payload names none) and that revision's template hash (the
  * pod-template-hash label of its ReplicaSet, or the hash label of its ControllerRevision; null if
- * it has none).
+ * it has none). An update-config of a Secret, whose values are references to another Secret's keys,
+ * needs `valueDigests`: for each referenced data key, `sha256:<hex>` of the value's bytes (the digest
+ * of the same value given inline).
  */
 export function taskChangeDigest(task: ChangeOf, resolved?: ChangeResolution): string {
   return digestOf(task, resolved);

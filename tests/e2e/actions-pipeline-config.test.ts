@@ -58,7 +58,7 @@ describe("update-config (MEDIUM)", () => {
     expect(h.get("configmap", "cfg").data).toEqual({ keep: "1", LOG_LEVEL: "debug", added: "x" });
   });
 
-  test("Secret: stored base64-encoded, decoded equals the input", async () => {
+  test("Secret: values by reference to a source Secret, stored base64-encoded, decoded equals the source's", async () => {
     const input = {
       password: `p@ss wörd ${randomBytes(8).toString("hex")}\nline2`,
       user: `admin-${randomBytes(6).toString("hex")}`,
@@ -67,15 +67,23 @@ describe("update-config (MEDIUM)", () => {
     h.create({
       apiVersion: "v1",
       kind: "Secret",
+      metadata: { name: "creds-source", namespace: h.ns },
+      type: "Opaque",
+      data: Object.fromEntries(Object.entries(input).map(([k, v]) => [k, Buffer.from(v).toString("base64")])),
+    });
+    h.create({
+      apiVersion: "v1",
+      kind: "Secret",
       metadata: { name: "creds", namespace: h.ns },
       type: "Opaque",
       data: { user: Buffer.from("root").toString("base64"), old: "eA==" },
     });
+    const ref = (key: string) => ({ valueFrom: { secretKeyRef: { name: "creds-source", key } } });
     const t = await h.run("creds", {
       action: "update-config",
       kind: "Secret",
       target: "creds",
-      payload: { data: input, remove: ["old"] },
+      payload: { data: { password: ref("password"), user: ref("user") }, remove: ["old"] },
     });
     completed(t);
     const data = h.get("secret", "creds").data!;

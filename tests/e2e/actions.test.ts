@@ -240,24 +240,43 @@ describe("update-config", () => {
     expect((await get("ConfigMap", "cfg"))!.data).toEqual({ keep: "1", LOG_LEVEL: "debug", new: "x" });
   });
 
-  test("Secret: stored base64-encoded, decoded equals the input", async () => {
-    await create("Secret", {
-      metadata: { name: "sec" },
-      type: "Opaque",
-      data: { user: Buffer.from("root").toString("base64"), old: "eA==" },
-    });
+  test("Secret: values by reference, read from the source Secret and copied byte for byte", async () => {
+    const b64 = (v: string | Buffer) => Buffer.from(v).toString("base64");
     const input = { password: "p@ss wörd\nline2", user: "admin" };
+    const binary = Buffer.from([0, 255, 10, 128]);
+    await create("Secret", {
+      metadata: { name: "sec-source" },
+      type: "Opaque",
+      data: { pw: b64(input.password), name: b64(input.user), blob: b64(binary) },
+    });
+    await create("Secret", { metadata: { name: "sec" }, type: "Opaque", data: { user: b64("root"), old: "eA==" } });
+    const ref = (key: string) => ({ valueFrom: { secretKeyRef: { name: "sec-source", key } } });
     const { plan, result } = await run(
       UpdateConfigAction,
-      taskSpec("update-config", "Secret", "sec", { data: input, remove: ["old"] }),
+      taskSpec("update-config", "Secret", "sec", {
+        data: { password: ref("pw"), user: ref("name"), blob: ref("blob") },
+        remove: ["old"],
+      }),
     );
     expect(result).toMatchObject({ state: "done" });
     const data = (await get("Secret", "sec"))!.data!;
-    expect(Object.keys(data).sort()).toEqual(["password", "user"]);
-    expect(
-      Object.fromEntries(Object.entries(data).map(([k, v]) => [k, Buffer.from(v, "base64").toString("utf8")])),
-    ).toEqual(input);
+    expect(Object.keys(data).sort()).toEqual(["blob", "password", "user"]);
+    expect(data).toEqual({ password: b64(input.password), user: b64(input.user), blob: b64(binary) });
     expect(JSON.stringify([plan.params, plan.context, result])).not.toContain("p@ss");
+    expect(JSON.stringify([plan.params, plan.context, result])).not.toContain(b64(input.password));
+  });
+
+  test("Secret: an inline value is refused, a missing source fails the plan naming the field", async () => {
+    expect(UpdateConfigAction.validate(taskSpec("update-config", "Secret", "sec", { data: { a: "x" } }), CFG)).toEqual([
+      expect.stringMatching(/^spec\.payload\.data\["a"\]: a Secret's values are given by reference, never inline/),
+    ]);
+    const spec = taskSpec("update-config", "Secret", "sec", {
+      data: { a: { valueFrom: { secretKeyRef: { name: "sec-missing", key: "a" } } } },
+    });
+    await expect(UpdateConfigAction.plan(context(spec), await get("Secret", "sec"))).rejects.toMatchObject({
+      kind: "SECRET_REF_NOT_FOUND",
+      message: `spec.payload.data["a"].valueFrom.secretKeyRef: Secret ${NS}/sec-missing does not exist`,
+    });
   });
 });
 

@@ -3,7 +3,8 @@
 // WHEN each way an agent can compute a task's change digest runs on each fixture: the TypeScript
 // client (taskChangeDigest), `npm run poa -- digest`, the Python client (change_digest.py with the
 // system python3, and submit_task.py --print-change-digest in .venv) and the Go client
-// (atb-submit --print-change-digest, built from clients/go)
+// (atb-submit --print-change-digest, built from clients/go); a rollback's resolution and the
+// digests of Secret values given by reference passed as each one takes them
 // THEN all of them print the fixture's digest; and on random JSON (a deploy manifest of anything
 // fast-check makes up) Python and Go agree with TypeScript too.
 //
@@ -29,7 +30,7 @@ interface Fixture {
   /** The payload's JSON text as the file writes it. */
   payloadText: string;
   payload: Record<string, unknown>;
-  resolved?: { revision?: number; templateHash: string | null };
+  resolved?: { revision?: number; templateHash?: string | null; valueDigests?: Record<string, string> };
   digest: string;
 }
 
@@ -80,11 +81,16 @@ const fixtures: Fixture[] = readdirSync(FIXTURES)
     return { ...parsed, file, payloadText: rawMember(text, "payload") };
   });
 
-/** The rollback options every CLI takes: --revision (when resolved says) and --template-hash. */
-function rollbackArgs(f: Fixture): string[] {
+/**
+ * The resolution options every CLI takes: a rollback's --revision (when resolved says) and
+ * --template-hash, and --value-digest KEY=sha256:... for each Secret value given by reference.
+ */
+function resolutionArgs(f: Fixture): string[] {
   if (!f.resolved) return [];
+  const digests = Object.entries(f.resolved.valueDigests ?? {}).flatMap(([k, d]) => ["--value-digest", `${k}=${d}`]);
+  if (f.resolved.templateHash === undefined) return digests;
   const revision = f.resolved.revision === undefined ? [] : ["--revision", String(f.resolved.revision)];
-  return [...revision, "--template-hash", f.resolved.templateHash ?? "none"];
+  return [...revision, "--template-hash", f.resolved.templateHash ?? "none", ...digests];
 }
 
 function run(cmd: string, args: string[], cwd = ROOT): string {
@@ -109,7 +115,7 @@ const clients: Record<string, (f: Fixture) => string> = {
       f.kind,
       "--payload",
       f.payloadText,
-      ...rollbackArgs(f),
+      ...resolutionArgs(f),
     ]),
   "python3 change_digest.py": f =>
     run("python3", [
@@ -120,7 +126,7 @@ const clients: Record<string, (f: Fixture) => string> = {
       f.kind,
       "--payload",
       f.payloadText,
-      ...rollbackArgs(f),
+      ...resolutionArgs(f),
     ]),
   "submit_task.py --print-change-digest": f =>
     run(VENV_PYTHON, [
@@ -132,7 +138,7 @@ const clients: Record<string, (f: Fixture) => string> = {
       `${f.kind}/ns/name`,
       "--payload",
       f.payloadText,
-      ...rollbackArgs(f),
+      ...resolutionArgs(f),
     ]),
   "atb-submit --print-change-digest": f =>
     run(GO_BIN, [
@@ -143,7 +149,7 @@ const clients: Record<string, (f: Fixture) => string> = {
       `${f.kind}/ns/name`,
       "--payload",
       f.payloadText,
-      ...rollbackArgs(f),
+      ...resolutionArgs(f),
     ]),
 };
 
@@ -167,6 +173,7 @@ test("the fixtures cover every action and the edge cases", () => {
   expect(new Set(fixtures.map(f => f.action))).toEqual(
     new Set(["scale", "restart", "update-config", "deploy", "rollback", "patch"]),
   );
+  expect(fixtures.filter(f => f.resolved?.valueDigests).map(f => f.file)).toEqual(["update-config-secret-ref.json"]);
   expect(fixtures.find(f => f.file === "edge-numbers-nesting.json")!.payloadText).toMatch(
     /-0, .*100\.0.*9007199254740993/,
   );
