@@ -68,11 +68,6 @@ type options struct {
 	revision        int
 	templateHash    string
 	templateHashSet bool
-}
-
-// errorf reports an error with the token redacted (an API server message may quote the object).
-type redactor struct{ secret string }
-
 	valueDigests    valueDigestFlag
 }
 
@@ -95,6 +90,11 @@ func (f *valueDigestFlag) Set(v string) error {
 	}
 	(*f)[v[:i]] = v[i+1:]
 	return nil
+}
+
+// errorf reports an error with the token redacted (an API server message may quote the object).
+type redactor struct{ secret string }
+
 func (r redactor) clean(s string) string {
 	if r.secret == "" {
 		return s
@@ -128,12 +128,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&o.printDigest, "print-change-digest", false, "print the digest of the task's change (the token's con.change_sha256) and exit: no token, no cluster")
 	fs.IntVar(&o.revision, "revision", 0, "rollback, with --print-change-digest: the revision it restores (default: the payload's)")
 	fs.StringVar(&o.templateHash, "template-hash", "", "rollback, with --print-change-digest: the pod-template-hash of that revision's ReplicaSet or its ControllerRevision's hash (\"none\" if it has none)")
+	fs.Var(&o.valueDigests, "value-digest", "update-config of a Secret, with --print-change-digest: KEY=sha256:<hex> for each data key given by reference, the SHA-256 of the source Secret's value (repeat for several keys)")
 	if err := fs.Parse(args); err != nil {
 		return exitError
 	}
 	if fs.NArg() > 0 {
 		return fail("unexpected arguments %q (the token is read from $ATB_POA_TOKEN, never from the command line)", fs.Args())
-	fs.Var(&o.valueDigests, "value-digest", "update-config of a Secret, with --print-change-digest: KEY=sha256:<hex> for each data key given by reference, the SHA-256 of the source Secret's value (repeat for several keys)")
 	}
 	if o.printDigest {
 		fs.Visit(func(f *flag.Flag) { o.templateHashSet = o.templateHashSet || f.Name == "template-hash" })

@@ -130,10 +130,6 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         default=None,
         help='rollback, with --print-change-digest: the pod-template-hash of that revision ("none" if it has none)',
     )
-    return p.parse_args(argv)
-
-
-def print_change_digest(args: argparse.Namespace) -> int:
     p.add_argument(
         "--value-digest",
         action="append",
@@ -141,6 +137,10 @@ def print_change_digest(args: argparse.Namespace) -> int:
         metavar="KEY=sha256:HEX",
         help="with --print-change-digest, " + VALUE_DIGEST_HELP,
     )
+    return p.parse_args(argv)
+
+
+def print_change_digest(args: argparse.Namespace) -> int:
     """--print-change-digest: the digest of the change the operator will ask the broker about."""
     parts = args.target.split("/")
     if len(parts) != 3 or not all(parts):
