@@ -95,13 +95,22 @@ type Value = string | Buffer;
 interface ConfigChange {
   data: Record<string, Value>;
   remove: string[];
+  /** Verify only: referenced keys whose source Secret or key is gone, checked for presence only. */
+  sourceGone?: string[];
 }
 
 /**
  * The change with every value in hand: inline strings as given, references read from their
  * source Secrets (one GET each, in the target's namespace; `target` itself when it is the source).
+ * A missing source fails the plan (SecretRefNotFound); for verify (`missing: "skip"`) its key is
+ * listed in `sourceGone` instead: the source may be deleted once its value is written, or be a key
+ * of the target that the same task removes (a rename).
  */
-async function resolved(ctx: TaskContext, target: KubeObject): Promise<ConfigChange> {
+async function resolved(
+  ctx: TaskContext,
+  target: KubeObject,
+  missing: "throw" | "skip" = "throw",
+): Promise<ConfigChange> {
   const p = ctx.spec.payload ?? {};
   const given = isRecord(p.data) ? p.data : {};
   const { kind, namespace } = ctx.spec.target;
@@ -114,12 +123,18 @@ async function resolved(ctx: TaskContext, target: KubeObject): Promise<ConfigCha
     const rule = kind === "Secret" ? `must be ${REFERENCE_FORM}` : REFERENCE_IN_CONFIGMAP;
     throw new AtbError("TASK_INVALID", `spec.payload.data[${shown(bad)}]: ${rule}`);
   }
-  const refs = await readReferences(path => ctx.kube.get<KubeObject>(path), namespace, given, target);
+  const refs = await readReferences(path => ctx.kube.get<KubeObject>(path), namespace, given, {
+    known: target,
+    missing,
+  });
+  const gone = Object.keys(given).filter(k => typeof given[k] !== "string" && !refs.has(k));
   // fromEntries keeps a "__proto__" key as an own property.
   const data = Object.fromEntries(
-    Object.entries(given).map(([k, v]): [string, Value] => [k, refs.get(k) ?? (v as string)]),
+    Object.entries(given)
+      .filter(([k]) => !gone.includes(k))
+      .map(([k, v]): [string, Value] => [k, refs.get(k) ?? (v as string)]),
   );
-  return { data, remove: Array.isArray(p.remove) ? (p.remove as string[]) : [] };
+  return { data, remove: Array.isArray(p.remove) ? (p.remove as string[]) : [], sourceGone: gone };
 }
 
 const sizeOf = (v: Value): number => (typeof v === "string" ? Buffer.byteLength(v, "utf8") : v.length);
@@ -199,19 +214,27 @@ async function plan(ctx: TaskContext, target: KubeObject): Promise<Plan> {
   };
 }
 
-/** Keys (never values) that differ from what the task asked for (referenced values: as their sources hold them now). */
+/**
+ * Keys (never values) that differ from what the task asked for: referenced values as their sources
+ * hold them now; a key whose source is gone only has to be there.
+ */
 export function mismatchedKeys(kind: string, obj: KubeObject, c: ConfigChange): string[] {
   const data = obj.data ?? {};
   const binary = (obj.binaryData ?? {}) as Record<string, unknown>;
   const wrong = Object.entries(c.data)
     .filter(([k, v]) => data[k] !== stored(kind, v))
     .map(([k]) => k);
-  return wrong.concat(c.remove.filter(k => Object.hasOwn(data, k) || Object.hasOwn(binary, k)));
+  // A key whose source is gone (deleted after the write, or renamed by this task) only has to be there.
+  const absent = (c.sourceGone ?? []).filter(k => !Object.hasOwn(data, k));
+  return wrong.concat(
+    absent,
+    c.remove.filter(k => Object.hasOwn(data, k) || Object.hasOwn(binary, k)),
+  );
 }
 
 async function verify(ctx: TaskContext, obj: KubeObject): Promise<VerifyResult> {
   const { kind, name } = ctx.spec.target;
-  const wrong = mismatchedKeys(kind, obj, await resolved(ctx, obj));
+  const wrong = mismatchedKeys(kind, obj, await resolved(ctx, obj, "skip"));
   if (wrong.length) {
     const sources = Object.values(ctx.spec.payload?.data ?? {}).some(isReference) ? ", or their source Secret" : "";
     return {

@@ -12,15 +12,23 @@ import { secretKeyRef, type SecretKeyRef } from "./ref";
 /** GET of an object by path; undefined when it does not exist. */
 export type ObjectReader = (path: string) => Promise<KubeObject | undefined>;
 
-/**
- * Each referenced value's bytes, by data key. `known` is an object already read (the target: a
- * key of the target copied to another of its keys costs no second GET and sees the same version).
- */
+/** Where readReferences may look, and what it does when a source is missing. */
+export interface ReadOptions {
+  /**
+   * An object already read (the target: a key of the target copied to another of its keys costs
+   * no second GET and sees the same version).
+   */
+  known?: KubeObject;
+  /** "skip": leave out keys whose source Secret or key does not exist (verify) instead of throwing. */
+  missing?: "throw" | "skip";
+}
+
+/** Each referenced value's bytes, by data key. */
 export async function readReferences(
   get: ObjectReader,
   namespace: string,
   data: Record<string, unknown>,
-  known?: KubeObject,
+  { known, missing = "throw" }: ReadOptions = {},
 ): Promise<Map<string, Buffer>> {
   const refs = Object.entries(data).flatMap(([k, v]): [string, SecretKeyRef][] => {
     const ref = secretKeyRef(v);
@@ -32,17 +40,17 @@ export async function readReferences(
   );
   const sources = new Map(names.map((name, i) => [name, read[i]]));
   const values = new Map<string, Buffer>();
-  const missing: string[] = [];
+  const absent: string[] = [];
   for (const [key, ref] of refs) {
     const field = `spec.payload.data[${shown(key)}].valueFrom.secretKeyRef`;
     const source = sources.get(ref.name);
     const stored = (source?.data ?? {}) as Record<string, unknown>;
     const value = Object.hasOwn(stored, ref.key) ? stored[ref.key] : undefined;
-    if (!source) missing.push(`${field}: Secret ${namespace}/${ref.name} does not exist`);
+    if (!source) absent.push(`${field}: Secret ${namespace}/${ref.name} does not exist`);
     else if (typeof value !== "string")
-      missing.push(`${field}: Secret ${namespace}/${ref.name} has no key ${shown(ref.key)}`);
+      absent.push(`${field}: Secret ${namespace}/${ref.name} has no key ${shown(ref.key)}`);
     else values.set(key, Buffer.from(value, "base64"));
   }
-  if (missing.length) throw new AtbError("SECRET_REF_NOT_FOUND", missing.join("; "));
+  if (absent.length && missing === "throw") throw new AtbError("SECRET_REF_NOT_FOUND", absent.join("; "));
   return values;
 }

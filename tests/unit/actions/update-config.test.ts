@@ -337,6 +337,34 @@ describe("update-config verify", () => {
     expect(JSON.stringify(r)).not.toContain(SECRET_VALUE);
   });
 
+  test("Secret by reference: a source gone after the write (or a key of the target renamed by the task) only has to be there", async () => {
+    const kube = new FakeKube();
+    // A rename: the task copies the target's own "old" key to "new" and removes "old".
+    const rename = spec("update-config", "Secret", { data: { new: ref("web", "old") }, remove: ["old"] });
+    const t = target("Secret", { old: b64(SECRET_VALUE) });
+    const plan = await UpdateConfigAction.plan(ctx(rename, kube), t);
+    expect((plan.write.body as { data: Record<string, string | null> }).data).toEqual({
+      new: b64(SECRET_VALUE),
+      old: null,
+    });
+    kube.put("Secret", target("Secret", { new: b64(SECRET_VALUE) }));
+    expect(await UpdateConfigAction.verify(ctx(rename, kube))).toEqual({
+      state: "done",
+      message: "Secret web updated",
+    });
+    // A source deleted once its value was written.
+    const copy = spec("update-config", "Secret", { data: { password: ref("src", "pw") } });
+    kube.put("Secret", target("Secret", { password: b64(SECRET_VALUE) }));
+    expect((await UpdateConfigAction.verify(ctx(copy, kube))).state).toBe("done");
+    // ... but the key must still be there.
+    kube.put("Secret", target("Secret", {}));
+    expect(await UpdateConfigAction.verify(ctx(copy, kube))).toMatchObject({
+      state: "failed",
+      reason: "TargetChanged",
+      message: expect.stringContaining("keys password are not as requested"),
+    });
+  });
+
   test("done after the write; failed when someone changed a key since", async () => {
     const kube = new FakeKube();
     const s = spec("update-config", "ConfigMap", { data: { a: SECRET_VALUE } });
