@@ -40,6 +40,7 @@ function rawBody(r: DecideRequest): string {
     action: r.action,
     token: r.token,
     agent_id: r.agentId,
+    requester: r.requester,
     target: r.target,
     params: r.params,
     context: r.context,

@@ -5,6 +5,7 @@
 import { randomUUID } from "node:crypto";
 import type { DecideRequest } from "../capabilities/lib/broker/client";
 import { agentTask, mintTaskToken, workload, type AgentTaskObject } from "../tools/objects";
+import { LOCAL_ADMIN_USER } from "../tools/requester-binding";
 import type { Stack } from "../tools/stack";
 import type { Api } from "./api";
 import { log } from "./log";
@@ -252,6 +253,8 @@ export async function decideRequests(stack: Stack, count: number, targets: numbe
       action: "k8s.Deployment.scale",
       token,
       agentId: AGENT,
+      // As the stack's admin kubeconfig is recorded; the stack's policy data binds it to AGENT.
+      requester: { username: LOCAL_ADMIN_USER, groups: ["system:masters", "system:authenticated"] },
       target,
       params: { replicas: 3 },
       context: {

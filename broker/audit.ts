@@ -9,6 +9,8 @@ export interface AuditRecord {
   decision_id: string;
   poa_jti: string | null;
   agent_identity: string | null;
+  /** The username of the Kubernetes identity that created the task (the request's `requester`), if sent. */
+  requester_identity: string | null;
   operator_identity: string | null;
   action: string | null;
   target: unknown;

@@ -78,7 +78,10 @@ interface Judged {
   change: string | null;
 }
 
-/** What every policy query gets: the action, who asks for whom, the verified token, the target, the time. */
+/**
+ * What every policy query gets: the action, who asks for whom (the agent, the Kubernetes identity
+ * that created the task, the operator), the verified token, the target, the time.
+ */
 export function baseInput(
   b: DecideBody,
   operatorId: string | null,
@@ -88,6 +91,8 @@ export function baseInput(
   return {
     action: b.action,
     agent: { spiffe_id: b.agent_id },
+    // Absent when the caller sent none: the policy then denies requester_mismatch.
+    ...(b.requester ? { requester: b.requester } : {}),
     operator: { spiffe_id: operatorId },
     poa: poa ?? {},
     target: b.target,
@@ -232,6 +237,7 @@ export async function handleDecide(deps: DecideDeps, call: DecideCall): Promise<
     decision_id: decisionId,
     poa_jti: jti,
     agent_identity: b.agent_id,
+    requester_identity: b.requester?.username ?? null,
     operator_identity: call.operatorId,
     action: b.action,
     target: b.target,

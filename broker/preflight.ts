@@ -57,6 +57,7 @@ export async function handleVerify(deps: DecideDeps, call: DecideCall): Promise<
     decision_id: decisionId,
     poa_jti: v.jti,
     agent_identity: b.agent_id,
+    requester_identity: b.requester?.username ?? null,
     operator_identity: call.operatorId,
     action: b.action,
     target: b.target,

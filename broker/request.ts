@@ -1,11 +1,18 @@
 // Validation of decide request bodies (pure, unit-tested): anything that is not the contract's
 // shape is a 400 with a message naming the field. The token is checked for presence only here;
 // verify.ts judges it.
+import { REQUESTER_LIMITS, type Requester } from "../capabilities/lib/requester";
 
 export interface DecideBody {
   action: string;
   token: string;
   agent_id: string;
+  /**
+   * The Kubernetes identity that created the task (the operator's admission webhook records it).
+   * Optional in the body, so a caller that does not know it gets an answer: the reference policy
+   * then denies requester_mismatch (policies/requester.rego).
+   */
+  requester?: Requester;
   target: { kind: string; name: string; namespace: string };
   params: Record<string, unknown>;
   context: Record<string, unknown>;
@@ -52,6 +59,33 @@ function attestationsProblem(a: unknown): string | undefined {
     : `\`attestations\` must be a list of at most ${MAX_ATTESTATIONS} compact JWS strings (each at most ${MAX_ATTESTATION_CHARS} characters)`;
 }
 
+const boundedText = (v: unknown, max: number): v is string => typeof v === "string" && v.length > 0 && v.length <= max;
+
+/** Why `requester` is not the contract's shape, if it is not: {username, uid?, groups?} within the operator's bounds. */
+function requesterProblem(v: unknown): string | undefined {
+  if (v === undefined) return undefined;
+  const ok =
+    isRecord(v) &&
+    boundedText(v.username, REQUESTER_LIMITS.usernameChars) &&
+    (v.uid === undefined || boundedText(v.uid, REQUESTER_LIMITS.uidChars)) &&
+    (v.groups === undefined ||
+      (Array.isArray(v.groups) &&
+        v.groups.length <= REQUESTER_LIMITS.groups &&
+        v.groups.every(g => boundedText(g, REQUESTER_LIMITS.groupChars))));
+  return ok
+    ? undefined
+    : `\`requester\` must be {username: 1..${REQUESTER_LIMITS.usernameChars} characters, uid?: string, groups?: at most ${REQUESTER_LIMITS.groups} strings}`;
+}
+
+/** `requester` of a body requesterProblem accepted, as the policy reads it (groups always a list). */
+function requesterOf(v: Record<string, unknown>): { requester?: Requester } {
+  if (!isRecord(v.requester)) return {};
+  const r = v.requester as { username: string; uid?: string; groups?: string[] };
+  return {
+    requester: { username: r.username, ...(r.uid === undefined ? {} : { uid: r.uid }), groups: r.groups ?? [] },
+  };
+}
+
 export function parseDecideBody(raw: string): ParsedBody {
   let v: unknown;
   try {
@@ -63,7 +97,11 @@ export function parseDecideBody(raw: string): ParsedBody {
   if (!text(v.action)) return { ok: false, message: "`action` must be a non-empty string (k8s.<Kind>.<action>)" };
   if (typeof v.token !== "string" || v.token === "") return { ok: false, message: "`token` (the PoA JWT) is required" };
   if (!text(v.agent_id)) return { ok: false, message: "`agent_id` must be a non-empty string" };
-  const problem = targetProblem(v.target) ?? optionalProblem(v) ?? attestationsProblem(v.attestations);
+  const problem =
+    targetProblem(v.target) ??
+    optionalProblem(v) ??
+    attestationsProblem(v.attestations) ??
+    requesterProblem(v.requester);
   if (problem) return { ok: false, message: problem };
   const t = v.target as Record<string, string>;
   return {
@@ -72,6 +110,7 @@ export function parseDecideBody(raw: string): ParsedBody {
       action: v.action,
       token: v.token,
       agent_id: v.agent_id,
+      ...requesterOf(v),
       target: { kind: t.kind!, name: t.name!, namespace: t.namespace! },
       params: (v.params as Record<string, unknown> | undefined) ?? {},
       context: (v.context as Record<string, unknown> | undefined) ?? {},

@@ -42,6 +42,11 @@ export const LABEL_ACTION = `${GROUP}/action`;
 export const LABEL_AGENT = `${GROUP}/agent`;
 /** Annotation on a changed target naming the task that changed it (at-most-once marker). */
 export const ANNOTATION_APPLIED_BY = `${GROUP}/applied-by-task`;
+/**
+ * Annotation on a task recording the Kubernetes identity that created it (compact JSON, see
+ * capabilities/lib/requester.ts): set by the mutating webhook at creation, never by a user, never changed.
+ */
+export const ANNOTATION_REQUESTER = `${GROUP}/requester`;
 /** Field manager for every write the operator makes. */
 export const FIELD_MANAGER = "atb-operator";
 

@@ -1,7 +1,8 @@
 # The decision the reference broker asks for: data.atb.k8s.decision =
 #   {allow, reason, risk_tier, details}
 # Input (built by the broker after it verified the PoA's signature, lifetime, expiry and jti):
-#   action, agent{spiffe_id}, operator{spiffe_id}, poa{sub, act, con, leg, iat, exp, jti,
+#   action, agent{spiffe_id}, requester{username, uid?, groups} (the Kubernetes identity that
+#   created the task; requester.rego), operator{spiffe_id}, poa{sub, act, con, leg, iat, exp, jti,
 #   approvals, risk_tier?}, target{kind, name, namespace}, params, context, now (RFC 3339).
 # Every deny carries a stable reason code; when several apply, the lowest priority number wins
 # (binding before payload before time before approvals), so the reason is deterministic.
@@ -103,6 +104,7 @@ details := {
 	"maintenance_windows": active_windows,
 	"ignored_approvals": ignored_approvals,
 	"denies": deny_codes,
+	"requester": requester_details,
 }
 
 # The workload findings (workload.rego) join the details only when there are any.

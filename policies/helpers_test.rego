@@ -4,7 +4,11 @@ package atb.k8s_test
 
 import data.atb.k8s
 
-agent := "spiffe://atb.example/agent/planner"
+# The agent is the ServiceAccount agents/planner in the SPIFFE Kubernetes form, and that
+# ServiceAccount created the task: bound by the shipped data's trust domain (requester.rego).
+agent := "spiffe://atb.example.com/ns/agents/sa/planner"
+
+requester := {"username": "system:serviceaccount:agents:planner", "groups": ["system:serviceaccounts", "system:serviceaccounts:agents", "system:authenticated"]}
 
 operator := "spiffe://atb.example/ns/atb-system/sa/atb-operator"
 
@@ -16,6 +20,7 @@ now_s := 1772618400
 request(verb, kind, params, context, approvals) := {
 	"action": sprintf("k8s.%s.%s", [kind, verb]),
 	"agent": {"spiffe_id": agent},
+	"requester": requester,
 	"operator": {"spiffe_id": operator},
 	"poa": {
 		"sub": agent,

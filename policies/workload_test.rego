@@ -52,6 +52,9 @@ deploy(podspec) := change("deploy", dep(previous), dep(podspec))
 
 restricted_ns := {"namespaces": {"shop": "restricted"}}
 
+# Data with nothing but the requester binding (an older data file, once it binds requesters).
+only_binding := {"requester_binding": data.atb_config.requester_binding}
+
 decide_restricted(inp) := d if d := k8s.decision with input as inp with data.atb_config.pod_security as restricted_ns
 
 baseline_denied(podspec) if denied_with(deploy(podspec), "pod_security_baseline")
@@ -327,9 +330,9 @@ test_pod_security_levels_from_data if {
 	d3.reason == "pod_security_restricted"
 
 	# No pod_security data at all: baseline.
-	d4 := k8s.decision with input as deploy(pod_with({"hostPID": true})) with data.atb_config as {}
+	d4 := k8s.decision with input as deploy(pod_with({"hostPID": true})) with data.atb_config as only_binding
 	d4.reason == "pod_security_baseline"
-	d5 := k8s.decision with input as deploy(harmless) with data.atb_config as {}
+	d5 := k8s.decision with input as deploy(harmless) with data.atb_config as only_binding
 	d5.allow == true
 }
 
@@ -410,7 +413,7 @@ test_registry_list_settings if {
 	# No list: no registry rule.
 	d1 := k8s.decision with input as deploy({"containers": [web({"image": "quay.io/anyone/tool:1"})]}) with data.atb_config.image_registries as null
 	d1.allow == true
-	d2 := k8s.decision with input as deploy({"containers": [web({"image": "quay.io/anyone/tool:1"})]}) with data.atb_config as {}
+	d2 := k8s.decision with input as deploy({"containers": [web({"image": "quay.io/anyone/tool:1"})]}) with data.atb_config as only_binding
 	d2.allow == true
 
 	# An empty list: no image is allowed.

@@ -16,6 +16,7 @@ import { binDirs, ensureBinaries, type Binaries } from "./controlplane/binaries"
 import { down, kubectl, up, type ClusterState } from "./controlplane/cluster";
 import { generateDevKeys, readPrivateKey, signAttestation } from "../broker/poa";
 import type { PresetName } from "../broker/trust";
+import { LOCAL_ADMIN_BINDING } from "./requester-binding";
 import { installCrds, startStack, writeScopeParams, type Stack, type StackOptions } from "./stack";
 
 const root = join(__dirname, "..");
@@ -189,6 +190,10 @@ function newcomerHelp(stack: Stack, b: Binaries): string {
     "",
     `  TOKEN=$(npm run -s poa -- mint --key ${key} --agent spiffe://atb.example.com/agent/me --action scale --target Deployment/production/web-frontend --max-replicas 10)`,
     `  sed "s/TOKEN_HERE/$TOKEN/" samples/my-task.yaml | kubectl apply -f - && kubectl get agenttask my-task -n production -w`,
+    "",
+    // The holder binding (docs/authorization.md): this kubeconfig's user may claim these agents only.
+    `The broker lets the user of this kubeconfig (${LOCAL_ADMIN_BINDING.users!.join(", ")}) act as ${LOCAL_ADMIN_BINDING.agents.join(", ")}`,
+    "and nothing else (an entry the sandbox adds to requester_binding; the shipped policy data has no entries).",
     "",
     "Ctrl-C stops the sandbox and everything it started.",
   ].join("\n");

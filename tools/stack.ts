@@ -19,6 +19,7 @@ import { installExecutor, type Bound } from "./executor";
 import { startOperator, type OperatorHandle } from "./operator";
 import { createOperatorIdentity, type OperatorGrants, type OperatorIdentity } from "./operator-identity";
 import { tiePath, tieProcess, untiePath, untieProcess } from "./reaper";
+import { LOCAL_ADMIN_BINDING, writeDataWithBinding } from "./requester-binding";
 import { kubectlReader, taskChangeSha256, type TaskChange } from "./task-change";
 import { webhookConfigurations } from "./webhooks";
 
@@ -48,7 +49,7 @@ export interface StackOptions {
   /** Where the broker writes its audit lines (default: a file in workDir). */
   auditFile?: string;
   brokerLogFile?: string;
-  /** Policy data for the broker (default policies/data.json). */
+  /** Policy data for the broker (default policies/data.json); LOCAL_ADMIN_BINDING is merged in. */
   brokerDataFile?: string;
   /**
    * The broker's trust settings (broker/trust.ts), merged over the default: the stack's dev
@@ -191,7 +192,13 @@ export async function startStack(o: StackOptions): Promise<Stack> {
         poa: { publicKeyFiles: [material.poaPublicKey], preset: "dev", ...o.brokerTrust },
         audit: auditFile,
         logger: log,
-        ...(o.brokerDataFile ? { dataFile: o.brokerDataFile } : {}),
+        // The tasks of the tests and the sandbox are created with the admin kubeconfig: bind that
+        // user to the example agents (and nobody else to anything) on top of the data in use.
+        dataFile: writeDataWithBinding(
+          o.brokerDataFile ?? join(__dirname, "..", "policies", "data.json"),
+          [LOCAL_ADMIN_BINDING],
+          join(o.workDir, "broker-data.json"),
+        ),
       });
       stack.broker = broker;
       tieOpa(broker, "tie");

@@ -10,9 +10,11 @@
 // PATCH target; status PATCH Executing/Applied + Event; verify: GET target (marker) + GET target
 // (rollout), and while waiting every pollMs: GET task + the two GETs; status PATCH Completed + Event.
 import { createWriteStream } from "node:fs";
-import type { AgentTask } from "../../crds/agenttask";
+import { ANNOTATION_REQUESTER, type AgentTask } from "../../crds/agenttask";
 import type { KubeObject, TaskContext } from "../../capabilities/lib/action";
 import { decideRequest, decisionTransition } from "../../capabilities/lib/pipeline";
+import { requesterNotRecorded } from "../../capabilities/lib/pipeline/transitions";
+import { parseRequester } from "../../capabilities/lib/requester";
 import {
   BROKER_CLIENT_DEFAULTS,
   createBrokerClient,
@@ -140,11 +142,16 @@ class Limit {
 
   private async authorizeAndApply(task: AgentTask): Promise<string> {
     const ctx = this.ctx(task);
+    const requester = parseRequester(task.metadata?.annotations?.[ANNOTATION_REQUESTER]);
+    if (!requester) {
+      await this.to(task, requesterNotRecorded());
+      return "Denied";
+    }
     let plan = await ScaleAction.plan(ctx, await this.getTarget(ctx));
     await this.kube.request(plan.write, true);
     const m = task.metadata!;
     const exp = poaExpiry(ctx.spec.poaToken);
-    const decision = await this.broker.decide(decideRequest(task, plan), {
+    const decision = await this.broker.decide(decideRequest(task, plan, requester), {
       deadline: exp,
       requestIdBase: `${m.uid}.0`,
     });

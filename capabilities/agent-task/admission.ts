@@ -2,9 +2,10 @@
 // the rule. Payload rules belong to the action capabilities; the kinds each action supports come
 // from its module in the registry.
 import { isDeepStrictEqual } from "node:util";
-import type { AgentTask, AgentTaskSpec } from "../../crds/agenttask";
+import { ANNOTATION_REQUESTER, type AgentTask, type AgentTaskSpec } from "../../crds/agenttask";
 import type { ActionRegistry } from "../lib/action";
 import type { OperatorConfig } from "../lib/config";
+import { REQUESTER_LIMITS, requesterAnnotation, type AdmissionUser } from "../lib/requester";
 import { scopeRefusal, targetRefusal } from "../lib/scope";
 
 const JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
@@ -105,4 +106,36 @@ export function immutableErrors(old: AgentTask | undefined, next: AgentTask | un
   return isDeepStrictEqual(old.spec, next?.spec)
     ? []
     : ["spec: is immutable after creation; create a new AgentTask instead"];
+}
+
+const REQUESTER_FIELD = `metadata.annotations[${ANNOTATION_REQUESTER}]`;
+
+/** The refusals of the requester annotation (the scope policy's CEL says the first two in the same words). */
+export const REQUESTER_MESSAGES = {
+  userSet: `${REQUESTER_FIELD}: set by the admission webhook only; remove it`,
+  changed: `${REQUESTER_FIELD}: set by the admission webhook at creation; it never changes`,
+  unrecordable: `${REQUESTER_FIELD}: the creating identity cannot be recorded: the username must be 1 to ${REQUESTER_LIMITS.usernameChars} characters`,
+  missing: `${REQUESTER_FIELD}: missing: the operator's mutating webhook did not record the creating identity (is its MutatingWebhookConfiguration installed?)`,
+} as const;
+
+const requesterOn = (task: AgentTask | undefined): string | undefined =>
+  task?.metadata?.annotations?.[ANNOTATION_REQUESTER];
+
+/**
+ * The requester annotation (capabilities/lib/requester.ts): at creation exactly what the mutating
+ * webhook stamps for the creating user, so a value the user wrote is refused (the webhook stamps
+ * only where there is none); on update unchanged, removal included.
+ */
+export function requesterErrors(
+  operation: string,
+  user: AdmissionUser | undefined,
+  old: AgentTask | undefined,
+  next: AgentTask | undefined,
+): string[] {
+  const actual = requesterOn(next);
+  if (operation === "UPDATE") return actual === requesterOn(old) ? [] : [REQUESTER_MESSAGES.changed];
+  const expected = requesterAnnotation(user);
+  if (expected === undefined) return [REQUESTER_MESSAGES.unrecordable];
+  if (actual === undefined) return [REQUESTER_MESSAGES.missing];
+  return actual === expected ? [] : [REQUESTER_MESSAGES.userSet];
 }

@@ -2,11 +2,12 @@
 // all actions; spec immutability) and the one watch that feeds the operator runtime. Each action
 // capability adds its own payload validation; the pipeline in capabilities/lib does the work.
 import { Capability, type PeprMutateRequest, type PeprValidateRequest } from "pepr";
-import { AgentTask, LABEL_ACTION, LABEL_AGENT } from "../../crds/agenttask";
+import { AgentTask, ANNOTATION_REQUESTER, LABEL_ACTION, LABEL_AGENT } from "../../crds/agenttask";
 import type { ActionRegistry } from "../lib/action";
 import type { OperatorConfig } from "../lib/config";
 import type { OperatorRuntime } from "../lib/runtime";
-import { commonErrors, immutableErrors, agentLabel } from "./admission";
+import { requesterAnnotation } from "../lib/requester";
+import { commonErrors, immutableErrors, agentLabel, requesterErrors } from "./admission";
 
 export interface AgentTaskCapabilityOptions {
   actions: ActionRegistry;
@@ -26,12 +27,19 @@ export function agentTaskCapability(o: AgentTaskCapabilityOptions): Capability {
       if (typeof spec?.action === "string") req.SetLabel(LABEL_ACTION, spec.action.slice(0, 63));
       const agent = agentLabel(spec?.agentId);
       if (agent) req.SetLabel(LABEL_AGENT, agent);
+      // Who creates the task, recorded once; a value already there is the user's, and refused below.
+      const requester = requesterAnnotation(req.Request.userInfo);
+      if (req.Request.operation === "CREATE" && requester && !req.HasAnnotation(ANNOTATION_REQUESTER))
+        req.SetAnnotation(ANNOTATION_REQUESTER, requester);
     })
     .Validate(function validateTask(req: PeprValidateRequest<AgentTask>) {
-      const errors =
-        req.Request.operation === "UPDATE"
+      const { operation, userInfo } = req.Request;
+      const errors = [
+        ...(operation === "UPDATE"
           ? immutableErrors(req.OldResource, req.Raw)
-          : commonErrors(req.Raw, o.actions, o.config);
+          : commonErrors(req.Raw, o.actions, o.config)),
+        ...requesterErrors(operation, userInfo, req.OldResource, req.Raw),
+      ];
       return errors.length ? req.Deny(errors.join("; "), 422) : req.Approve();
     });
 

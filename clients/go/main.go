@@ -5,6 +5,11 @@
 // survives dropped watches and expired resource versions) until the operator records a terminal
 // phase. It prints the phase, the risk tier the broker computed and the reason.
 //
+// The identity it runs as (the kubeconfig's user, or in a pod its ServiceAccount) must be bound to
+// --agent-id: the operator records who created the task and the broker denies requester_mismatch
+// otherwise. With no other configuration, run as the ServiceAccount <sa> in namespace <ns> and use
+// the agent id spiffe://<trust domain>/ns/<ns>/sa/<sa> (docs/agents.md, "What you need").
+//
 // Usage:
 //
 //	export ATB_POA_TOKEN=...   # never on the command line: argv is visible to every local user

@@ -11,7 +11,11 @@ The seed's Python example, made complete and correct:
 * the PoA token is read from the environment variable ATB_POA_TOKEN, never from the command line:
   a process's arguments are readable by every local user (ps, /proc/<pid>/cmdline), end up in
   shell history and in CI and process-audit logs. The token is never printed, and is redacted
-  from any error message that might quote it.
+  from any error message that might quote it;
+* the identity it runs as (the kubeconfig's user, or in a pod its ServiceAccount) must be bound to
+  --agent-id: the operator records who created the task and the broker denies requester_mismatch
+  otherwise. With no other configuration, run as the ServiceAccount <sa> in namespace <ns> and use
+  the agent id spiffe://<trust domain>/ns/<ns>/sa/<sa> (docs/agents.md, "What you need").
 
 Usage:
     export ATB_POA_TOKEN=...        # the agent's PoA token

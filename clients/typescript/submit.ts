@@ -22,7 +22,11 @@ export interface AgentTaskRequest {
   name: string;
   /** Namespace of the AgentTask: the target's namespace (the operator rejects cross-namespace targets). */
   namespace: string;
-  /** The agent's SPIFFE ID, the PoA token's subject. */
+  /**
+   * The agent's SPIFFE ID, the PoA token's subject. The identity the kubeconfig authenticates as
+   * must be bound to it, or the broker denies the task requester_mismatch: e.g. run as the
+   * ServiceAccount <sa> in <ns> with spiffe://<trust domain>/ns/<ns>/sa/<sa> (docs/agents.md).
+   */
   agentId: string;
   /** The agent's PoA token (compact JWS). Never logged, never included in errors. */
   poaToken: string;

@@ -110,12 +110,19 @@ async function main(o: FaultBrokerOptions): Promise<void> {
   if (o.backend) {
     const { startBroker } = await import("../../broker/server");
     const { createLogger } = await import("../../capabilities/lib/logger");
+    const { LOCAL_ADMIN_BINDING, writeDataWithBinding } = await import("../../tools/requester-binding");
     const b = await startBroker({
       port: 0,
       tls: { certFile: o.backend.server.cert, keyFile: o.backend.server.key, clientCaFile: o.ca },
       poa: { publicKeyFiles: [o.backend.poaPublicKey], preset: "dev" },
       audit: o.backend.audit,
       logger: createLogger("info", "broker", createWriteStream(o.backend.log, { flags: "a" })),
+      // The tasks are created with the admin kubeconfig, as under the stack's own broker.
+      dataFile: writeDataWithBinding(
+        join(__dirname, "..", "..", "policies", "data.json"),
+        [LOCAL_ADMIN_BINDING],
+        `${o.backend.log}.policy-data.json`,
+      ),
     });
     backendPort = b.port;
     backendStop = () => b.stop();

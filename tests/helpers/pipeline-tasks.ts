@@ -10,6 +10,7 @@ import { createLogger } from "../../capabilities/lib/logger";
 import { ACTION_MODULES, type Action } from "../../capabilities/registry";
 import type { ClusterState } from "../../tools/controlplane/cluster";
 import { agentTask, mintTaskToken, workload } from "../../tools/objects";
+import { LOCAL_ADMIN_BINDING, writeDataWithBinding } from "../../tools/requester-binding";
 import { startStack, type Stack, type StackOptions } from "../../tools/stack";
 import { operatorWrites } from "./audit";
 import { eventually, Kube } from "./kube";
@@ -336,6 +337,12 @@ export async function holdDecisions(
     poa: { publicKeyFiles: [m.poaPublicKey], preset: "dev" },
     audit: h.stack.auditFile,
     logger: log,
+    // The tasks are created with the admin kubeconfig, as under the stack's own broker.
+    dataFile: writeDataWithBinding(
+      join(__dirname, "..", "..", "policies", "data.json"),
+      [LOCAL_ADMIN_BINDING],
+      join(h.cluster.dataDir, h.workDir, "held-broker-data.json"),
+    ),
   });
   const client = { cert: readFileSync(m.client.cert), key: readFileSync(m.client.key), ca: readFileSync(m.ca.cert) };
   const relay: Server = createServer(

@@ -19,6 +19,7 @@ import { signAttestation, type AttestOptions } from "../../broker/poa";
 import type { RunningBroker } from "../../broker/server";
 import {
   AGENT,
+  REQUESTER,
   LogCapture,
   makePki,
   makePoaKeys,
@@ -147,6 +148,7 @@ async function decide(m: Minted, c: Case = {}): Promise<Answer> {
     action: actionOf(c),
     token: m.token,
     agent_id: AGENT,
+    requester: REQUESTER,
     target,
     params: paramsOf(c),
     context: { task: { uid: c.taskUid ?? `uid-${++seq}`, name: "t", namespace: "agents" }, current: { replicas: 3 } },

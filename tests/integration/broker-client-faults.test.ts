@@ -10,6 +10,7 @@ import type { BrokerClient, BrokerClientConfig, DecideRequest } from "../../capa
 import { mintPoa } from "../../broker/poa";
 import {
   AGENT,
+  REQUESTER,
   LogCapture,
   makePki,
   makePoaKeys,
@@ -95,6 +96,7 @@ function request(): DecideRequest {
     action: "k8s.Deployment.scale",
     token,
     agentId: AGENT,
+    requester: REQUESTER,
     target: { kind: "Deployment", namespace: "shop", name: "web" },
     params: { replicas: 4 },
     context: { task: { uid: "u1" } },
@@ -146,6 +148,7 @@ describe("answers", () => {
       action: "k8s.Deployment.scale",
       token,
       agent_id: AGENT,
+      requester: REQUESTER,
       target: request().target,
       params: { replicas: 4 },
       context: { task: { uid: "u1" } },

@@ -12,6 +12,7 @@ import { changeDigest } from "../../capabilities/lib/change-digest";
 import type { RunningBroker } from "../../broker/server";
 import {
   AGENT,
+  REQUESTER,
   LogCapture,
   makePki,
   makePoaKeys,
@@ -44,6 +45,7 @@ function req(token: string, over: Partial<DecideRequest> = {}): DecideRequest {
     action: "k8s.Deployment.scale",
     token,
     agentId: AGENT,
+    requester: REQUESTER,
     target,
     params: { replicas: 4 },
     context: { current: { replicas: 3 } },

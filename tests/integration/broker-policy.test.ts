@@ -9,6 +9,7 @@ import { changeDigest } from "../../capabilities/lib/change-digest";
 import type { RunningBroker } from "../../broker/server";
 import {
   AGENT,
+  REQUESTER,
   LogCapture,
   makePki,
   makePoaKeys,
@@ -61,6 +62,7 @@ function request(s: Spec, token: string): DecideRequest {
     action: `k8s.${kind}.${s.verb ?? "scale"}`,
     token,
     agentId: AGENT,
+    requester: REQUESTER,
     target: { kind, namespace: "shop", name: s.name ?? "web" },
     params: s.params ?? { replicas: 5 },
     context: { task: { uid: `uid-${seq}`, name: "t", namespace: "agents" }, current: { replicas: s.current ?? 3 } },

@@ -7,7 +7,17 @@ import { join } from "node:path";
 import type { BrokerClient, DecideRequest, VerifyRequest } from "../../capabilities/lib/broker/client";
 import { mintPoa, type MintOptions } from "../../broker/poa";
 import type { RunningBroker } from "../../broker/server";
-import { AGENT, LogCapture, makePki, makePoaKeys, makeTempDir, soon, startTestBroker, testClient } from "./helpers";
+import {
+  AGENT,
+  REQUESTER,
+  LogCapture,
+  makePki,
+  makePoaKeys,
+  makeTempDir,
+  soon,
+  startTestBroker,
+  testClient,
+} from "./helpers";
 
 const logs = new LogCapture();
 const keys = makePoaKeys();
@@ -25,6 +35,7 @@ function ask(token: string, over: Partial<VerifyRequest> = {}, uid = "task-1") {
     action: "k8s.Deployment.scale",
     token,
     agentId: AGENT,
+    requester: REQUESTER,
     target,
     context: { task: { uid, name: "t", namespace: "shop" } },
     ...over,
@@ -37,6 +48,7 @@ function decide(token: string, uid: string) {
     action: "k8s.Deployment.scale",
     token,
     agentId: AGENT,
+    requester: REQUESTER,
     target,
     params: { replicas: 4 },
     context: { current: { replicas: 3 }, task: { uid, name: "t", namespace: "shop" } },

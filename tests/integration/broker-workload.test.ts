@@ -15,6 +15,7 @@ import { mintPoa } from "../../broker/poa";
 import type { RunningBroker } from "../../broker/server";
 import {
   AGENT,
+  REQUESTER,
   LogCapture,
   makePki,
   makePoaKeys,
@@ -148,6 +149,7 @@ async function ask(
     action: `k8s.${kind}.${verb}`,
     token: await tokenFor(verb, kind, params),
     agentId: AGENT,
+    requester: REQUESTER,
     target,
     params,
     context: {
@@ -290,6 +292,7 @@ describe("the decision's details", () => {
       action: "k8s.Deployment.deploy",
       token,
       agent_id: AGENT,
+      requester: REQUESTER,
       target,
       params,
       context: {

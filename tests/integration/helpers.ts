@@ -10,9 +10,22 @@ import { createLogger, type Logger } from "../../capabilities/lib/logger";
 import { createBrokerClient, type BrokerClient, type BrokerClientConfig } from "../../capabilities/lib/broker/client";
 import { ensureCA, issueCert, type CertPaths } from "../../broker/pki";
 import { startBroker, type BrokerOptions, type RunningBroker } from "../../broker/server";
+import type { Requester } from "../../capabilities/lib/requester";
+import { writeDataWithBinding, type BindingEntry } from "../../tools/requester-binding";
 
 export const OPERATOR_ID = "spiffe://atb.test/ns/atb-system/sa/atb-operator";
 export const AGENT = "spiffe://atb.test/agent/planner";
+/** Who created the tests' tasks (a decide request's `requester`): bound to the test agents by TEST_BINDING. */
+export const REQUESTER: Requester = {
+  username: "system:serviceaccount:agents:planner",
+  groups: ["system:serviceaccounts", "system:serviceaccounts:agents", "system:authenticated"],
+};
+/** The requester binding startTestBroker adds to the policy data: REQUESTER may act as the atb.test agents. */
+export const TEST_BINDING: BindingEntry = {
+  name: "integration tests",
+  agents: ["spiffe://atb.test/agent/*"],
+  service_accounts: ["agents/planner"],
+};
 
 export interface TestPki {
   dir: string;
@@ -96,12 +109,25 @@ export function secretPieces(token: string): string[] {
   return [token, ...token.split(".").filter(s => s.length > 8)];
 }
 
+let dataFiles = 0;
+
+/**
+ * The reference broker on a free port with the suite's PKI and keys. Its policy data is
+ * `extra.dataFile` (default policies/data.json) with `bindingEntries` (default TEST_BINDING)
+ * added to requester_binding.entries.
+ */
 export function startTestBroker(
   pki: TestPki,
   keys: PoaKeys,
   logs: LogCapture,
-  extra: Partial<BrokerOptions> = {},
+  extra: Partial<BrokerOptions> & { bindingEntries?: BindingEntry[] } = {},
 ): Promise<RunningBroker> {
+  const { bindingEntries = [TEST_BINDING], dataFile, ...options } = extra;
+  const data = writeDataWithBinding(
+    dataFile ?? join(__dirname, "..", "..", "policies", "data.json"),
+    bindingEntries,
+    join(pki.dir, `policy-data-${++dataFiles}.json`),
+  );
   return startBroker({
     port: 0,
     tls: { certFile: pki.server.cert, keyFile: pki.server.key, clientCaFile: pki.ca.cert },
@@ -109,7 +135,8 @@ export function startTestBroker(
     poa: { publicKeys: keys.publicPems, preset: "dev", maxLifetimeS: 300, clockSkewS: 5 },
     audit: logs.stream,
     logger: logs.logger("broker"),
-    ...extra,
+    ...options,
+    dataFile: data,
   });
 }
 

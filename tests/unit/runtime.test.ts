@@ -14,7 +14,7 @@ import { ScaleAction } from "../../capabilities/scale";
 import { FakeBroker } from "../helpers/fake-broker";
 import { startedStatus } from "../helpers/statuses";
 import { FakeKube, withExecutors, type AuditEntry } from "../helpers/fake-kube";
-import { token } from "./pipeline/harness";
+import { requesterMetadata, token } from "./pipeline/harness";
 
 const NS = "shop";
 const TASKS = resourcePath("AgentTask");
@@ -62,7 +62,7 @@ function addTask(kube: FakeKube, name: string, status?: AgentTask["status"], rep
   kube.put(taskPath(name), {
     apiVersion: "atb.siemens.com/v1alpha1",
     kind: "AgentTask",
-    metadata: {},
+    metadata: requesterMetadata(),
     spec: {
       agentId: "spiffe://atb.example.com/agent/test",
       poaToken: token(Date.now() + 300_000),
@@ -213,7 +213,7 @@ describe("tasks the operator never processes (Failed/OutOfScope)", () => {
     kube.put(pathIn(ns, name), {
       apiVersion: "atb.siemens.com/v1alpha1",
       kind: "AgentTask",
-      metadata: {},
+      metadata: requesterMetadata(),
       spec: {
         agentId: "spiffe://atb.example.com/agent/test",
         poaToken: token(Date.now() + 300_000),

@@ -16,6 +16,9 @@ import {
   scopeRule,
 } from "../../capabilities/lib/scope";
 import { scopeObjects, type K8sObject } from "../../tools/manifests";
+import { REQUESTER_MESSAGES } from "../../capabilities/agent-task/admission";
+import { REQUESTER_LIMITS } from "../../capabilities/lib/requester";
+import { ANNOTATION_REQUESTER } from "../../crds/agenttask";
 
 const FILE = join(__dirname, "..", "..", "crds", "agenttask-scope.yaml");
 const docs = (loadAll(readFileSync(FILE, "utf8")) as K8sObject[]).filter(Boolean);
@@ -83,19 +86,47 @@ describe("crds/agenttask-scope.yaml", () => {
     expect(byKind("ConfigMap")).toEqual(policyParamsConfigMap(parseConfig({})));
   });
 
-  test("the policy refuses creations of AgentTasks only, fails closed, and takes a ConfigMap as parameters", () => {
+  test("the policy judges creations and updates of AgentTasks (not their status), fails closed, and takes a ConfigMap as parameters", () => {
     expect(policy.failurePolicy).toBe("Fail");
     expect(policy.paramKind).toEqual({ apiVersion: "v1", kind: "ConfigMap" });
     expect(policy.matchConstraints.resourceRules).toEqual([
-      { apiGroups: ["atb.siemens.com"], apiVersions: ["*"], operations: ["CREATE"], resources: ["agenttasks"] },
+      {
+        apiGroups: ["atb.siemens.com"],
+        apiVersions: ["*"],
+        operations: ["CREATE", "UPDATE"],
+        resources: ["agenttasks"],
+      },
     ]);
+  });
+
+  test("the scope rules apply at creation only; the requester rules at creation and on update", () => {
+    const [prot, unwatched, userSet, changed] = policy.validations;
+    for (const v of [prot, unwatched, userSet]) expect(v.expression).toMatch(/^request\.operation != 'CREATE' \|\| /);
+    expect(changed.expression).toMatch(/^request\.operation != 'UPDATE' \|\| /);
+  });
+
+  test("its requester rules say the webhook's words and read the webhook's annotation within its bounds", () => {
+    const [, , userSet, changed] = policy.validations as unknown as { message: string; reason: string }[];
+    expect(userSet.message).toBe(REQUESTER_MESSAGES.userSet);
+    expect(changed.message).toBe(REQUESTER_MESSAGES.changed);
+    const vars = Object.fromEntries(policy.variables.map(v => [v.name, v.expression]));
+    expect(vars.requester).toContain(`'${ANNOTATION_REQUESTER}' in object.metadata.annotations`);
+    expect(vars.oldRequester).toContain(`oldObject.metadata.annotations['${ANNOTATION_REQUESTER}']`);
+    const L = REQUESTER_LIMITS;
+    for (const bound of [
+      `size(variables.username) <= ${L.usernameChars}`,
+      `size(variables.uid) <= ${L.uidChars}`,
+      `size(variables.groups) <= ${L.groups}`,
+      `size(g) <= ${L.groupChars}`,
+    ])
+      expect(vars.plainIdentity).toContain(bound);
   });
 
   test("its messages are the operator's messages, word for word", () => {
     const [prot, unwatched] = policy.validations;
     expect(template(prot.messageExpression, "protected")).toBe(SCOPE_MESSAGES.protected);
     expect(template(unwatched.messageExpression, "watched")).toBe(SCOPE_MESSAGES.unwatched);
-    expect(policy.validations.map(v => v.reason)).toEqual(["Forbidden", "Forbidden"]);
+    expect(policy.validations.map(v => v.reason)).toEqual(["Forbidden", "Forbidden", "Forbidden", "Forbidden"]);
   });
 
   test("its fallback when the ConfigMap lacks the key is the default protected list", () => {

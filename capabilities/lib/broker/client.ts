@@ -4,6 +4,7 @@
 // an AtbError; nothing else. The token goes into the request body and nowhere else.
 import type { Logger } from "../logger";
 import { AtbError } from "../errors";
+import type { Requester } from "../requester";
 import { validateBrokerClientConfig, type BrokerClientConfig } from "./config";
 import { createTransport, type BrokerTransport } from "./transport";
 import { interpretResponse, type AttemptResult, type Decision } from "./response";
@@ -30,6 +31,11 @@ export interface DecideRequest {
   token: string;
   /** spec.agentId (the agent's SPIFFE ID); the broker checks it equals the PoA's sub. */
   agentId: string;
+  /**
+   * The Kubernetes identity that created the task, as the admission webhook recorded it (sent as
+   * `requester`); the broker's policy checks that it may act as agentId (requester_mismatch).
+   */
+  requester: Requester;
   target: DecideTarget;
   /** What will be applied (e.g. {replicas: 5}). */
   params: Record<string, unknown>;
@@ -98,6 +104,7 @@ function bodyOf(request: DecideRequest | VerifyRequest): string {
     action: request.action,
     token: request.token,
     agent_id: request.agentId,
+    requester: request.requester,
     target: request.target,
     ...("params" in request ? { params: request.params } : {}),
     context: request.context,

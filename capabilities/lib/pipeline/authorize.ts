@@ -1,15 +1,16 @@
 // Processing → Executing | Denied: the checks admission already made (a task may predate the
 // webhook), the token's lifetime, the plan and its server-side dry run, then the broker's decision.
-import type { AgentTask } from "../../../crds/agenttask";
+import { ANNOTATION_REQUESTER, type AgentTask } from "../../../crds/agenttask";
 import { brokerAction, isUnchanged, type KubeObject, type Planned } from "../action";
 import { getTarget } from "../action/target";
 import { poaExpiry, type DecideRequest, type VerifyRequest } from "../broker/client";
 import { messageOf } from "../errors";
+import { parseRequester, type Requester } from "../requester";
 import { targetRefusal } from "../scope";
 import { objectView } from "./object-view";
 import { asBrokerError } from "./outcome";
 import type { StepResult, StepScope } from "./scope";
-import { decisionTransition, failed, Reason } from "./transitions";
+import { decisionTransition, failed, Reason, requesterNotRecorded } from "./transitions";
 
 /** Checks the pipeline repeats from admission (defence in depth). */
 function precheck(s: StepScope): string[] {
@@ -32,6 +33,10 @@ function precheck(s: StepScope): string[] {
 export async function authorize(s: StepScope): Promise<StepResult> {
   const errors = precheck(s);
   if (errors.length) return { transition: failed(s.task, Reason.InvalidTask, errors.join("; ")) };
+  // Who created the task is part of every question to the broker (may they act as spec.agentId?);
+  // a task the webhook recorded no creator for is denied here, without a broker call (fail closed).
+  const requester = parseRequester(s.task.metadata?.annotations?.[ANNOTATION_REQUESTER]);
+  if (!requester) return { transition: requesterNotRecorded() };
   let exp: Date;
   try {
     exp = poaExpiry(s.ctx.spec.poaToken);
@@ -46,7 +51,7 @@ export async function authorize(s: StepScope): Promise<StepResult> {
   // lifetime, sub, act, target binding, jti): a task whose token fails gets the same answer
   // whatever the target holds, so task creation is no read oracle (a JSON Patch `test` op, a
   // missing target, a dry-run error would otherwise tell a caller with no valid PoA about it).
-  const pre = await preflight(s, exp);
+  const pre = await preflight(s, exp, requester);
   if (pre) return pre;
   let plan: Planned;
   try {
@@ -62,7 +67,7 @@ export async function authorize(s: StepScope): Promise<StepResult> {
   } catch (err) {
     return { error: err, stage: "authorize" };
   }
-  return decide(s, plan, exp);
+  return decide(s, plan, exp, requester);
 }
 
 /** The broker's time window for a task: until the PoA's exp or the task's deadline. */
@@ -72,10 +77,10 @@ function deadlineOf(s: StepScope, exp: Date): Date {
 }
 
 /** The token check; undefined when the token is good for this action on this target. */
-async function preflight(s: StepScope, exp: Date): Promise<StepResult | undefined> {
+async function preflight(s: StepScope, exp: Date, requester: Requester): Promise<StepResult | undefined> {
   const m = s.task.metadata!;
   const deadline = deadlineOf(s, exp);
-  const request = verifyRequest(s.task);
+  const request = verifyRequest(s.task, requester);
   const end = s.metrics.brokerSeconds.startTimer();
   try {
     const answer = await s.broker.verify(request, {
@@ -91,12 +96,12 @@ async function preflight(s: StepScope, exp: Date): Promise<StepResult | undefine
   }
 }
 
-async function decide(s: StepScope, plan: Planned, exp: Date): Promise<StepResult> {
+async function decide(s: StepScope, plan: Planned, exp: Date, requester: Requester): Promise<StepResult> {
   const m = s.task.metadata!;
   const deadline = deadlineOf(s, exp);
   const end = s.metrics.brokerSeconds.startTimer();
   try {
-    const decision = await s.broker.decide(decideRequest(s.task, plan), {
+    const decision = await s.broker.decide(decideRequest(s.task, plan, requester), {
       deadline,
       requestIdBase: `${m.uid}.${s.task.status?.attempts ?? 0}`,
     });
@@ -110,8 +115,8 @@ async function decide(s: StepScope, plan: Planned, exp: Date): Promise<StepResul
 }
 
 /** What the broker is asked for a task: its spec, the planned change and what was observed. */
-export function decideRequest(task: AgentTask, plan: Planned): DecideRequest {
-  const base = verifyRequest(task);
+export function decideRequest(task: AgentTask, plan: Planned, requester: Requester): DecideRequest {
+  const base = verifyRequest(task, requester);
   const attestations = task.spec?.attestations;
   return {
     ...base,
@@ -121,8 +126,11 @@ export function decideRequest(task: AgentTask, plan: Planned): DecideRequest {
   };
 }
 
-/** The preflight's question: the token, who presents it, for which action on which target. */
-export function verifyRequest(task: AgentTask): VerifyRequest {
+/**
+ * The preflight's question: the token, the agent it is presented for, the Kubernetes identity
+ * that created the task (recorded at admission), for which action on which target.
+ */
+export function verifyRequest(task: AgentTask, requester: Requester): VerifyRequest {
   const spec = task.spec!;
   const m = task.metadata!;
   // The agent's free-text reason is context for the approvers and the audit, never a param: the
@@ -132,6 +140,7 @@ export function verifyRequest(task: AgentTask): VerifyRequest {
     action: brokerAction(spec),
     token: spec.poaToken,
     agentId: spec.agentId,
+    requester,
     target: spec.target,
     context: { task: { uid: m.uid, name: m.name, namespace: m.namespace, ...reason } },
   };

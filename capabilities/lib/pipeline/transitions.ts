@@ -1,7 +1,7 @@
 // Every transition the pipeline can make, as pure functions of the stored task: the phase, the
 // typed reason, the message and the conditions it changes. The status writer turns a Transition
 // into the next status (lib/status/conditions.ts); nothing here does I/O.
-import type { AgentTask } from "../../../crds/agenttask";
+import { ANNOTATION_REQUESTER, type AgentTask } from "../../../crds/agenttask";
 import type { Decision } from "../broker/client";
 import type { AtbError } from "../errors";
 import { conditionOf, type Transition } from "../status/conditions";
@@ -17,6 +17,7 @@ export const Reason = {
   Reauthorizing: "Reauthorizing",
   Authorized: "Authorized",
   PolicyDenied: "PolicyDenied",
+  RequesterNotRecorded: "RequesterNotRecorded",
   Applied: "Applied",
   Completed: "Completed",
   NoChange: "NoChange",
@@ -72,6 +73,25 @@ export function reauthorizing(why: string): Transition {
         reason: Reason.Reauthorizing,
         message: "authorization is asked again after a restart",
       },
+    ],
+  };
+}
+
+/**
+ * Denied by the operator without asking the broker: the task records no requester (the
+ * annotation the mutating webhook writes at creation is missing or not the webhook's form), so
+ * nobody can tell whether its creator may act as spec.agentId ("token bound to its holder").
+ */
+export function requesterNotRecorded(): Transition {
+  const message = `denied without asking ATB: requester_mismatch: no requester was recorded at admission (annotation ${ANNOTATION_REQUESTER} missing or malformed: the task was created before the operator's webhook or without it); create the task again`;
+  return {
+    phase: "Denied",
+    reason: Reason.RequesterNotRecorded,
+    message,
+    atbResult: { allowed: false, reason: "requester_mismatch" },
+    conditions: [
+      { type: "Authorized", status: "False", reason: Reason.RequesterNotRecorded, message },
+      { type: "Succeeded", status: "False", reason: Reason.RequesterNotRecorded, message },
     ],
   };
 }

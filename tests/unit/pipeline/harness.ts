@@ -5,7 +5,7 @@
 // way the work queue does (honouring requeueAfterMs by moving the clock, never sleeping).
 import { Writable } from "node:stream";
 import type { AgentTask, AgentTaskSpec } from "../../../crds/agenttask";
-import { ANNOTATION_APPLIED_BY } from "../../../crds/agenttask";
+import { ANNOTATION_APPLIED_BY, ANNOTATION_REQUESTER } from "../../../crds/agenttask";
 import type { KubeObject, Plan, Planned, TaskContext, VerifyResult } from "../../../capabilities/lib/action";
 import { markerAnnotations } from "../../../capabilities/lib/action/marker";
 import { parseConfig, type OperatorConfig } from "../../../capabilities/lib/config";
@@ -15,6 +15,7 @@ import { createLogger } from "../../../capabilities/lib/logger";
 import { OperatorMetrics } from "../../../capabilities/lib/metrics";
 import { Pipeline, type PipelineDeps } from "../../../capabilities/lib/pipeline";
 import { createStatusWriter } from "../../../capabilities/lib/status/writer";
+import { requesterText, type Requester } from "../../../capabilities/lib/requester";
 import { ScaleAction } from "../../../capabilities/scale";
 import { UpdateConfigAction } from "../../../capabilities/update-config";
 import { FakeBroker } from "../../helpers/fake-broker";
@@ -22,6 +23,16 @@ import { FakeKube, withExecutors, type AuditEntry, type FakeKubeOptions } from "
 
 export const NS = "shop";
 export const AGENT = "spiffe://atb.example.com/agent/test";
+/** Who creates the tasks (the requester annotation the webhook writes): any identity; the fake broker binds nothing. */
+export const REQUESTER: Requester = {
+  username: "system:serviceaccount:shop:agent",
+  uid: "u-1",
+  groups: ["system:authenticated"],
+};
+/** A task's metadata as the webhook leaves it: the requester annotation for REQUESTER. */
+export const requesterMetadata = (): { annotations: Record<string, string> } => ({
+  annotations: { [ANNOTATION_REQUESTER]: requesterText(REQUESTER) },
+});
 export const T0 = Date.parse("2026-05-01T10:00:00Z");
 
 /** Short backoffs, small bounds: every number a test reasons about. */
@@ -218,7 +229,16 @@ export interface TaskOptions {
   agentId?: string;
   namespace?: string;
   status?: AgentTask["status"];
+  /** The requester annotation's text (default: REQUESTER as the webhook writes it); null: none. */
+  requester?: string | null;
 }
+
+const metadataWith = (requester: string | null | undefined): Record<string, unknown> =>
+  requester === undefined
+    ? requesterMetadata()
+    : requester === null
+      ? {}
+      : { annotations: { [ANNOTATION_REQUESTER]: requester } };
 
 /** Creates an AgentTask as the API server stores it after admission. Returns its key. */
 export function submit(w: World, name: string, o: TaskOptions = {}): string {
@@ -233,7 +253,7 @@ export function submit(w: World, name: string, o: TaskOptions = {}): string {
   w.kube.put(taskPath(name, ns), {
     apiVersion: "atb.siemens.com/v1alpha1",
     kind: "AgentTask",
-    metadata: {},
+    metadata: metadataWith(o.requester),
     spec: spec as unknown as Record<string, unknown>,
     ...(o.status ? { status: o.status as Record<string, unknown> } : {}),
   });

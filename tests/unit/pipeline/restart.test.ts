@@ -25,6 +25,7 @@ import {
   uidOf,
   world,
   type World,
+  requesterMetadata,
 } from "./harness";
 import { parseConfig } from "../../../capabilities/lib/config";
 import { Writable } from "node:stream";
@@ -345,7 +346,7 @@ describe("defaults", () => {
     });
     kube.put(deployPath(), { kind: "Deployment", metadata: {}, spec: { replicas: 1 } });
     kube.put("/apis/atb.siemens.com/v1alpha1/namespaces/shop/agenttasks/t", {
-      metadata: {},
+      metadata: requesterMetadata(),
       spec: {
         agentId: "spiffe://x/y",
         poaToken: token(Date.now() + 60_000),

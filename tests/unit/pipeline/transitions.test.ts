@@ -16,6 +16,7 @@ import {
   drive,
   probe,
   probePlan,
+  REQUESTER,
   submit,
   task,
   taskPath,
@@ -103,6 +104,7 @@ describe("the happy path, one transition at a time", () => {
     expect(call.request).toMatchObject({
       action: "k8s.Deployment.scale",
       agentId: "spiffe://atb.example.com/agent/test",
+      requester: REQUESTER,
       target: { kind: "Deployment", name: "web", namespace: "shop" },
       params: { replicas: 3 },
       context: { current: { replicas: 2 }, task: { uid: uidOf(w, key), name: "t", namespace: "shop" } },
@@ -123,7 +125,7 @@ describe("the happy path, one transition at a time", () => {
     const t = task(w, key);
     const plan = probePlan({ spec: t.spec!, uid: uidOf(w, key) } as TaskContext, target);
     const { before, after, ...context } = w.broker.calls[0].request.context as Record<string, unknown>;
-    expect({ ...w.broker.calls[0].request, context }).toEqual(decideRequest(t, plan));
+    expect({ ...w.broker.calls[0].request, context }).toEqual(decideRequest(t, plan, REQUESTER));
     expect(w.broker.calls[0].request.action).toBe("k8s.Deployment.patch");
     // The policy also gets the target as it is and as the dry run says it would be stored.
     expect(before).toMatchObject({ kind: "Deployment", metadata: { name: "web", annotations: {} } });
@@ -161,6 +163,7 @@ describe("Processing: the token is checked before anything is read from the targ
       action: "k8s.Deployment.scale",
       token: task(w, key).spec!.poaToken,
       agentId: "spiffe://atb.example.com/agent/test",
+      requester: REQUESTER,
       target: { kind: "Deployment", name: "web", namespace: "shop" },
       context: { task: { uid: uidOf(w, key), name: "t", namespace: "shop" } },
     });
