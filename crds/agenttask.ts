@@ -101,6 +101,8 @@ export interface AgentTaskStatus {
   nextAttemptAt?: string;
   lastError?: string;
   atbResult?: AtbResult;
+  /** The Kubernetes identity that wrote the change: system:serviceaccount:<ns>:<executor>. */
+  executedAs?: string;
   conditions?: Condition[];
 }
 
@@ -111,6 +113,4 @@ export class AgentTask extends a.GenericKind {
 
 export const AGENT_TASK_GVK = { group: GROUP, version: VERSION, kind: KIND, plural: PLURAL };
 
-  /** The Kubernetes identity that wrote the change: system:serviceaccount:<ns>:<executor>. */
-  executedAs?: string;
 RegisterKind(AgentTask, AGENT_TASK_GVK);

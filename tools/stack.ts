@@ -59,12 +59,12 @@ export interface StackOptions {
    */
   brokerTrust?: Partial<BrokerOptions["poa"]>;
   /**
-  /**
    * The executor each namespace gets (tools/executor.ts): the operator reaches targets only as
    * that ServiceAccount. Default: "all-actions" for every namespace in `namespaces`; "none"
    * creates none (its tasks fail ExecutorMissing). Namespaces not listed in `namespaces` get none.
    */
   executors?: Record<string, Bound | "none">;
+  /**
    * The operator runs as a ServiceAccount of its own with the RBAC `npx pepr build` generates
    * (tools/operator-identity.ts); `omit` takes generated grants away (to show what breaks).
    */
@@ -241,6 +241,8 @@ export async function startStack(o: StackOptions): Promise<Stack> {
     dir: join(o.workDir, "operator"),
     grants: o.operatorGrants,
   });
+  for (const ns of o.namespaces)
+    await installExecutor(bin, o.cluster.kubeconfig, { namespace: ns, bound: o.executors?.[ns] ?? "all-actions" });
   await stack.startBroker();
   try {
     stack.operator = await launch(stack, o, opPort);
@@ -248,8 +250,6 @@ export async function startStack(o: StackOptions): Promise<Stack> {
     await stack.stopBroker(); // and its OPA child: the caller never gets a stack to stop
     stack.operatorIdentity.remove();
     throw err;
-  for (const ns of o.namespaces)
-    await installExecutor(bin, o.cluster.kubeconfig, { namespace: ns, bound: o.executors?.[ns] ?? "all-actions" });
   }
   for (const cfg of webhookConfigurations(
     opPort,

@@ -158,14 +158,6 @@ function brokerUrl(raw: string | undefined): string {
   return value.replace(/\/+$/, "");
 }
 
-const LEVELS = ["error", "warn", "info", "debug"] as const;
-
-export function parseConfig(env: Env): Readonly<OperatorConfig> {
-  const level = (env.LOG_LEVEL || "info").toLowerCase();
-  if (!(LEVELS as readonly string[]).includes(level))
-    invalid("LOG_LEVEL", `must be one of ${LEVELS.join(", ")}`, level);
-  const tls = {
-    certFile: env.TLS_CERT_FILE || undefined,
 /** The executor ServiceAccount's name unless ATB_EXECUTOR_SERVICE_ACCOUNT says otherwise. */
 export const DEFAULT_EXECUTOR = "atb-executor";
 
@@ -177,6 +169,14 @@ function serviceAccountName(env: Env, key: string, fallback: string): string {
   return value;
 }
 
+const LEVELS = ["error", "warn", "info", "debug"] as const;
+
+export function parseConfig(env: Env): Readonly<OperatorConfig> {
+  const level = (env.LOG_LEVEL || "info").toLowerCase();
+  if (!(LEVELS as readonly string[]).includes(level))
+    invalid("LOG_LEVEL", `must be one of ${LEVELS.join(", ")}`, level);
+  const tls = {
+    certFile: env.TLS_CERT_FILE || undefined,
     keyFile: env.TLS_KEY_FILE || undefined,
     caFile: env.TLS_CA_FILE || undefined,
   };
@@ -193,6 +193,7 @@ function serviceAccountName(env: Env, key: string, fallback: string): string {
     peprMode,
     ...scopeSettings(env),
     allowCrossNamespace: bool(env, "ATB_ALLOW_CROSS_NAMESPACE", false),
+    executorServiceAccount: serviceAccountName(env, "ATB_EXECUTOR_SERVICE_ACCOUNT", DEFAULT_EXECUTOR),
     broker: {
       url: brokerUrl(env.ATB_BROKER_URL),
       tls,
@@ -201,7 +202,6 @@ function serviceAccountName(env: Env, key: string, fallback: string): string {
       maxAttempts: int(env, "ATB_BROKER_MAX_ATTEMPTS", BROKER.maxAttempts, 1, 20),
       baseBackoffMs: int(env, "ATB_BROKER_BACKOFF_BASE_MS", BROKER.baseBackoffMs, 10, 60_000),
       maxBackoffMs: int(env, "ATB_BROKER_BACKOFF_MAX_MS", BROKER.maxBackoffMs, 10, 300_000),
-    executorServiceAccount: serviceAccountName(env, "ATB_EXECUTOR_SERVICE_ACCOUNT", DEFAULT_EXECUTOR),
       connections: int(env, "ATB_BROKER_CONNECTIONS", BROKER.connections, 1, 256),
     },
     taskDeadlineMs: int(env, "ATB_TASK_DEADLINE_SECONDS", 600, 5, 86_400) * 1000,

@@ -33,9 +33,9 @@ export interface RequestInfo {
   path: string;
   query?: Record<string, string>;
   dryRun: boolean;
-  patchType?: PatchType;
   /** The impersonated user (OperatorKube.as), absent for the operator's own requests. */
   user?: string;
+  patchType?: PatchType;
   body?: unknown;
 }
 
@@ -260,8 +260,8 @@ export class FakeKube implements OperatorKube {
       method: req.method,
       path: req.path,
       dryRun,
-      ...(req.query ? { query: { ...req.query } } : {}),
       ...(user ? { user } : {}),
+      ...(req.query ? { query: { ...req.query } } : {}),
       ...(req.patchType ? { patchType: req.patchType } : {}),
       ...(req.body !== undefined ? { body: wire(req.body) } : {}),
     };

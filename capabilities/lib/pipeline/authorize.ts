@@ -55,13 +55,13 @@ export async function authorize(s: StepScope): Promise<StepResult> {
   if (pre) return pre;
   let plan: Planned;
   try {
+    // The executor is what reads the target: a namespace without one is refused before any read.
+    await s.executor.require(s.task.metadata!.namespace!);
     const target = await getTarget(s.ctx);
     plan = await s.module.plan(s.ctx, target);
     // Nothing to write (a rollback to the running revision) has nothing to dry-run either.
     const after = isUnchanged(plan) ? target : await s.ctx.kube.request<KubeObject>(plan.write, true);
     // The policy judges the object as the API server would store it, next to what is there now.
-    // The executor is what reads the target: a namespace without one is refused before any read.
-    await s.executor.require(s.task.metadata!.namespace!);
     const kind = s.ctx.spec.target.kind;
     plan = { ...plan, context: { ...plan.context, before: objectView(target, kind), after: objectView(after, kind) } };
   } catch (err) {

@@ -138,6 +138,7 @@ export function applied(message: string, executedAs?: string): Transition {
     phase: "Executing",
     reason: Reason.Applied,
     message,
+    ...(executedAs ? { executedAs } : {}),
     conditions: [{ type: "Executed", status: "True", reason: Reason.Applied, message }],
   };
 }
@@ -157,8 +158,8 @@ export function unchanged(message: string, executedAs?: string): Transition {
     phase: "Completed",
     reason: Reason.NoChange,
     message,
-    conditions: [
     ...(executedAs ? { executedAs } : {}),
+    conditions: [
       { type: "Executed", status: "True", reason: Reason.NoChange, message: "nothing to write" },
       { type: "Succeeded", status: "True", reason: Reason.NoChange, message },
     ],
@@ -178,7 +179,6 @@ export function failed(task: AgentTask, reason: string, message: string): Transi
 /**
  * A retryable error: the same phase, one more attempt, the backoff recorded in status; Failed
  * with the error's reason once the attempts are spent. `random` in [0, 1) picks the jitter.
-    ...(executedAs ? { executedAs } : {}),
  */
 export function retryOrFail(
   task: AgentTask,
