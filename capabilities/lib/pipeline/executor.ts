@@ -14,6 +14,30 @@ import { KubeError, resourcePath, type KubeApi, type KubeRequest, type OperatorK
 /** How long an executor ServiceAccount that was found counts as present without asking again. */
 export const EXECUTOR_SEEN_MS = 30_000;
 
+/**
+ * A refusal (403) is asked again once after this long before it counts. Right after an API server
+ * restart its RBAC caches are empty for a moment (measured: about 100 ms) and it refuses
+ * everything that is not system:masters; a 403 means the request was not carried out, so asking
+ * again never applies a change twice.
+ */
+export const FORBIDDEN_RECHECK_MS = 1_000;
+
+const isForbidden = (err: unknown): boolean => err instanceof KubeError && err.status === 403;
+
+/** `call`, asked a second time after FORBIDDEN_RECHECK_MS when the first answer is 403. */
+export async function onceMoreIfForbidden<T>(
+  call: () => Promise<T>,
+  sleep: (ms: number) => Promise<void> = ms => new Promise(r => setTimeout(r, ms)),
+): Promise<T> {
+  try {
+    return await call();
+  } catch (err) {
+    if (!isForbidden(err)) throw err;
+    await sleep(FORBIDDEN_RECHECK_MS);
+    return call();
+  }
+}
+
 /** The Kubernetes user name of the executor in `namespace`. */
 export function executorUser(namespace: string, config: Pick<OperatorConfig, "executorServiceAccount">): string {
   return `system:serviceaccount:${namespace}:${config.executorServiceAccount}`;
@@ -53,19 +77,19 @@ export function rbacRequest(req: KubeRequest): { verb: string; resource: string;
  * The executor's view of the API: every request impersonates it, and a 403 becomes
  * ExecutorForbidden naming the verb, the resource and the namespace.
  */
-export function executorApi(kube: OperatorKube, username: string): KubeApi {
+export function executorApi(kube: OperatorKube, username: string, sleep?: (ms: number) => Promise<void>): KubeApi {
   const as = kube.as(username);
   const api: KubeApi = {
     async request<T>(req: KubeRequest, dryRun = false): Promise<T> {
       try {
-        return await as.request<T>(req, dryRun);
+        return await onceMoreIfForbidden(() => as.request<T>(req, dryRun), sleep);
       } catch (err) {
         throw forbidden(err, req, username) ?? err;
       }
     },
     async get<T>(path: string, query?: Record<string, string>): Promise<T | undefined> {
       try {
-        return await as.get<T>(path, query);
+        return await onceMoreIfForbidden(() => as.get<T>(path, query), sleep);
       } catch (err) {
         throw forbidden(err, { method: "GET", path, query }, username) ?? err;
       }
@@ -75,7 +99,7 @@ export function executorApi(kube: OperatorKube, username: string): KubeApi {
 }
 
 function forbidden(err: unknown, req: KubeRequest, username: string): AtbError | undefined {
-  if (!(err instanceof KubeError) || err.status !== 403) return undefined;
+  if (!(err instanceof KubeError) || !isForbidden(err)) return undefined;
   const r = rbacRequest(req);
   const where = r.namespace ? ` in namespace ${r.namespace}` : " cluster-wide";
   // The operator itself may be the one refused: its ClusterRole must let it impersonate the executor.
@@ -108,6 +132,7 @@ export class ExecutorCheck {
     private readonly kube: KubeApi,
     private readonly config: Pick<OperatorConfig, "executorServiceAccount">,
     private readonly now: () => number = Date.now,
+    private readonly sleep?: (ms: number) => Promise<void>,
   ) {}
 
   /** Throws EXECUTOR_MISSING when the namespace has no executor; KubeErrors pass through. */
@@ -117,9 +142,9 @@ export class ExecutorCheck {
     const name = this.config.executorServiceAccount;
     let sa: unknown;
     try {
-      sa = await this.kube.get(resourcePath("ServiceAccount", namespace, name));
+      sa = await onceMoreIfForbidden(() => this.kube.get(resourcePath("ServiceAccount", namespace, name)), this.sleep);
     } catch (err) {
-      if (err instanceof KubeError && err.status === 403)
+      if (isForbidden(err))
         throw new AtbError(
           "EXECUTOR_FORBIDDEN",
           `the operator may not read the executor ServiceAccount ${namespace}/${name}: its ClusterRole must grant get on ` +

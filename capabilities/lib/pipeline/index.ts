@@ -50,6 +50,8 @@ export interface PipelineDeps {
   now?: () => Date;
   /** Jitter source for retry backoff, in [0, 1). */
   random?: () => number;
+  /** Waits (the executor's second ask after a 403); tests move a fake clock instead. */
+  sleep?: (ms: number) => Promise<void>;
   /** Re-queues a task at once (a waiter whose target was released). */
   wake?: (taskKey: string) => void;
 }
@@ -83,7 +85,7 @@ export class Pipeline {
     this.now = deps.now ?? (() => new Date());
     this.random = deps.random ?? Math.random;
     this.locks = new TargetLocks(deps.wake);
-    this.executors = new ExecutorCheck(deps.kube, deps.config, () => this.now().getTime());
+    this.executors = new ExecutorCheck(deps.kube, deps.config, () => this.now().getTime(), deps.sleep);
   }
 
   /** Runs the task as far as it can go now. Returns when to look again, if ever. */
@@ -196,7 +198,7 @@ export class Pipeline {
         task,
         spec: task.spec!,
         uid: m.uid!,
-        kube: executorApi(d.kube, executedAs),
+        kube: executorApi(d.kube, executedAs, d.sleep),
         config: d.config,
         log: d.log.child({ task: `${m.namespace}/${m.name}`, uid: m.uid, action: task.spec?.action }),
       },

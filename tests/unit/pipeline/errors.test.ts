@@ -220,8 +220,8 @@ describe("the target and the API server's refusals", () => {
       writes: 0,
     },
     {
-      what: "a write the executor's RBAC forbids (403)",
-      setup: w => void w.kube.onRequest(failFirst(isTargetWrite, k(403, "Forbidden"))),
+      what: "a write the executor's RBAC forbids (403, and again when asked once more)",
+      setup: w => void w.kube.onRequest(failFirst(isTargetWrite, k(403, "Forbidden"), 2)),
       phase: "Failed",
       reason: "ExecutorForbidden",
       message:
@@ -231,8 +231,8 @@ describe("the target and the API server's refusals", () => {
     {
       what: "a refused read of the target before the write (403 to the executor)",
       setup: w => {
-        let n = 0; // the first GET is authorize's, the second execute's
-        w.kube.onRequest(r => (isTargetGet(r) && ++n === 2 ? k(403, "Forbidden") : undefined));
+        let n = 0; // the first GET is authorize's, the second execute's (and its second ask)
+        w.kube.onRequest(r => (isTargetGet(r) && [2, 3].includes(++n) ? k(403, "Forbidden") : undefined));
       },
       phase: "Failed",
       reason: "ExecutorForbidden",

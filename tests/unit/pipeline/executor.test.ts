@@ -5,7 +5,13 @@
 // ExecutorForbidden naming verb, resource and namespace, with nothing written; the found
 // ServiceAccount is remembered for a while, a missing one is asked again.
 import { KubeError, resourcePath } from "../../../capabilities/lib/kube";
-import { EXECUTOR_SEEN_MS, executorUser, rbacRequest } from "../../../capabilities/lib/pipeline/executor";
+import {
+  EXECUTOR_SEEN_MS,
+  executorUser,
+  FORBIDDEN_RECHECK_MS,
+  onceMoreIfForbidden,
+  rbacRequest,
+} from "../../../capabilities/lib/pipeline/executor";
 import type { RequestInfo } from "../../helpers/fake-kube";
 import { configMap, deployPath, deployment, drive, submit, uidOf, world, type World } from "./harness";
 
@@ -168,5 +174,57 @@ describe("the request as RBAC names it", () => {
 
   test("the executor's user name", () => {
     expect(executorUser("shop", { executorServiceAccount: "atb-executor" })).toBe(EXECUTOR);
+  });
+});
+
+describe("a refusal is asked again once (an API server's RBAC caches are empty for a moment after it starts)", () => {
+  test("a 403 that passes: the task Completes, the request was sent twice, one second apart", async () => {
+    const w = setup();
+    let refused = 0;
+    w.kube.onRequest(r =>
+      r.user === EXECUTOR && r.method === "GET" && refused++ === 0
+        ? forbidden(EXECUTOR, "get", "deployments.apps")
+        : undefined,
+    );
+    const before = w.clock.t;
+    const r = await drive(w, submit(w, "t"));
+    expect(r.task.status?.phase).toBe("Completed");
+    const gets = w.kube.audit.filter(e => e.path === deployPath() && e.method === "GET");
+    expect(gets[0].status).toBe(403);
+    expect(gets[1].status).toBe(200);
+    expect(w.clock.t - before).toBeGreaterThanOrEqual(FORBIDDEN_RECHECK_MS);
+  });
+
+  test("a 403 on the ServiceAccount check that passes: the task Completes", async () => {
+    const w = setup();
+    let refused = 0;
+    w.kube.onRequest(r =>
+      r.path === saPath() && refused++ === 0
+        ? forbidden("system:serviceaccount:pepr-system:op", "get", "sa")
+        : undefined,
+    );
+    const r = await drive(w, submit(w, "t"));
+    expect(r.task.status?.phase).toBe("Completed");
+    expect(w.kube.audit.filter(e => e.path === saPath()).map(e => e.status)).toEqual([403, 200]);
+  });
+
+  test("onceMoreIfForbidden: other errors are not asked again; a second 403 is final", async () => {
+    let n = 0;
+    const sleeps: number[] = [];
+    const sleep = async (ms: number) => void sleeps.push(ms);
+    await expect(
+      onceMoreIfForbidden(async () => {
+        n++;
+        throw new KubeError(500, "", "boom");
+      }, sleep),
+    ).rejects.toThrow("boom");
+    expect([n, sleeps]).toEqual([1, []]);
+    await expect(
+      onceMoreIfForbidden(async () => {
+        n++;
+        throw forbidden("u", "get", "x");
+      }, sleep),
+    ).rejects.toThrow("forbidden");
+    expect([n, sleeps]).toEqual([3, [FORBIDDEN_RECHECK_MS]]);
   });
 });

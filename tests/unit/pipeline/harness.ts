@@ -176,6 +176,7 @@ export function world(o: WorldOptions = {}): World {
       metrics,
       status: createStatusWriter({ kube, log, now: clock.now, onEventError: () => metrics.eventErrors.inc() }),
       now: clock.now,
+      sleep: async (ms: number) => clock.advance(ms),
       ...(o.noWake ? {} : { wake: (key: string) => void wakes.push(key) }),
     });
   const w: World = {
