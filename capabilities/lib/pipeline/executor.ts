@@ -22,7 +22,7 @@ export const EXECUTOR_SEEN_MS = 30_000;
  */
 export const FORBIDDEN_RECHECK_MS = 1_000;
 
-const isForbidden = (err: unknown): boolean => err instanceof KubeError && err.status === 403;
+const isForbidden = (err: unknown): err is KubeError => err instanceof KubeError && err.status === 403;
 
 /** `call`, asked a second time after FORBIDDEN_RECHECK_MS when the first answer is 403. */
 export async function onceMoreIfForbidden<T>(
@@ -99,7 +99,7 @@ export function executorApi(kube: OperatorKube, username: string, sleep?: (ms: n
 }
 
 function forbidden(err: unknown, req: KubeRequest, username: string): AtbError | undefined {
-  if (!(err instanceof KubeError) || !isForbidden(err)) return undefined;
+  if (!isForbidden(err)) return undefined;
   const r = rbacRequest(req);
   const where = r.namespace ? ` in namespace ${r.namespace}` : " cluster-wide";
   // The operator itself may be the one refused: its ClusterRole must let it impersonate the executor.

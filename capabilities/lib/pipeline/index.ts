@@ -96,7 +96,11 @@ export class Pipeline {
       task = await this.deps.kube.get<AgentTask>(resourcePath("AgentTask", namespace, name));
     } catch (err) {
       const v = judge(err, "read-task");
-      if (v.kind === "requeue") return { requeueAfterMs: v.afterMs };
+      if (v.kind === "requeue") {
+        if (v.log)
+          this.deps.log[v.log]("could not read the task; will look again", { task: key, error: messageOf(err) });
+        return { requeueAfterMs: v.afterMs };
+      }
       throw err;
     }
     if (!task) this.locks.release(key);

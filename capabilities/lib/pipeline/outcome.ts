@@ -48,9 +48,13 @@ const REJECTED_REASON: Partial<Record<Stage, string>> = {
 export function judge(err: unknown, stage: Stage, window?: DecideWindow): Verdict {
   switch (stage) {
     case "read-task":
-      return err instanceof AtbError && err.retryable
-        ? { kind: "requeue", afterMs: TRANSIENT_RECHECK_MS }
-        : { kind: "throw" };
+      if (err instanceof AtbError && err.retryable) return { kind: "requeue", afterMs: TRANSIENT_RECHECK_MS };
+      // The operator's own read refused: its RBAC (fixed by whoever installs it), or an API server
+      // whose RBAC caches are not filled yet right after a restart. Look again rather than wait
+      // for the next sweep.
+      if (err instanceof KubeError && err.status === 403)
+        return { kind: "requeue", afterMs: TRANSIENT_RECHECK_MS, log: "error" };
+      return { kind: "throw" };
     case "reconcile":
       return escaped(err);
     case "decide":

@@ -447,7 +447,12 @@ describe("transient API server failures: retried, recorded, bounded", () => {
 
   test.each([
     { what: "transient (500)", error: k(500), after: { requeueAfterMs: 2_000 } },
-    { what: "reading the task is refused (403)", error: k(403, "Forbidden"), after: "throws" },
+    {
+      what: "refused (403: the operator's RBAC, or an API server just restarted)",
+      error: k(403, "Forbidden"),
+      after: { requeueAfterMs: 2_000 },
+    },
+    { what: "rejected otherwise (400)", error: k(400, "BadRequest"), after: "throws" },
   ])("GIVEN reading the task fails, $what", async ({ error, after }) => {
     const w = world();
     const key = submit(w, "t");
