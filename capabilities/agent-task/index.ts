@@ -31,6 +31,12 @@ export function agentTaskCapability(o: AgentTaskCapabilityOptions): Capability {
       const requester = requesterAnnotation(req.Request.userInfo);
       if (req.Request.operation === "CREATE" && requester && !req.HasAnnotation(ANNOTATION_REQUESTER))
         req.SetAnnotation(ANNOTATION_REQUESTER, requester);
+      // An update that drops the record puts it back as stored: a second `kubectl apply
+      // --server-side` of the same task does not own the annotation (the webhook added it), so it
+      // would remove it. A changed value is not repaired: validation refuses it.
+      const stored = req.OldResource?.metadata?.annotations?.[ANNOTATION_REQUESTER];
+      if (req.Request.operation === "UPDATE" && stored !== undefined && !req.HasAnnotation(ANNOTATION_REQUESTER))
+        req.SetAnnotation(ANNOTATION_REQUESTER, stored);
     })
     .Validate(function validateTask(req: PeprValidateRequest<AgentTask>) {
       const { operation, userInfo } = req.Request;

@@ -191,13 +191,18 @@ describe("the agenttask capability's webhooks", () => {
     expect(answer.statusMessage).toContain(REQUESTER_MESSAGES.userSet);
   });
 
-  test("GIVEN an update THEN the mutating webhook leaves the annotation alone, and a change is refused", async () => {
+  test("GIVEN an update THEN the mutating webhook keeps the annotation (a removal is put back), and a change is refused", async () => {
     const stored = task(A_TEXT);
     const changed = task(requesterAnnotation(ADMIN));
     expect((await mutate("UPDATE", changed, ADMIN, stored)).metadata?.annotations?.[ANNOTATION_REQUESTER]).toBe(
       requesterAnnotation(ADMIN),
     );
-    expect((await mutate("UPDATE", task(), ADMIN, stored)).metadata?.annotations).toBeUndefined();
+    // A removal (a second server-side apply that never owned the annotation) is put back as stored.
+    const restored = await mutate("UPDATE", task(), ADMIN, stored);
+    expect(restored.metadata?.annotations?.[ANNOTATION_REQUESTER]).toBe(A_TEXT);
+    expect(await validate("UPDATE", restored, ADMIN, stored)).toEqual([{ allowed: true }]);
+    // A task stored without a record (created where no webhook ran) does not get one later.
+    expect((await mutate("UPDATE", task(), ADMIN, task())).metadata?.annotations).toBeUndefined();
     const [refused] = await validate("UPDATE", changed, ADMIN, stored);
     expect(refused).toMatchObject({ allowed: false, statusMessage: REQUESTER_MESSAGES.changed });
     expect(await validate("UPDATE", task(A_TEXT), ADMIN, stored)).toEqual([{ allowed: true }]);
