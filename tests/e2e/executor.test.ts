@@ -135,7 +135,7 @@ test("an executor with every grant: the change is made as the executor, and the 
   }
 });
 
-test("an executor bounded to scaling: scale Completes, update-config of a ConfigMap Fails ExecutorForbidden with nothing written", async () => {
+test("an executor bounded to scaling: scale Completes, update-config or a patch of a ConfigMap Fails ExecutorForbidden with nothing written", async () => {
   const s = await run(SCALE, "scale-ok", {
     action: "scale",
     target: { kind: "Deployment", name: "web" },
@@ -154,11 +154,22 @@ test("an executor bounded to scaling: scale Completes, update-config of a Config
   expect(t.status?.message).toContain(`the executor ${executor(SCALE)} may not get configmaps in namespace ${SCALE}`);
   const after = kube.get<Obj>("configmap", "flags", SCALE);
   expect([after.metadata.resourceVersion, after.data]).toEqual([before.metadata.resourceVersion, { mode: "old" }]);
+  // The same for a JSON patch of the ConfigMap (HIGH: two approvers), which the policy would allow.
+  const p = await run(SCALE, "patch-denied", {
+    action: "patch",
+    target: { kind: "ConfigMap", name: "flags" },
+    payload: { patch: [{ op: "replace", path: "/data/mode", value: "patched" }] },
+    approvers: ["alice@example.com", "bob@example.com"],
+  });
+  expect([p.status?.phase, reasonOf(p)]).toEqual(["Failed", "ExecutorForbidden"]);
+  expect(p.status?.message).toContain(`may not get configmaps in namespace ${SCALE}`);
+  expect(kube.get<Obj>("configmap", "flags", SCALE).metadata.resourceVersion).toBe(before.metadata.resourceVersion);
   // The API server refused the executor's read (403): the operator tried nothing else on it.
+  // Each task's read was refused (asked twice: a 403 is asked again once) and nothing else was tried.
   const seen = operatorRequests(SCALE, "configmaps", "flags");
-  expect(seen.map(e => [e.verb, e.responseStatus?.code, e.impersonatedUser?.username])).toEqual([
-    ["get", 403, executor(SCALE)],
-  ]);
+  expect(seen.map(e => [e.verb, e.responseStatus?.code, e.impersonatedUser?.username])).toEqual(
+    Array(4).fill(["get", 403, executor(SCALE)]),
+  );
 });
 
 test("an executor that may read but not change: the dry run is refused, ExecutorForbidden names patch, nothing written", async () => {
@@ -176,8 +187,10 @@ test("an executor that may read but not change: the dry run is refused, Executor
   expect(seen.map(e => [e.verb, e.responseStatus?.code])).toEqual([
     ["get", 200],
     ["patch", 403],
+    ["patch", 403],
   ]);
   expect(seen[1].requestURI).toContain("dryRun=All");
+  expect(seen[2].requestURI).toContain("dryRun=All");
 });
 
 test("a namespace without an executor: ExecutorMissing with the command that creates one, nothing of the target read", async () => {
