@@ -110,10 +110,11 @@ afterAll(() => {
 describe("dist/atb-operator.yaml", () => {
   test("holds the whole install: namespace and CRDs first, Pepr's objects, the metrics Service and ServiceMonitor", () => {
     const kinds = docs.map(d => `${d.kind}/${d.metadata.name}`);
-    expect(kinds.slice(0, 6)).toEqual([
+    expect(kinds.slice(0, 7)).toEqual([
       `Namespace/${NAMESPACE}`,
       "CustomResourceDefinition/peprstores.pepr.dev",
       "CustomResourceDefinition/agenttasks.atb.siemens.com",
+      "CustomResourceDefinition/agenttaskapprovals.atb.siemens.com",
       // the scope policy, its parameters before it (the binding denies without them)
       `ConfigMap/${POLICY_PARAMS.name}`,
       `ValidatingAdmissionPolicy/${POLICY_NAME}`,
@@ -288,7 +289,18 @@ describe("RBAC of the built manifests", () => {
       ["get", "", "pods", "*"],
       ["create", "", "pods/exec", "*"],
       ["patch", "atb.siemens.com", "agenttasks", "*"],
-      ["delete", "atb.siemens.com", "agenttasks", "*"],
+      // The operator reaches no target itself, only as the namespace's executor.
+      ["get", "apps", "deployments", "*"],
+      ["patch", "apps", "deployments", "*"],
+      ["patch", "apps", "statefulsets", "*"],
+      ["get", "", "configmaps", "*"],
+      ["patch", "", "configmaps", "*"],
+      ["get", "", "secrets", "*"],
+      ["patch", "", "services", "*"],
+      ["impersonate", "", "serviceaccounts", "default"],
+      ["impersonate", "", "users", "*"],
+      ["impersonate", "", "groups", "*"],
+      ["get", "", "serviceaccounts", "default"],
       ["update", "atb.siemens.com", "agenttasks/status", "*"],
       ["patch", "", "events", "*"],
       ["create", "apiextensions.k8s.io", "customresourcedefinitions", "*"],
