@@ -43,15 +43,34 @@ type Values = ReturnType<typeof parseArgs<{ options: typeof OPTIONS; allowPositi
 function seconds(name: string, raw: string | undefined, dflt: number): number {
   if (raw === undefined) return dflt;
   const n = Number(raw.replace(/s$/, ""));
-  if (!Number.isInteger(n) || n <= 0) throw new Refused(`--${name} must be a positive number of seconds, got "${raw}"`);
+  if (!Number.isInteger(n) || n <= 0)
+    throw new UsageError(`--${name} must be a positive number of seconds, got "${raw}"`);
   return n;
 }
 
 const out = (line: string) => process.stdout.write(`${line}\n`);
 
+/** Wrong use of the command line (exit code 2). */
+export class UsageError extends Refused {
+  constructor(message: string) {
+    super(`${message}\n\n${USAGE}`);
+    this.name = "UsageError";
+  }
+}
+
+/** What each command needs on its command line, checked before anything is read or asked. */
+function checkArgs(command: string, v: Values, positionals: string[]): void {
+  if (positionals.length > (command === "plan" ? 0 : 1))
+    throw new UsageError(`too many arguments: ${positionals.join(" ")}`);
+  if (command !== "plan" && !positionals[0]) throw new UsageError(`${command} needs the task: <namespace>/<name>`);
+  if (command === "plan" && !v.file) throw new UsageError("-f <task.yaml> is required: the AgentTask to plan");
+  if (command !== "approve") return;
+  if (!v.approver) throw new UsageError("--approver is required: your approver id as the broker knows it");
+  if (!v.key) throw new UsageError("--key is required: the PEM file of your approver private key");
+}
+
 async function approveCommand(kube: CliKube, v: Values, ref: string | undefined): Promise<number> {
   const { namespace, name } = parseTaskRef(ref, v.namespace ?? kube.defaultNamespace);
-  if (!v.approver) throw new Refused("--approver is required: your approver id as the broker knows it");
   const key = readKey(v.key);
   if (!v.yes && !process.stdin.isTTY)
     throw new Refused("no terminal to ask for confirmation on: run it in a terminal, or pass --yes");
@@ -60,16 +79,15 @@ async function approveCommand(kube: CliKube, v: Values, ref: string | undefined)
     .map(r => r.trim())
     .filter(Boolean);
   await approve(
-    { namespace, name, key, approver: v.approver, roles, yes: v.yes, ttlSeconds: seconds("ttl", v.ttl, 900) },
+    { namespace, name, key, approver: v.approver!, roles, yes: v.yes, ttlSeconds: seconds("ttl", v.ttl, 900) },
     { kube, confirm: q => confirm(q), out },
   );
   return 0;
 }
 
 async function planCommand(kube: CliKube, v: Values): Promise<number> {
-  if (!v.file) throw new Refused("-f <task.yaml> is required: the AgentTask to plan");
   const r = await plan(
-    { file: v.file, namespace: v.namespace, timeoutMs: seconds("timeout", v.timeout, 120) * 1000 },
+    { file: v.file!, namespace: v.namespace, timeoutMs: seconds("timeout", v.timeout, 120) * 1000 },
     { kube, out, sleep: ms => new Promise(res => setTimeout(res, ms)), now: () => Date.now() },
   );
   return r.planned ? 0 : 1;
@@ -100,17 +118,16 @@ export async function main(argv: string[]): Promise<number> {
     out(USAGE);
     return command ? 0 : 2;
   }
-  if (!["approve", "plan", "explain"].includes(command)) throw new Refused(`unknown command "${command}"\n\n${USAGE}`);
+  if (!["approve", "plan", "explain"].includes(command)) throw new UsageError(`unknown command "${command}"`);
   let parsed;
   try {
     parsed = parseArgs({ args: rest, options: OPTIONS, allowPositionals: true, strict: true });
   } catch (err) {
-    throw new Refused(`${(err as Error).message}\n\n${USAGE}`);
+    throw new UsageError((err as Error).message);
   }
   const { values: v, positionals } = parsed;
   if (v.help) return (out(USAGE), 0);
-  if (positionals.length > (command === "plan" ? 0 : 1))
-    throw new Refused(`too many arguments: ${positionals.join(" ")}\n\n${USAGE}`);
+  checkArgs(command, v, positionals);
   const kube = await connect(v.kubeconfig).catch((err: unknown) => {
     throw new Refused(kubeMessage(err, `loading the kubeconfig${v.kubeconfig ? ` ${v.kubeconfig}` : ""}`));
   });
