@@ -22,6 +22,9 @@
 // takes --template-hash HASH and, without a revision in its payload, --revision N; an update-config
 // of a Secret, whose values are given by reference, takes --value-digest KEY=sha256:HEX per such key.
 //
+// With --plan it plans the change instead (no token), and with --await-approval NAME it waits while
+// a task is AwaitingApproval (plan.go).
+//
 // Exit codes: 0 Completed; 1 Denied or Failed; 2 anything else (bad arguments, admission rejected
 // the task, API errors, timeout).
 package main
@@ -74,6 +77,9 @@ type options struct {
 	templateHash    string
 	templateHashSet bool
 	valueDigests    valueDigestFlag
+	// --plan and --await-approval NAME (plan.go).
+	plan          bool
+	awaitApproval string
 }
 
 // valueDigestFlag is --value-digest KEY=sha256:<hex>, repeatable: the digest of each Secret value
@@ -134,6 +140,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&o.revision, "revision", 0, "rollback, with --print-change-digest: the revision it restores (default: the payload's)")
 	fs.StringVar(&o.templateHash, "template-hash", "", "rollback, with --print-change-digest: the pod-template-hash of that revision's ReplicaSet or its ControllerRevision's hash (\"none\" if it has none)")
 	fs.Var(&o.valueDigests, "value-digest", "update-config of a Secret, with --print-change-digest: KEY=sha256:<hex> for each data key given by reference, the SHA-256 of the source Secret's value (repeat for several keys)")
+	fs.BoolVar(&o.plan, "plan", false, "create a Plan task instead (no token needed, nothing written) and print its plan: the change digest a token must carry, the risk tier, the approvals needed and a diff")
+	fs.StringVar(&o.awaitApproval, "await-approval", "", "wait while the task `NAME` (in --namespace) is AwaitingApproval and print the phase it moves on to")
 	if err := fs.Parse(args); err != nil {
 		return exitError
 	}
@@ -146,6 +154,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return fail("%v", err)
 		}
 		return exitCompleted
+	}
+	if o.plan || o.awaitApproval != "" {
+		return runPlanOrAwait(o, stdout, red, fail)
 	}
 	if token == "" {
 		return fail("ATB_POA_TOKEN is not set: export the agent's PoA token in the environment")
@@ -161,9 +172,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if o.namespace == "" {
 		o.namespace = targetNS
 	}
-	var payload map[string]any
-	if err := json.Unmarshal([]byte(o.payload), &payload); err != nil || payload == nil {
-		return fail("--payload must be a JSON object: %v", err)
+	payload, err := parsePayload(o.payload)
+	if err != nil {
+		return fail("%v", err)
 	}
 
 	loading := clientcmd.NewDefaultClientConfigLoadingRules()
@@ -246,20 +257,33 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 
 	u := ev.Object.(*unstructured.Unstructured)
-	phase, _, _ := unstructured.NestedString(u.Object, "status", "phase")
+	printResult(stdout, u, red)
+	if phaseOf(u) == "Completed" {
+		return exitCompleted
+	}
+	return exitRejected
+}
+
+// parsePayload is --payload: a JSON object.
+func parsePayload(text string) (map[string]any, error) {
+	var payload map[string]any
+	if err := json.Unmarshal([]byte(text), &payload); err != nil || payload == nil {
+		return nil, fmt.Errorf("--payload must be a JSON object: %v", err)
+	}
+	return payload, nil
+}
+
+// printResult prints a task's phase, risk tier, reason, message and request id (the token redacted).
+func printResult(stdout io.Writer, u *unstructured.Unstructured, red redactor) {
 	tier, _, _ := unstructured.NestedString(u.Object, "status", "atbResult", "riskTier")
 	reason, _, _ := unstructured.NestedString(u.Object, "status", "atbResult", "reason")
 	requestID, _, _ := unstructured.NestedString(u.Object, "status", "atbResult", "requestId")
 	message, _, _ := unstructured.NestedString(u.Object, "status", "message")
-	fmt.Fprintf(stdout, "phase: %s\n", phase)
+	fmt.Fprintf(stdout, "phase: %s\n", phaseOf(u))
 	fmt.Fprintf(stdout, "riskTier: %s\n", orDash(tier))
 	fmt.Fprintf(stdout, "reason: %s\n", orDash(red.clean(reason)))
 	fmt.Fprintf(stdout, "message: %s\n", orDash(red.clean(message)))
 	fmt.Fprintf(stdout, "requestId: %s\n", orDash(requestID))
-	if phase == "Completed" {
-		return exitCompleted
-	}
-	return exitRejected
 }
 
 // generateName is the metadata.generateName prefix for a task: "<action>-<target>-", shortened to

@@ -34,6 +34,16 @@ without a revision in its payload, --revision. An update-config of a Secret give
 reference ({"valueFrom": {"secretKeyRef": {"name": ..., "key": ...}}}); its digest takes
 --value-digest KEY=sha256:<hex> for each such key (the SHA-256 of the source Secret's value).
 
+Plan a change before asking for a token (a Plan task: no token, nothing written; prints the change
+digest the token must carry, the risk tier, the approvals needed and a diff; exit 0 when Planned):
+
+    python3 submit_task.py --plan --agent-id ... --action scale --target Deployment/production/web-frontend \
+        --payload '{"replicas": 5}'
+
+Wait while a task is AwaitingApproval and print the phase it moves on to (exit 0 Executing or
+Completed, 1 Denied or Failed, 2 on timeout): python3 submit_task.py --await-approval NAME --namespace NS.
+The functions plan() and await_approval() do the same for a program that imports this module.
+
 Kubernetes configuration: --kubeconfig, else $KUBECONFIG or ~/.kube/config, else the in-cluster
 service account (when running in a pod).
 
@@ -48,7 +58,7 @@ import json
 import os
 import sys
 import time
-from typing import Any, Dict, Optional
+from typing import Any, Callable, Dict, Optional, Tuple
 
 from kubernetes import client, config, watch
 from kubernetes.client.rest import ApiException
@@ -119,8 +129,20 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--namespace", default=None, help="namespace of the AgentTask (default: the target's namespace)")
     p.add_argument("--name", default=None, help="name of the AgentTask (default: generated from action and target)")
     p.add_argument("--agent-id", default=os.environ.get("ATB_AGENT_ID"), help="the agent's SPIFFE ID (default: $ATB_AGENT_ID)")
-    p.add_argument("--action", required=True, help="scale, restart, update-config, deploy, rollback or patch")
-    p.add_argument("--target", required=True, help="KIND/NAMESPACE/NAME, e.g. Deployment/production/web-frontend")
+    p.add_argument("--action", default=None, help="scale, restart, update-config, deploy, rollback or patch")
+    p.add_argument("--target", default=None, help="KIND/NAMESPACE/NAME, e.g. Deployment/production/web-frontend")
+    p.add_argument(
+        "--plan",
+        action="store_true",
+        help="create a Plan task instead (no token needed, nothing written) and print its plan: the change digest "
+        "a token must carry, the risk tier, the approvals needed and a diff",
+    )
+    p.add_argument(
+        "--await-approval",
+        default=None,
+        metavar="NAME",
+        help="wait while the task NAME (in --namespace) is AwaitingApproval and print the phase it moves on to",
+    )
     p.add_argument("--payload", default="{}", help="the action's payload as a JSON object, e.g. '{\"replicas\": 5}'")
     p.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for a terminal phase (default 300)")
     p.add_argument(
@@ -141,7 +163,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         metavar="KEY=sha256:HEX",
         help="with --print-change-digest, " + VALUE_DIGEST_HELP,
     )
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if not args.await_approval and (not args.action or not args.target):
+        p.error("--action and --target are required")
+    return args
 
 
 def print_change_digest(args: argparse.Namespace) -> int:
@@ -205,18 +230,39 @@ def phase_of(obj: Dict[str, Any]) -> str:
 
 def wait_for_terminal(api: client.CustomObjectsApi, namespace: str, name: str, created: Dict[str, Any], timeout: float) -> Dict[str, Any]:
     """Watches the task until its phase is terminal; re-lists after a closed or expired watch."""
+    obj, timed_out = wait_for(api, namespace, name, created, timeout, lambda o: phase_of(o) in TERMINAL_PHASES)
+    if timed_out:
+        raise SubmitError(
+            f"timed out after {timeout:g}s waiting for AgentTask {namespace}/{name} to finish "
+            f"(last phase: {phase_of(obj) or '(none yet)'})"
+        )
+    return obj
+
+
+def wait_for(
+    api: client.CustomObjectsApi,
+    namespace: str,
+    name: str,
+    created: Optional[Dict[str, Any]],
+    timeout: float,
+    done: Callable[[Dict[str, Any]], bool],
+) -> Tuple[Dict[str, Any], bool]:
+    """Watches the task until done(task) holds; returns (task, False), or (last task seen, True) after
+    timeout seconds. Re-lists after a closed or expired watch; raises SubmitError when it is deleted."""
     deadline = time.monotonic() + timeout
+    if created is None:
+        try:
+            created = api.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+        except ApiException as e:
+            raise SubmitError(f"reading AgentTask {namespace}/{name}: {api_message(e)}") from None
     obj = created
     rv = created["metadata"]["resourceVersion"]
-    last_phase = phase_of(obj) or "(none yet)"
     while True:
-        if phase_of(obj) in TERMINAL_PHASES:
-            return obj
+        if done(obj):
+            return obj, False
         remaining = deadline - time.monotonic()
         if remaining < 1:
-            raise SubmitError(
-                f"timed out after {timeout:g}s waiting for AgentTask {namespace}/{name} to finish (last phase: {last_phase})"
-            )
+            return obj, True
         w = watch.Watch()
         try:
             for event in w.stream(
@@ -238,11 +284,9 @@ def wait_for_terminal(api: client.CustomObjectsApi, namespace: str, name: str, c
                 if kind == "DELETED":
                     raise SubmitError(f"AgentTask {namespace}/{name} was deleted before it finished")
                 obj = item
-                if phase_of(obj):
-                    last_phase = phase_of(obj)
-                if phase_of(obj) in TERMINAL_PHASES:
+                if done(obj):
                     w.stop()
-                    return obj
+                    return obj, False
         except ApiException as e:
             if e.status != 410:  # 410 Gone: the resource version expired; re-read below
                 raise
@@ -254,10 +298,103 @@ def wait_for_terminal(api: client.CustomObjectsApi, namespace: str, name: str, c
             time.sleep(1)
         finally:
             w.stop()
-        obj = api.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+        try:
+            obj = api.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+        except ApiException as e:
+            if e.status == 404:
+                raise SubmitError(f"AgentTask {namespace}/{name} was deleted before it finished") from None
+            raise
         rv = obj["metadata"]["resourceVersion"]
-        if phase_of(obj):
-            last_phase = phase_of(obj)
+
+
+UNDECIDED_PHASES = ("", "Pending", "Processing", "AwaitingApproval")
+
+
+def plan(
+    api: client.CustomObjectsApi,
+    agent_id: str,
+    action: str,
+    target: Tuple[str, str, str],
+    payload: Dict[str, Any],
+    timeout: float,
+    name: Optional[str] = None,
+) -> Dict[str, Any]:
+    """Creates a Plan task (spec.mode Plan: no token, nothing written) for the change and returns its
+    status.plan once it is Planned: changeSha256 (the token's con.change_sha256), riskTier,
+    approvalsRequired {count, roles?, sentence}, diff, diffTruncated. The task is created in the
+    target's namespace. Raises SubmitError when it ends otherwise (e.g. Failed PlanNotAllowed: the
+    caller may not read the target), is refused at admission, or the time is up."""
+    kind, namespace, target_name = target
+    metadata: Dict[str, Any] = {"namespace": namespace}
+    if name:
+        metadata["name"] = name
+    else:
+        metadata["generateName"] = generate_name(f"plan-{action}", target_name)
+    body = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "AgentTask",
+        "metadata": metadata,
+        "spec": {
+            "agentId": agent_id,
+            "mode": "Plan",
+            "action": action,
+            "target": {"kind": kind, "name": target_name, "namespace": namespace},
+            "payload": payload,
+        },
+    }
+    try:
+        created = api.create_namespaced_custom_object(
+            group=GROUP, version=VERSION, namespace=namespace, plural=PLURAL, body=body, field_manager="atb-plan"
+        )
+    except ApiException as e:
+        raise SubmitError(f"the API server rejected the Plan task in namespace {namespace}: {api_message(e)}") from None
+    task_name = created["metadata"]["name"]
+    obj, timed_out = wait_for(
+        api, namespace, task_name, created, timeout, lambda o: phase_of(o) in TERMINAL_PHASES + ("Planned",)
+    )
+    status = obj.get("status") or {}
+    if timed_out:
+        raise SubmitError(
+            f"timed out after {timeout:g}s waiting for the plan of AgentTask {namespace}/{task_name} "
+            f"(last phase: {phase_of(obj) or '(none yet)'})"
+        )
+    if phase_of(obj) != "Planned" or not status.get("plan"):
+        reasons = [c.get("reason") for c in status.get("conditions") or [] if c.get("status") == "False"]
+        raise SubmitError(
+            f"AgentTask {namespace}/{task_name} ended {phase_of(obj)} without a plan "
+            f"({(reasons or ['-'])[0]}): {status.get('message') or '-'}"
+        )
+    return obj
+
+
+def await_approval(api: client.CustomObjectsApi, namespace: str, name: str, timeout: float) -> Tuple[Dict[str, Any], bool]:
+    """Waits while the task is AwaitingApproval (or not yet decided: no phase, Pending, Processing).
+    Returns (task, False) once it has moved on (Executing or a terminal phase), or (task, True) when
+    timeout seconds passed first."""
+    return wait_for(api, namespace, name, None, timeout, lambda o: phase_of(o) not in UNDECIDED_PHASES)
+
+
+def print_plan(obj: Dict[str, Any]) -> None:
+    p = (obj.get("status") or {}).get("plan") or {}
+    approvals = p.get("approvalsRequired") or {}
+    print(f"phase: {phase_of(obj)}")
+    print(f"changeSha256: {p.get('changeSha256') or '-'}")
+    print(f"riskTier: {p.get('riskTier') or '-'}")
+    roles = ", ".join(approvals.get("roles") or [])
+    print(f"approvalsRequired: {approvals.get('count', 0)}{f' ({roles})' if roles else ''}: {approvals.get('sentence') or '-'}")
+    print(f"diffTruncated: {str(bool(p.get('diffTruncated'))).lower()}")
+    print("diff:")
+    print(p.get("diff") or "")
+
+
+def print_result(obj: Dict[str, Any], token: str) -> None:
+    status = obj.get("status") or {}
+    atb = status.get("atbResult") or {}
+    print(f"phase: {status.get('phase')}")
+    print(f"riskTier: {atb.get('riskTier') or '-'}")
+    print(f"reason: {redact(str(atb.get('reason') or '-'), token)}")
+    print(f"message: {redact(str(status.get('message') or '-'), token)}")
+    print(f"requestId: {atb.get('requestId') or '-'}")
 
 
 def main(argv: list[str]) -> int:
@@ -268,6 +405,8 @@ def main(argv: list[str]) -> int:
         return int(e.code or 0)
     if args.print_change_digest:
         return print_change_digest(args)
+    if args.plan or args.await_approval:
+        return plan_or_await(args, token)
     try:
         if not token:
             raise SubmitError("ATB_POA_TOKEN is not set: export the agent's PoA token in the environment")
@@ -295,15 +434,47 @@ def main(argv: list[str]) -> int:
         print(f"error: {redact(f'{type(e).__name__}: {e}', token)}", file=sys.stderr)
         return EXIT_ERROR
 
-    status = done.get("status") or {}
-    atb = status.get("atbResult") or {}
-    phase = status.get("phase")
-    print(f"phase: {phase}")
-    print(f"riskTier: {atb.get('riskTier') or '-'}")
-    print(f"reason: {redact(str(atb.get('reason') or '-'), token)}")
-    print(f"message: {redact(str(status.get('message') or '-'), token)}")
-    print(f"requestId: {atb.get('requestId') or '-'}")
-    return EXIT_COMPLETED if phase == "Completed" else EXIT_REJECTED
+    print_result(done, token)
+    return EXIT_COMPLETED if phase_of(done) == "Completed" else EXIT_REJECTED
+
+
+def plan_or_await(args: argparse.Namespace, token: str) -> int:
+    """--plan (no token needed) and --await-approval NAME."""
+    try:
+        if args.plan:
+            if not args.agent_id or not args.action or not args.target:
+                raise SubmitError("--plan needs --agent-id (or $ATB_AGENT_ID), --action and --target")
+            parts = args.target.split("/")
+            if len(parts) != 3 or not all(parts):
+                raise SubmitError(f"--target must be KIND/NAMESPACE/NAME, got {args.target!r}")
+            try:
+                payload = json.loads(args.payload)
+            except ValueError as e:
+                raise SubmitError(f"--payload is not valid JSON: {e}") from None
+            if not isinstance(payload, dict):
+                raise SubmitError("--payload must be a JSON object")
+            api = client.CustomObjectsApi(load_api_client(args.kubeconfig))
+            obj = plan(api, args.agent_id, args.action, (parts[0], parts[1], parts[2]), payload, args.timeout, args.name)
+            print(f"agenttask {obj['metadata']['namespace']}/{obj['metadata']['name']} planned")
+            print_plan(obj)
+            return EXIT_COMPLETED
+        if not args.namespace:
+            raise SubmitError("--await-approval needs --namespace (the task's namespace)")
+        api = client.CustomObjectsApi(load_api_client(args.kubeconfig))
+        obj, timed_out = await_approval(api, args.namespace, args.await_approval, args.timeout)
+        if timed_out:
+            raise SubmitError(
+                f"timed out after {args.timeout:g}s: AgentTask {args.namespace}/{args.await_approval} is still "
+                f"{phase_of(obj) or '(no phase yet)'}"
+            )
+    except SubmitError as e:
+        print(f"error: {redact(str(e), token)}", file=sys.stderr)
+        return EXIT_ERROR
+    except Exception as e:  # configuration, connection and API errors
+        print(f"error: {redact(f'{type(e).__name__}: {e}', token)}", file=sys.stderr)
+        return EXIT_ERROR
+    print_result(obj, token)
+    return EXIT_REJECTED if phase_of(obj) in ("Denied", "Failed") else EXIT_COMPLETED
 
 
 if __name__ == "__main__":
