@@ -1,6 +1,8 @@
 // The atb command line: GIVEN wrong use WHEN main runs THEN it is refused as a usage error (exit
 // code 2) naming the option or argument, before any kubeconfig is read or anything is asked.
+import { PassThrough } from "node:stream";
 import { main, UsageError } from "../../clients/cli/main";
+import { confirm, isYes } from "../../clients/cli/prompt";
 import { parseTaskRef } from "../../clients/cli/task";
 
 describe("atb command line", () => {
@@ -41,5 +43,24 @@ describe("atb command line", () => {
 
   test.each([["t1"], ["a/b/c"], ["/t1"], ["prod/"]])("parseTaskRef(%s) without a namespace is refused", ref => {
     expect(() => parseTaskRef(ref)).toThrow(/must be <namespace>\/<name>/);
+  });
+});
+
+describe("the confirmation question", () => {
+  test.each([
+    ["y", true],
+    ["Y", true],
+    [" yes ", true],
+    ["", false],
+    ["n", false],
+    ["yep", false],
+    ["no", false],
+  ])("answer %j is yes: %s", (answer, yes) => {
+    expect(isYes(answer)).toBe(yes);
+  });
+
+  test("without a terminal nobody is asked and the answer is no", async () => {
+    const input = Object.assign(new PassThrough(), { isTTY: false }) as unknown as NodeJS.ReadStream;
+    await expect(confirm("Approve? [y/N] ", input)).resolves.toBe(false);
   });
 });
