@@ -19,8 +19,8 @@ export interface AuditRecord {
   risk_tier: string | null;
   policy_revision: string;
   evaluate_ms: number;
-  /** Set on the token preflight's line (POST /api/v1/verify); absent on decisions. */
-  phase?: "preflight";
+  /** Set on the token preflight's line (POST /api/v1/verify) and a plan's (POST /api/v1/plan); absent on decisions. */
+  phase?: "preflight" | "plan";
 }
 
 export interface AuditSink {

@@ -1,6 +1,6 @@
 // The reference ATB broker: an HTTPS server that requires a client certificate from its CA
 // (refused at the TLS layer otherwise) and serves POST /api/v1/decide, POST /api/v1/verify (the
-// token preflight), GET /healthz and
+// token preflight), POST /api/v1/plan (a Plan task's tier and approvals, no token), GET /healthz and
 // GET /metrics on loopback by default. startBroker() owns its OPA child process and stops it.
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
@@ -14,6 +14,7 @@ import { createLogger, type Logger } from "../capabilities/lib/logger";
 import { messageOf } from "../capabilities/lib/errors";
 import { createAuditSink } from "./audit";
 import { handleVerify } from "./preflight";
+import { handlePlan } from "./plan";
 import { handleDecide, type DecideDeps, type Reply } from "./decide";
 import { JtiCache } from "./jti-cache";
 import { createBrokerMetrics } from "./metrics";
@@ -148,6 +149,7 @@ function router(deps: DecideDeps, registry: Registry) {
     const requestId = acceptableRequestId(req.headers["x-request-id"]) ?? randomUUID();
     if (path === "/api/v1/decide") return serveDecide(req, res, deps, requestId);
     if (path === "/api/v1/verify") return serveDecide(req, res, deps, requestId, handleVerify);
+    if (path === "/api/v1/plan") return serveDecide(req, res, deps, requestId, handlePlan);
     if (path === "/healthz" && req.method === "GET") {
       const ok = deps.opa.healthy();
       return send(res, {

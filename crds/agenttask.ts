@@ -27,9 +27,23 @@ export const TARGET_KINDS = [
 ] as const;
 export type TargetKind = (typeof TARGET_KINDS)[number];
 
-export const PHASES = ["Pending", "Processing", "Executing", "Completed", "Denied", "Failed"] as const;
+export const PHASES = [
+  "Pending",
+  "Processing",
+  "Executing",
+  "AwaitingApproval",
+  "Completed",
+  "Denied",
+  "Failed",
+  "Planned",
+] as const;
 export type Phase = (typeof PHASES)[number];
-export const TERMINAL_PHASES: readonly Phase[] = ["Completed", "Denied", "Failed"];
+/** Planned ends a Plan task (spec.mode Plan); AwaitingApproval is not terminal. */
+export const TERMINAL_PHASES: readonly Phase[] = ["Completed", "Denied", "Failed", "Planned"];
+
+/** spec.mode: Apply (default) makes the change; Plan only shows it (status.plan) and writes nothing. */
+export const MODES = ["Apply", "Plan"] as const;
+export type Mode = (typeof MODES)[number];
 
 export const RISK_TIERS = ["LOW", "MEDIUM", "HIGH", "CRITICAL"] as const;
 export type RiskTier = (typeof RISK_TIERS)[number];
@@ -58,6 +72,9 @@ export interface AgentTaskTarget {
 
 export interface AgentTaskSpec {
   agentId: string;
+  /** Apply when absent (the CRD's default). */
+  mode?: Mode;
+  /** Required unless mode is Plan (a Plan task's token is ignored, never sent anywhere). */
   poaToken: string;
   /** Approver attestations (compact JWS) the broker verifies next to the token; never shown. */
   attestations?: string[];
@@ -82,6 +99,17 @@ export interface AtbResult {
   policyRevision?: string;
 }
 
+/** status.plan of a Plan task: what a PoA for this change must carry and what it would change. */
+export interface TaskPlan {
+  /** `sha256:<hex>`: the canonical change's digest (capabilities/change.ts taskChangeDigest). */
+  changeSha256: string;
+  riskTier: RiskTier;
+  approvalsRequired: { count: number; roles?: string[]; sentence: string };
+  /** Unified diff of the target before/after as YAML; Secret data redacted; at most 16 KiB. */
+  diff: string;
+  diffTruncated: boolean;
+}
+
 export interface Condition {
   type: ConditionType;
   status: "True" | "False" | "Unknown";
@@ -103,6 +131,8 @@ export interface AgentTaskStatus {
   atbResult?: AtbResult;
   /** The Kubernetes identity that wrote the change: system:serviceaccount:<ns>:<executor>. */
   executedAs?: string;
+  /** Plan tasks (spec.mode Plan) in phase Planned. */
+  plan?: TaskPlan;
   conditions?: Condition[];
 }
 

@@ -52,8 +52,15 @@ function identityErrors(spec: AgentTaskSpec): string[] {
   if (typeof spec.agentId !== "string" || !SPIFFE.test(spec.agentId)) {
     errors.push("spec.agentId: must be a SPIFFE ID with a path (spiffe://<trust-domain>/<path>)");
   }
-  if (typeof spec.poaToken !== "string" || !JWS.test(spec.poaToken)) {
-    errors.push("spec.poaToken: must be a compact JWS (three base64url segments separated by dots)");
+  const mode = spec.mode as unknown;
+  if (mode !== undefined && mode !== "Apply" && mode !== "Plan") {
+    errors.push(`spec.mode: "${show(mode)}" is not a mode (Apply or Plan)`);
+  }
+  // A Plan task needs no token; one given is ignored (never checked, sent or shown).
+  if (mode !== "Plan" && (typeof spec.poaToken !== "string" || !JWS.test(spec.poaToken))) {
+    errors.push(
+      "spec.poaToken: must be a compact JWS (three base64url segments separated by dots); it is required unless spec.mode is Plan",
+    );
   }
   errors.push(...attestationErrors(spec.attestations));
   return errors;

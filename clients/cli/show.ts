@@ -19,10 +19,10 @@ export function approvalsNeeded(a: { count?: number; roles?: string[]; sentence?
 }
 
 export function describeApprovals(a: TaskApprovalsView | undefined): string[] {
-  if (!a) return ["Approvals:   none recorded on the task"];
-  const out = [`Approvals:   ${a.sentence ?? approvalsNeeded(a.required)}`];
-  out.push(`  counted:   ${a.counted?.length ? a.counted.join(", ") : "none yet"}`);
-  for (const i of a.ignored ?? []) out.push(`  ignored:   ${i.id ?? "(unknown)"}: ${i.why}`);
+  if (!a) return ["Approvals:  none recorded on the task"];
+  const out = [`Approvals:  ${a.sentence ?? approvalsNeeded(a.required)}`];
+  out.push(`  counted:  ${a.counted?.length ? a.counted.join(", ") : "none yet"}`);
+  for (const i of a.ignored ?? []) out.push(`  ignored:  ${i.id ?? "(unknown)"}: ${i.why}`);
   return out;
 }
 

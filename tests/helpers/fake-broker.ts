@@ -7,6 +7,8 @@ import type {
   DecideOptions,
   DecideRequest,
   Decision,
+  PlanAnswer,
+  PlanRequest,
   RiskTier,
   VerifyRequest,
 } from "../../capabilities/lib/broker/client";
@@ -51,6 +53,26 @@ export function brokerError(kind: ErrorKind, cause?: AtbError): AtbError {
   return new AtbError(kind, `simulated ${kind}`, cause ? { cause } : undefined);
 }
 
+/** A plan answer: the tier and the approvals the policy would need (by default what approvals.rego asks of the tier). */
+export function planned(riskTier: RiskTier = "LOW", approvals?: PlanAnswer["approvalsRequired"]): PlanAnswer {
+  counter++;
+  const count = { LOW: 0, MEDIUM: 1, HIGH: 2, CRITICAL: 2 }[riskTier];
+  return {
+    riskTier,
+    approvalsRequired: approvals ?? (riskTier === "CRITICAL" ? { count, roles: ["executive"] } : { count }),
+    reason: "plan_only",
+    requestId: `req-${counter}`,
+  };
+}
+
+/** One plan call (a Plan task's question, no token). */
+export interface PlanCall {
+  n: number;
+  request: PlanRequest;
+  outcome: string;
+  stamp: number;
+}
+
 /** One preflight (token check) call. */
 export interface PreflightCall {
   n: number;
@@ -63,6 +85,9 @@ export class FakeBroker implements BrokerClient {
   /** decide() calls only; the preflights are in `preflights`. */
   readonly calls: BrokerCall[] = [];
   readonly preflights: PreflightCall[] = [];
+  readonly plans: PlanCall[] = [];
+  /** Answers every plan call (default: LOW, no approvals). */
+  planDefault: (req: PlanRequest) => PlanAnswer | AtbError = () => planned();
   private readonly preflightScript: (Decision | AtbError)[] = [];
   /** Answers every preflight the script does not cover (default: the token is good). */
   preflightDefault: (req: VerifyRequest) => Decision | AtbError = () => allow("LOW", "token verified");
@@ -114,6 +139,15 @@ export class FakeBroker implements BrokerClient {
       outcome,
       stamp: this.stamp(),
     });
+    if (result instanceof AtbError) throw result;
+    return { ...result };
+  }
+
+  async plan(request: PlanRequest, _options: DecideOptions): Promise<PlanAnswer> {
+    await Promise.resolve();
+    const result = this.planDefault(request);
+    const outcome = result instanceof AtbError ? result.code : "plan";
+    this.plans.push({ n: this.plans.length + 1, request: structuredClone(request), outcome, stamp: this.stamp() });
     if (result instanceof AtbError) throw result;
     return { ...result };
   }

@@ -366,7 +366,18 @@ export class FakeKube implements OperatorKube {
     throw err;
   }
 
+  /**
+   * The authorizer a SubjectAccessReview asks (POST /apis/authorization.k8s.io/v1/subjectaccessreviews):
+   * given the review's spec, whether it is allowed. Default: everything is (the fake has no RBAC).
+   */
+  accessReview: (spec: Doc) => boolean = () => true;
+
   private serve(r: RequestInfo): unknown {
+    // A review is answered, never stored (as the API server does).
+    if (r.method === "POST" && r.path === "/apis/authorization.k8s.io/v1/subjectaccessreviews") {
+      const spec = isRecord(r.body) && isRecord(r.body.spec) ? r.body.spec : {};
+      return { ...(r.body as Doc), status: { allowed: this.accessReview(spec) } };
+    }
     const p = parsePath(r.path);
     switch (r.method) {
       case "GET":

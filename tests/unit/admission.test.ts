@@ -47,6 +47,19 @@ test.each([
   expect(errors[0]).toMatch(message);
 });
 
+test("spec.mode: a Plan task needs no token (one given is not checked); an Apply task does; other modes are refused", () => {
+  expect(commonErrors(task({ mode: "Plan", poaToken: undefined }), actions, config)).toEqual([]);
+  expect(commonErrors(task({ mode: "Plan", poaToken: "not-a-jws" }), actions, config)).toEqual([]);
+  expect(commonErrors(task({ mode: "Apply" }), actions, config)).toEqual([]);
+  for (const mode of ["Apply", undefined])
+    expect(commonErrors(task({ mode, poaToken: undefined }), actions, config)).toEqual([
+      "spec.poaToken: must be a compact JWS (three base64url segments separated by dots); it is required unless spec.mode is Plan",
+    ]);
+  expect(commonErrors(task({ mode: "DryRun" }), actions, config)).toEqual([
+    'spec.mode: "DryRun" is not a mode (Apply or Plan)',
+  ]);
+});
+
 test("a valid task passes; cross-namespace is allowed only when configured", () => {
   expect(commonErrors(task({}), actions, config)).toEqual([]);
   expect(commonErrors(task({ attestations: [TOKEN, TOKEN] }), actions, config)).toEqual([]);

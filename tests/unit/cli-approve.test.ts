@@ -114,7 +114,7 @@ describe("atb approve", () => {
     const text = w.lines.join("\n");
     expect(text).toContain("replicas: 7");
     expect(text).toContain("2 approvers must approve (HIGH)");
-    expect(text).toContain("counted:   bob");
+    expect(text).toContain("counted:  bob");
     const posts = approvalsOf(w.fake);
     expect(posts).toHaveLength(1);
     const created = w.fake.read(`${approvalsPath(NS)}/${r.approval}`) as unknown as {

@@ -130,6 +130,8 @@ function codeNeeds(): Grant[] {
     ...cluster("", "events", ["create"]),
     // the executor check reads the ServiceAccount, and every target request impersonates it
     ...cluster("", "serviceaccounts", ["get", "impersonate"], "atb-executor"),
+    // a Plan task's creator may get the target? (SubjectAccessReview, before the target is read)
+    ...cluster("authorization.k8s.io", "subjectaccessreviews", ["create"]),
   ];
   // Pepr's Reconcile binding: kfc's Watch lists, then watches.
   for (const b of bindings.filter(x => x.isWatch))
@@ -197,7 +199,7 @@ describe("package.json RBAC", () => {
       .split("\n")
       .filter(l => l.startsWith("|"))
       .slice(2);
-    expect(rows.length).toBe(6);
+    expect(rows.length).toBe(7);
     for (const r of rows) {
       const cells = r
         .split("|")
@@ -267,7 +269,7 @@ describe("the code's API calls (tripwire for new verbs)", () => {
   }
   const files = sources(join(root, "capabilities")).filter(f => !f.endsWith(join("lib", "kube", "client.ts")));
 
-  test("no PUT anywhere; the only DELETE is the TTL's (runtime/ttl.ts), the only POSTs the Event in status/writer.ts and deploy's create", () => {
+  test("no PUT anywhere; the only DELETE is the TTL's (runtime/ttl.ts), the only POSTs the Event in status/writer.ts, deploy's create and the SubjectAccessReview", () => {
     const hits: string[] = [];
     for (const f of files) {
       const text = readFileSync(f, "utf8");
@@ -280,11 +282,15 @@ describe("the code's API calls (tripwire for new verbs)", () => {
     expect(hits.sort()).toEqual([
       "capabilities/deploy/plan.ts POST",
       "capabilities/lib/broker/transport.ts POST",
+      "capabilities/lib/pipeline/access-review.ts POST",
       "capabilities/lib/runtime/ttl.ts DELETE",
       "capabilities/lib/status/writer.ts POST",
     ]);
     const sw = readFileSync(join(root, "capabilities", "lib", "status", "writer.ts"), "utf8");
     expect(sw).toMatch(/method: "POST", path: resourcePath\("Event", namespace\)/);
+    const sar = readFileSync(join(root, "capabilities", "lib", "pipeline", "access-review.ts"), "utf8");
+    expect(sar).toMatch(/method: "POST", path: SAR_PATH/);
+    expect(sar).toContain('SAR_PATH = "/apis/authorization.k8s.io/v1/subjectaccessreviews"');
     const ttl = readFileSync(join(root, "capabilities", "lib", "runtime", "ttl.ts"), "utf8");
     expect(ttl).toMatch(/method: "DELETE",\s+path: resourcePath\("AgentTask", t\.namespace, t\.name\)/);
   });

@@ -134,7 +134,16 @@ describe("start(): the first sweep", () => {
     const values = Object.fromEntries(
       (await rt.metrics.tasksByPhase.get()).values.map(v => [String(v.labels.phase), v.value]),
     );
-    expect(values).toEqual({ Pending: 1, Processing: 0, Executing: 0, Completed: 2, Denied: 1, Failed: 1 });
+    expect(values).toEqual({
+      Pending: 1,
+      Processing: 0,
+      Executing: 0,
+      AwaitingApproval: 0,
+      Completed: 2,
+      Denied: 1,
+      Failed: 1,
+      Planned: 0,
+    });
     expect((await rt.metrics.sweeps.get()).values).toEqual([
       expect.objectContaining({ labels: { result: "ok" }, value: 1 }),
     ]);

@@ -7,12 +7,15 @@ import { AtbError } from "../errors";
 import type { Requester } from "../requester";
 import { validateBrokerClientConfig, type BrokerClientConfig } from "./config";
 import { createTransport, type BrokerTransport } from "./transport";
-import { interpretResponse, type AttemptResult, type Decision } from "./response";
-import { withRetry, systemClock, type RetryClock } from "./retry";
+import { interpretResponse, type Decision, type RawAnswer } from "./response";
+import { withRetry, systemClock, type AttemptOf, type RetryClock } from "./retry";
+import { interpretPlanResponse, PLAN_PATH, planBody, type PlanAnswer, type PlanRequest } from "./plan";
 
 export type { Decision, RiskTier } from "./response";
 export type { BrokerClientConfig } from "./config";
 export { validateBrokerClientConfig, BROKER_CLIENT_DEFAULTS } from "./config";
+export type { PlanAnswer, PlanRequest, ApprovalsRequired } from "./plan";
+export { PLAN_PATH } from "./plan";
 
 export const DECIDE_PATH = "/api/v1/decide";
 /** The token check before anything is read from the target (docs/authorization.md, "Preflight"). */
@@ -62,6 +65,8 @@ export interface DecideOptions {
 export interface BrokerClient {
   decide(request: DecideRequest, options: DecideOptions): Promise<Decision>;
   verify(request: VerifyRequest, options: DecideOptions): Promise<Decision>;
+  /** A Plan task's question (no token): the tier and approvals the policy would need; never an allow. */
+  plan(request: PlanRequest, options: DecideOptions): Promise<PlanAnswer>;
   close(): Promise<void>;
 }
 
@@ -112,6 +117,11 @@ function bodyOf(request: DecideRequest | VerifyRequest): string {
   });
 }
 
+const decision = (request: DecideRequest | VerifyRequest) => ({
+  body: bodyOf(request),
+  interpret: interpretResponse,
+});
+
 /** Creates the client: one keep-alive pool per client; call close() on shutdown. */
 export function createBrokerClient(
   config: BrokerClientConfig,
@@ -129,18 +139,23 @@ export function createBrokerClient(
   });
   if (cfg.insecure) warnInsecure(log, "client created");
 
-  async function call(path: string, request: DecideRequest | VerifyRequest, options: DecideOptions): Promise<Decision> {
+  async function call<T extends Decision | PlanAnswer>(
+    path: string,
+    request: DecideRequest | VerifyRequest | PlanRequest,
+    options: DecideOptions,
+    how: { body: string; interpret: (answer: RawAnswer, requestId: string, nowMs: number) => AttemptOf<T> },
+  ): Promise<T> {
     if (cfg.insecure) warnInsecure(log, "decision requested");
     const base = safeRequestIdBase(options.requestIdBase);
-    const body = bodyOf(request);
-    const attempt = async (n: number, timeoutMs: number): Promise<AttemptResult> => {
+    const body = how.body;
+    const attempt = async (n: number, timeoutMs: number): Promise<AttemptOf<T>> => {
       const requestId = `${base}-a${n}`;
       // winston runs the whole format chain (redaction, JSON) even for filtered levels: check first.
       if (log.isDebugEnabled())
         log.debug("broker attempt", { requestId, attempt: n, timeoutMs, action: request.action });
       try {
         const answer = await transport.post(path, body, requestId, timeoutMs);
-        return interpretResponse(answer, requestId, clock.now());
+        return how.interpret(answer, requestId, clock.now());
       } catch (err) {
         if (err instanceof AtbError) return { ok: false, error: err };
         throw err;
@@ -155,11 +170,11 @@ export function createBrokerClient(
         error: error.message,
       });
     try {
-      const decision = await withRetry(attempt, cfg, options.deadline.getTime(), { clock, onRetry });
-      log.info(path === VERIFY_PATH ? "broker preflight" : "broker decision", {
+      const decision = await withRetry<T>(attempt, cfg, options.deadline.getTime(), { clock, onRetry });
+      log.info(path === VERIFY_PATH ? "broker preflight" : path === PLAN_PATH ? "broker plan" : "broker decision", {
         requestId: decision.requestId,
         action: request.action,
-        allowed: decision.allowed,
+        allowed: "allowed" in decision ? decision.allowed : false,
         riskTier: decision.riskTier,
         reason: decision.reason,
       });
@@ -177,8 +192,10 @@ export function createBrokerClient(
   }
 
   return {
-    decide: (request, options) => call(DECIDE_PATH, request, options),
-    verify: (request, options) => call(VERIFY_PATH, request, options),
+    decide: (request, options) => call<Decision>(DECIDE_PATH, request, options, decision(request)),
+    verify: (request, options) => call<Decision>(VERIFY_PATH, request, options, decision(request)),
+    plan: (request, options) =>
+      call<PlanAnswer>(PLAN_PATH, request, options, { body: planBody(request), interpret: interpretPlanResponse }),
     close: () => transport.close(),
   };
 }

@@ -40,7 +40,9 @@ export function nextDelayMs(attempt: number, policy: RetryPolicy, random: number
   return Math.max(jittered, retryAfterMs ?? 0);
 }
 
-export type Attempt = (attempt: number, timeoutMs: number) => Promise<AttemptResult>;
+/** One attempt's result; T is what a successful answer parses to (a Decision, or a plan). */
+export type AttemptOf<T> = { ok: true; decision: T } | Exclude<AttemptResult, { ok: true }>;
+export type Attempt<T = Decision> = (attempt: number, timeoutMs: number) => Promise<AttemptOf<T>>;
 export type RetryListener = (attempt: number, delayMs: number, error: AtbError) => void;
 
 function deadlineError(attempts: number, deadlineMs: number, last?: AtbError): AtbError {
@@ -63,12 +65,12 @@ function deadlineError(attempts: number, deadlineMs: number, last?: AtbError): A
  * first non-retryable error as is, or BROKER_DEADLINE (carrying the last error) when attempts or
  * time run out. Never returns anything but a Decision parsed by the result layer.
  */
-export async function withRetry(
-  attempt: Attempt,
+export async function withRetry<T = Decision>(
+  attempt: Attempt<T>,
   policy: RetryPolicy,
   deadlineMs: number,
   { clock = systemClock, onRetry }: { clock?: RetryClock; onRetry?: RetryListener } = {},
-): Promise<Decision> {
+): Promise<T> {
   let last: AtbError | undefined;
   let made = 0;
   for (let n = 1; n <= policy.maxAttempts; n++) {

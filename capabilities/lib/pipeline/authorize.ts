@@ -10,6 +10,7 @@ import { targetRefusal } from "../scope";
 import { objectView } from "./object-view";
 import { asBrokerError } from "./outcome";
 import type { StepResult, StepScope } from "./scope";
+import { planTask } from "./plan";
 import { decisionTransition, failed, Reason, requesterNotRecorded } from "./transitions";
 
 /** Checks the pipeline repeats from admission (defence in depth). */
@@ -37,6 +38,8 @@ export async function authorize(s: StepScope): Promise<StepResult> {
   // a task the webhook recorded no creator for is denied here, without a broker call (fail closed).
   const requester = parseRequester(s.task.metadata?.annotations?.[ANNOTATION_REQUESTER]);
   if (!requester) return { transition: requesterNotRecorded() };
+  // A Plan task is shown, never applied: its own flow (plan.ts), without a token.
+  if (s.ctx.spec.mode === "Plan") return planTask(s, requester);
   let exp: Date;
   try {
     exp = poaExpiry(s.ctx.spec.poaToken);

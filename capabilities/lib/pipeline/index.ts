@@ -25,6 +25,7 @@ import type { StatusWriter } from "../status/writer";
 import { authorize } from "./authorize";
 import { execute } from "./execute";
 import { ExecutorCheck, executorApi, executorUser } from "./executor";
+import { SubjectAccessReviews, type AccessReview } from "./access-review";
 import { judge, type Verdict } from "./outcome";
 import { countTransition, logTransition } from "./observe";
 import { outOfScope } from "./out-of-scope";
@@ -78,6 +79,7 @@ export class Pipeline {
   readonly lastWritten = new Map<string, string>();
   readonly locks: TargetLocks;
   private readonly executors: ExecutorCheck;
+  private readonly access: AccessReview;
   private readonly now: () => Date;
   private readonly random: () => number;
 
@@ -86,6 +88,7 @@ export class Pipeline {
     this.random = deps.random ?? Math.random;
     this.locks = new TargetLocks(deps.wake);
     this.executors = new ExecutorCheck(deps.kube, deps.config, () => this.now().getTime(), deps.sleep);
+    this.access = new SubjectAccessReviews(deps.kube, deps.sleep);
   }
 
   /** Runs the task as far as it can go now. Returns when to look again, if ever. */
@@ -197,6 +200,7 @@ export class Pipeline {
       task,
       module,
       executor: this.executors,
+      access: this.access,
       executedAs,
       ctx: {
         task,

@@ -9,6 +9,7 @@ import type { OperatorConfig } from "../config";
 import type { OperatorMetrics } from "../metrics";
 import type { Transition } from "../status/conditions";
 import type { ExecutorCheck } from "./executor";
+import type { AccessReview } from "./access-review";
 import type { DecideWindow, Stage } from "./outcome";
 
 export interface StepScope {
@@ -24,6 +25,8 @@ export interface StepScope {
   clock: () => Date;
   /** Whether the task's namespace has an executor (asked with the operator's own identity). */
   executor: ExecutorCheck;
+  /** May a task's creator get its target (SubjectAccessReview, the operator's own identity)? Plan tasks ask it. */
+  access: AccessReview;
   /** The Kubernetes user every target request of this task is made as (ctx.kube impersonates it). */
   executedAs: string;
   /** The plan the broker allowed for this task and that is not applied yet (memory only; gone after a restart). */

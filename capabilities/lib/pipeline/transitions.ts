@@ -21,6 +21,10 @@ export const Reason = {
   Applied: "Applied",
   Completed: "Completed",
   NoChange: "NoChange",
+  /** A Plan task was planned (status.plan); nothing was applied. */
+  Planned: "Planned",
+  /** A Plan task's creator may not get the target (SubjectAccessReview); nothing was read. */
+  PlanNotAllowed: "PlanNotAllowed",
   RetryScheduled: "RetryScheduled",
   InvalidTask: "InvalidTask",
   OutOfScope: "OutOfScope",

@@ -1,7 +1,15 @@
 // Pure status math: the complete next status of a task for each transition, and the conditions
 // it carries (Kubernetes API conventions: lastTransitionTime changes only when a condition's
 // status flips). The status writer sends what these functions return; nothing here does I/O.
-import type { AgentTask, AgentTaskStatus, AtbResult, Condition, ConditionType, Phase } from "../../../crds/agenttask";
+import type {
+  AgentTask,
+  AgentTaskStatus,
+  AtbResult,
+  Condition,
+  ConditionType,
+  Phase,
+  TaskPlan,
+} from "../../../crds/agenttask";
 import { TERMINAL_PHASES } from "../../../crds/agenttask";
 
 /**
@@ -62,6 +70,8 @@ export interface Transition {
   atbResult?: AtbResult;
   /** The Kubernetes identity that wrote (or would have written) the change: the namespace's executor. */
   executedAs?: string;
+  /** A Plan task's plan (phase Planned); kept once written. */
+  plan?: TaskPlan;
   /** Retry bookkeeping: set both for a scheduled retry; omitted fields are cleared. */
   attempts?: number;
   nextAttemptAt?: Date;
@@ -91,6 +101,8 @@ export function nextStatus(task: AgentTask, t: Transition, now: Date): AgentTask
   if (atb) status.atbResult = atb;
   const executedAs = t.executedAs ?? prev.executedAs;
   if (executedAs) status.executedAs = executedAs;
+  const plan = t.plan ?? prev.plan;
+  if (plan) status.plan = plan;
   if (t.nextAttemptAt) status.nextAttemptAt = t.nextAttemptAt.toISOString();
   if (t.lastError) status.lastError = t.lastError;
   return status;

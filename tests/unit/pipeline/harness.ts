@@ -332,7 +332,8 @@ export async function drive(
     const r = await w.pipeline.reconcile(key);
     calls++;
     const t = task(w, key);
-    if (["Completed", "Denied", "Failed"].includes(t.status?.phase ?? "")) return { calls, task: t, requeues };
+    if (["Completed", "Denied", "Failed", "Planned"].includes(t.status?.phase ?? ""))
+      return { calls, task: t, requeues };
     if (r.requeueAfterMs !== undefined) requeues.push(r.requeueAfterMs);
     w.clock.advance(r.requeueAfterMs ?? o.idleMs ?? 30_000);
   }
