@@ -6,6 +6,7 @@
 // that crds/agenttask.yaml and these constants agree; tests/unit/registry.test.ts that the
 // generated parts are current.
 import { a, RegisterKind } from "pepr";
+import type { TaskApprovals } from "./agenttaskapproval";
 
 export const GROUP = "atb.siemens.com";
 export const VERSION = "v1alpha1";
@@ -123,6 +124,8 @@ export interface AgentTaskStatus {
   phase?: Phase;
   message?: string;
   startedAt?: string;
+  /** The approvals a task needs and has (from AwaitingApproval on; crds/agenttaskapproval.ts). */
+  approvals?: TaskApprovals;
   finishedAt?: string;
   observedGeneration?: number;
   attempts?: number;

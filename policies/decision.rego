@@ -100,6 +100,7 @@ details := {
 	"computed_tier": computed_tier,
 	"asserted_tier": object.get(input, ["poa", "risk_tier"], null),
 	"approvers": count(approvers),
+	"counted_approvers": sort(approvers),
 	"executive_approvers": count(executive_approvers),
 	"maintenance_windows": active_windows,
 	"ignored_approvals": ignored_approvals,

@@ -1,7 +1,8 @@
 // Post-build step: `npx pepr build` writes dist/pepr-module-<uuid>.yaml; this adds what Pepr's
 // generator cannot express and writes dist/atb-operator.yaml, one file for `kubectl apply -f`:
-//   * the CRDs: AgentTask (crds/agenttask.yaml) and PeprStore (pepr's own definition, which the
-//     controller otherwise creates at start; shipping it lets the RBAC name that one CRD);
+//   * the CRDs: AgentTask (crds/agenttask.yaml), AgentTaskApproval (crds/agenttaskapproval.yaml)
+//     and PeprStore (pepr's own definition, which the controller otherwise creates at start;
+//     shipping it lets the RBAC name that one CRD);
 //   * the scope admission policy (crds/agenttask-scope.yaml: ValidatingAdmissionPolicy and
 //     binding) with its parameter ConfigMap written from the watcher's env (WATCH_NAMESPACE,
 //     ATB_PROTECTED_NAMESPACES), so the policy refuses exactly the tasks the operator would not
@@ -16,7 +17,7 @@
 // Usage: npx pepr build && npm run manifests   (docs/deployment.md)
 import { readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { dump, loadAll } from "js-yaml";
+import { dump, load, loadAll } from "js-yaml";
 import { parseConfig } from "../capabilities/lib/config";
 import { policyParamsConfigMap } from "../capabilities/lib/scope";
 
@@ -148,6 +149,8 @@ function serviceMonitor(): K8sObject {
 export interface ExtraObjects {
   /** crds/agenttask.yaml */
   agentTaskCrd: K8sObject;
+  /** crds/agenttaskapproval.yaml */
+  approvalCrd: K8sObject;
   /** pepr's PeprStore CRD (pepr/src/lib/assets/store.ts) */
   peprStoreCrd: K8sObject;
   /** crds/agenttask-scope.yaml: the policy and its binding (its default ConfigMap is replaced). */
@@ -200,6 +203,7 @@ export function buildManifests(moduleDocs: K8sObject[], extra: ExtraObjects): K8
     ns,
     extra.peprStoreCrd,
     extra.agentTaskCrd,
+    extra.approvalCrd,
     ...scope,
     ...rest,
     metricsService(watcherLabels),
@@ -379,8 +383,14 @@ export async function main(root = join(__dirname, "..")): Promise<string> {
   const crdDocs = loadAll(readFileSync(join(root, "crds", "agenttask.yaml"), "utf8")) as K8sObject[];
   const agentTaskCrd = crdDocs.find(d => d?.kind === "CustomResourceDefinition");
   if (!agentTaskCrd) throw new Error("crds/agenttask.yaml holds no CustomResourceDefinition");
+  const approvalCrd = load(readFileSync(join(root, "crds", "agenttaskapproval.yaml"), "utf8")) as K8sObject;
   const scopePolicy = loadAll(readFileSync(join(root, "crds", "agenttask-scope.yaml"), "utf8")) as K8sObject[];
-  const out = buildManifests(moduleDocs, { agentTaskCrd, peprStoreCrd: await peprStoreCrd(), scopePolicy });
+  const out = buildManifests(moduleDocs, {
+    agentTaskCrd,
+    approvalCrd,
+    peprStoreCrd: await peprStoreCrd(),
+    scopePolicy,
+  });
   checkRbac(out, readFileSync(join(root, RBAC_DOC), "utf8"));
   const file = join(root, "dist", OUTPUT);
   const header =

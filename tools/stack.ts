@@ -104,10 +104,10 @@ export interface Stack {
 }
 
 /**
- * Installs what the stack needs on a fresh control plane (the AgentTask CRD, Pepr's store CRD and
- * pepr-system, and the scope admission policy with its default parameters: the default protected
- * namespaces refused, every other namespace allowed, since each stack's WATCH_NAMESPACE is its
- * own) and waits until the API server serves the CRDs.
+ * Installs what the stack needs on a fresh control plane (the AgentTask and AgentTaskApproval
+ * CRDs, Pepr's store CRD and pepr-system, and the scope admission policy with its default
+ * parameters: the default protected namespaces refused, every other namespace allowed, since each
+ * stack's WATCH_NAMESPACE is its own) and waits until the API server serves the CRDs.
  */
 export function installCrds(bin: Binaries, kubeconfig: string): void {
   const root = join(__dirname, "..");
@@ -116,6 +116,8 @@ export function installCrds(bin: Binaries, kubeconfig: string): void {
     "--server-side",
     "-f",
     join(root, "crds", "agenttask.yaml"),
+    "-f",
+    join(root, "crds", "agenttaskapproval.yaml"),
     "-f",
     join(root, "tests", "fixtures", "peprstore-crd.yaml"),
     "-f",
@@ -126,6 +128,7 @@ export function installCrds(bin: Binaries, kubeconfig: string): void {
     "--for=condition=Established",
     "--timeout=60s",
     "crd/agenttasks.atb.siemens.com",
+    "crd/agenttaskapprovals.atb.siemens.com",
     "crd/peprstores.pepr.dev",
   ]);
 }

@@ -3,6 +3,7 @@
 // capability adds its own payload validation; the pipeline in capabilities/lib does the work.
 import { Capability, type PeprMutateRequest, type PeprValidateRequest } from "pepr";
 import { AgentTask, ANNOTATION_REQUESTER, LABEL_ACTION, LABEL_AGENT } from "../../crds/agenttask";
+import { AgentTaskApproval } from "../../crds/agenttaskapproval";
 import type { ActionRegistry } from "../lib/action";
 import type { OperatorConfig } from "../lib/config";
 import type { OperatorRuntime } from "../lib/runtime";
@@ -53,6 +54,14 @@ export function agentTaskCapability(o: AgentTaskCapabilityOptions): Capability {
     .IsCreatedOrUpdated()
     .Reconcile(async function feedRuntime(task: AgentTask) {
       o.runtime?.onEvent(task);
+    });
+
+  // An approval for a task waiting in AwaitingApproval: the task is looked at again (it is
+  // decided again only for an approval object its last decision did not include).
+  When(AgentTaskApproval)
+    .IsCreatedOrUpdated()
+    .Reconcile(async function wakeApprovedTask(approval: AgentTaskApproval) {
+      o.runtime?.onApproval(approval);
     });
 
   return cap;

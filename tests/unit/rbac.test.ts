@@ -176,9 +176,9 @@ describe("package.json RBAC", () => {
     expect(rbac).toContain("deduper[key] = { ...rule, verbs: rule.verbs || [] };");
   });
 
-  test("the module watches AgentTasks only", () => {
+  test("the module watches AgentTasks and AgentTaskApprovals only", () => {
     const watched = new Set(bindings.filter(b => b.isWatch).map(b => `${b.kind.group}/${b.kind.plural}`));
-    expect([...watched]).toEqual(["atb.siemens.com/agenttasks"]);
+    expect([...watched]).toEqual(["atb.siemens.com/agenttasks", "atb.siemens.com/agenttaskapprovals"]);
   });
 
   test("the built ClusterRole has no wildcard and grants exactly the documented list", () => {
@@ -199,7 +199,7 @@ describe("package.json RBAC", () => {
       .split("\n")
       .filter(l => l.startsWith("|"))
       .slice(2);
-    expect(rows.length).toBe(7);
+    expect(rows.length).toBe(8);
     for (const r of rows) {
       const cells = r
         .split("|")
@@ -304,6 +304,7 @@ describe("the code's API calls (tripwire for new verbs)", () => {
     }
     expect([...named].sort()).toEqual([
       "AgentTask",
+      "AgentTaskApproval",
       "ControllerRevision",
       "Deployment",
       "Event",

@@ -13,7 +13,7 @@ export interface PolicyRule {
 }
 
 /** Kinds whose rules stay hand-written: the operator's own tasks, its Events and the executors it impersonates. */
-const OWN_KINDS = new Set(["AgentTask", "Event", "ServiceAccount"]);
+const OWN_KINDS = new Set(["AgentTask", "AgentTaskApproval", "Event", "ServiceAccount"]);
 
 /** The RESOURCES kind a rule is about, if it is one of the kinds actions may need. */
 function actionKindOf(rule: PolicyRule): string | undefined {

@@ -3,6 +3,7 @@
 // fail-closed rules (only a well-formed 200 with allowed === true allows) are unit-tested with
 // fast-check against arbitrary bodies.
 import { AtbError } from "../errors";
+import { parseDetails, type DecisionDetails } from "./details";
 
 export type RiskTier = "LOW" | "MEDIUM" | "HIGH" | "CRITICAL";
 export const RISK_TIERS: readonly RiskTier[] = ["LOW", "MEDIUM", "HIGH", "CRITICAL"];
@@ -17,6 +18,8 @@ export interface Decision {
   evaluateMs: number;
   decisionId?: string;
   policyRevision?: string;
+  /** metadata.details as far as the operator reads it (deny codes, approvals); see details.ts. */
+  details?: DecisionDetails;
 }
 
 /** What the retry decorator needs from one attempt. */
@@ -78,6 +81,8 @@ export function parseDecisionBody(text: string, fallbackRequestId: string): Deci
   const policyRevision = optionalString(metadata.policy_revision);
   if (decisionId) decision.decisionId = decisionId;
   if (policyRevision) decision.policyRevision = policyRevision;
+  const details = parseDetails(metadata.details);
+  if (details) decision.details = details;
   return decision;
 }
 

@@ -16,6 +16,7 @@ export const RESOURCES: Record<string, { group: string; version: string; plural:
   Event: { group: "", version: "v1", plural: "events" },
   ServiceAccount: { group: "", version: "v1", plural: "serviceaccounts" },
   AgentTask: { group: GROUP, version: VERSION, plural: PLURAL },
+  AgentTaskApproval: { group: GROUP, version: VERSION, plural: "agenttaskapprovals" },
 };
 
 /** The REST path of an object (or of a collection when name is omitted). */

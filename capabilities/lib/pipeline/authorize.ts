@@ -7,6 +7,7 @@ import { poaExpiry, type DecideRequest, type VerifyRequest } from "../broker/cli
 import { messageOf } from "../errors";
 import { parseRequester, type Requester } from "../requester";
 import { targetRefusal } from "../scope";
+import { afterDecision } from "./approvals";
 import { objectView } from "./object-view";
 import { asBrokerError } from "./outcome";
 import type { StepResult, StepScope } from "./scope";
@@ -104,12 +105,13 @@ async function decide(s: StepScope, plan: Planned, exp: Date, requester: Request
   const deadline = deadlineOf(s, exp);
   const end = s.metrics.brokerSeconds.startTimer();
   try {
-    const decision = await s.broker.decide(decideRequest(s.task, plan, requester), {
+    const decision = await s.broker.decide(decideRequest(s.task, plan, requester, s.approvals?.attestations), {
       deadline,
-      requestIdBase: `${m.uid}.${s.task.status?.attempts ?? 0}`,
+      requestIdBase: `${m.uid}.${s.task.status?.attempts ?? 0}${s.approvals ? `.ap${s.approvals.seen.length}` : ""}`,
     });
     end({ outcome: decision.allowed ? "allow" : "deny" });
-    return { transition: decisionTransition(decision), judged: decision.allowed ? plan : undefined };
+    // Only approval codes: the task waits for approvals (approvals.ts) instead of ending Denied.
+    return { transition: afterDecision(s.task, decision, s.approvals), judged: decision.allowed ? plan : undefined };
   } catch (err) {
     end({ outcome: "error" });
     s.metrics.brokerErrors.inc({ code: asBrokerError(err).code });
@@ -117,15 +119,19 @@ async function decide(s: StepScope, plan: Planned, exp: Date, requester: Request
   }
 }
 
-/** What the broker is asked for a task: its spec, the planned change and what was observed. */
-export function decideRequest(task: AgentTask, plan: Planned, requester: Requester): DecideRequest {
+/**
+ * What the broker is asked for a task: its spec, the planned change and what was observed; a
+ * waiting task's approval objects add their attestations to the task's own.
+ */
+export function decideRequest(task: AgentTask, plan: Planned, requester: Requester, more?: string[]): DecideRequest {
   const base = verifyRequest(task, requester);
-  const attestations = task.spec?.attestations;
+  const own = task.spec?.attestations;
+  const attestations = [...(Array.isArray(own) ? own : []), ...(more ?? [])];
   return {
     ...base,
     params: plan.params,
     context: { ...plan.context, ...base.context },
-    ...(Array.isArray(attestations) && attestations.length ? { attestations } : {}),
+    ...(attestations.length ? { attestations } : {}),
   };
 }
 

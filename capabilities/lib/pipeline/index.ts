@@ -22,6 +22,7 @@ import { redactString, type Logger } from "../logger";
 import type { OperatorMetrics } from "../metrics";
 import { conditionOf, isTerminal, type Transition } from "../status/conditions";
 import type { StatusWriter } from "../status/writer";
+import { approvalTimeout, awaitApproval } from "./approvals";
 import { authorize } from "./authorize";
 import { execute } from "./execute";
 import { ExecutorCheck, executorApi, executorUser } from "./executor";
@@ -124,7 +125,7 @@ export class Pipeline {
    */
   holdTargetIfStarted(task: AgentTask): void {
     const phase = task.status?.phase;
-    if ((phase === "Processing" || phase === "Executing") && task.spec?.target)
+    if ((phase === "Processing" || phase === "Executing" || phase === "AwaitingApproval") && task.spec?.target)
       this.locks.claim(targetKey(task), taskKey(task));
   }
 
@@ -153,6 +154,8 @@ export class Pipeline {
         return this.leavePending(task, now);
       case "Processing":
         return this.apply(task, await authorize(this.scope(task, module, now)));
+      case "AwaitingApproval":
+        return this.apply(task, await awaitApproval(this.scope(task, module, now), this.deps.kube));
       case "Executing": {
         const s = this.scope(task, module, now);
         const applied = conditionOf(task, "Executed")?.status === "True";
@@ -171,6 +174,7 @@ export class Pipeline {
   /** Why a task must not take a step now: too old, or backing off after a failed attempt. */
   private gate(task: AgentTask, now: Date): Promise<Next> | Next | undefined {
     if (now.getTime() > this.deadline(task)) {
+      if (task.status?.phase === "AwaitingApproval") return this.write(task, approvalTimeout("the task's deadline"));
       const message = `the task did not finish within ${this.deps.config.taskDeadlineMs / 1000}s of its creation`;
       return this.write(task, failed(task, Reason.TaskDeadlineExceeded, message));
     }

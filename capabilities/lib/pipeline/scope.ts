@@ -8,6 +8,7 @@ import type { BrokerClient } from "../broker/client";
 import type { OperatorConfig } from "../config";
 import type { OperatorMetrics } from "../metrics";
 import type { Transition } from "../status/conditions";
+import type { IncludedApprovals } from "./approvals";
 import type { ExecutorCheck } from "./executor";
 import type { AccessReview } from "./access-review";
 import type { DecideWindow, Stage } from "./outcome";
@@ -31,6 +32,8 @@ export interface StepScope {
   executedAs: string;
   /** The plan the broker allowed for this task and that is not applied yet (memory only; gone after a restart). */
   judged?: Planned;
+  /** A waiting task's approval objects this decision includes (AwaitingApproval; approvals.ts). */
+  approvals?: IncludedApprovals;
 }
 
 export type StepResult =

@@ -17,6 +17,10 @@ export const Reason = {
   Reauthorizing: "Reauthorizing",
   Authorized: "Authorized",
   PolicyDenied: "PolicyDenied",
+  /** Denied with approval codes only: the task waits for AgentTaskApprovals (approvals.ts). */
+  ApprovalRequired: "ApprovalRequired",
+  /** The PoA expired or the task's deadline passed while waiting for approvals. */
+  ApprovalTimeout: "ApprovalTimeout",
   RequesterNotRecorded: "RequesterNotRecorded",
   Applied: "Applied",
   Completed: "Completed",

@@ -4,6 +4,7 @@
 // neither retries nor resyncs (see docs/adr/0001-one-watch-and-a-registry.md).
 import type { Server } from "node:http";
 import type { AgentTask } from "../../../crds/agenttask";
+import type { AgentTaskApproval } from "../../../crds/agenttaskapproval";
 import type { ActionRegistry } from "../action";
 import { createBrokerClient, type BrokerClient } from "../broker/client";
 import type { OperatorConfig } from "../config";
@@ -153,6 +154,16 @@ export class OperatorRuntime {
     if (this.pipeline?.lastWritten.get(key) === task.metadata?.resourceVersion) return;
     if (!this.sweptOnce) this.early.add(key);
     else this.queue!.add(key);
+  }
+
+  /** An AgentTaskApproval was created or changed: the task it names is looked at (lib/pipeline/approvals.ts). */
+  onApproval(approval: AgentTaskApproval): void {
+    const ns = approval.metadata?.namespace ?? "";
+    const name = approval.spec?.taskRef?.name;
+    if (typeof name !== "string" || !name || !watches(ns, this.config)) return;
+    const key = `${ns}/${name}`;
+    if (!this.sweptOnce) this.early.add(key);
+    else this.queue!.add(key, true);
   }
 
   private async work(key: string): Promise<void> {

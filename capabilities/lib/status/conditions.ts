@@ -63,6 +63,8 @@ export function isTerminal(phase: Phase | undefined): boolean {
 /** Event type and reason that go with a transition. */
 export interface Transition {
   phase: Phase;
+  /** What a task waiting for approval needs and has (kept once written; see pipeline/approvals.ts). */
+  approvals?: AgentTaskStatus["approvals"];
   /** CamelCase reason for the event and the conditions it changes. */
   reason: string;
   message: string;
@@ -96,6 +98,8 @@ export function nextStatus(task: AgentTask, t: Transition, now: Date): AgentTask
   };
   const startedAt = prev.startedAt ?? (t.phase !== "Pending" ? now.toISOString() : undefined);
   if (startedAt) status.startedAt = startedAt;
+  const approvals = t.approvals ?? prev.approvals;
+  if (approvals) status.approvals = approvals;
   if (isTerminal(t.phase)) status.finishedAt = now.toISOString();
   const atb = t.atbResult ?? prev.atbResult;
   if (atb) status.atbResult = atb;
