@@ -6,7 +6,6 @@
 // that crds/agenttask.yaml and these constants agree; tests/unit/registry.test.ts that the
 // generated parts are current.
 import { a, RegisterKind } from "pepr";
-import type { TaskApprovals } from "./agenttaskapproval";
 
 export const GROUP = "atb.siemens.com";
 export const VERSION = "v1alpha1";
@@ -111,6 +110,20 @@ export interface TaskPlan {
   diffTruncated: boolean;
 }
 
+/** status.approvals: what a task waiting for approval needs and has (while AwaitingApproval and after). */
+export interface TaskApprovals {
+  /** What the policy requires for the task's tier. */
+  required: { count: number; roles?: string[] };
+  /** The approver ids the broker counted in its last decision. */
+  counted: string[];
+  /** What the broker did not count, with why (never the attestation itself). */
+  ignored: { id?: string; why: string }[];
+  /** `<approval name>@<resourceVersion>` of every approval object the last decision included. */
+  seen: string[];
+  /** Who must approve what, in one sentence. */
+  sentence: string;
+}
+
 export interface Condition {
   type: ConditionType;
   status: "True" | "False" | "Unknown";
@@ -124,7 +137,7 @@ export interface AgentTaskStatus {
   phase?: Phase;
   message?: string;
   startedAt?: string;
-  /** The approvals a task needs and has (from AwaitingApproval on; crds/agenttaskapproval.ts). */
+  /** What a task waiting for approval needs and has (from AwaitingApproval on; TaskApprovals). */
   approvals?: TaskApprovals;
   finishedAt?: string;
   observedGeneration?: number;

@@ -4,6 +4,8 @@
 import { a, RegisterKind } from "pepr";
 import { GROUP, VERSION } from "./agenttask";
 
+export type { TaskApprovals } from "./agenttask";
+
 export const APPROVAL_KIND = "AgentTaskApproval";
 export const APPROVAL_PLURAL = "agenttaskapprovals";
 
@@ -15,20 +17,6 @@ export interface AgentTaskApprovalSpec {
 
 export class AgentTaskApproval extends a.GenericKind {
   declare spec?: AgentTaskApprovalSpec;
-}
-
-/** What status.approvals of a task records (while AwaitingApproval and after). */
-export interface TaskApprovals {
-  /** What the policy requires for the task's tier. */
-  required: { count: number; roles?: string[] };
-  /** The approver ids the broker counted in its last decision. */
-  counted: string[];
-  /** What the broker did not count, with why (never the attestation itself). */
-  ignored: { id?: string; why: string }[];
-  /** `<approval name>@<resourceVersion>` of every approval object the last decision included. */
-  seen: string[];
-  /** Who must approve what, in one sentence. */
-  sentence: string;
 }
 
 export const AGENT_TASK_APPROVAL_GVK = { group: GROUP, version: VERSION, kind: APPROVAL_KIND, plural: APPROVAL_PLURAL };

@@ -10,16 +10,10 @@
 // of the approval objects a decision included, and the task is decided again only when an
 // approval object it lists is not among them (the sweep and the timers only look). Bounded: the
 // PoA's exp or the task's deadline, whichever comes first, ends the wait Denied ApprovalTimeout
-// without a broker call.
-import type { AgentTask } from "../../../crds/agenttask";
-import type { AgentTaskApproval, TaskApprovals } from "../../../crds/agenttaskapproval";
-import { poaExpiry, type Decision } from "../broker/client";
-import type { KubeApi } from "../kube";
-import { resourcePath } from "../kube";
+// without a broker call. The AwaitingApproval step itself is in await-approval.ts.
+import type { AgentTask, TaskApprovals } from "../../../crds/agenttask";
+import type { Decision } from "../broker/client";
 import type { Transition } from "../status/conditions";
-import { authorize } from "./authorize";
-import type { StepResult, StepScope } from "./scope";
-import { DEADLINE_SLACK_MS, LOCK_RECHECK_MS } from "./timing";
 import { decisionTransition, Reason } from "./transitions";
 
 /**
@@ -38,8 +32,6 @@ export const APPROVAL_CODES: ReadonlySet<string> = new Set([
 export const MAX_ATTESTATIONS = 16;
 /** status.approvals.sentence is kept to this many characters (the CRD allows 4096). */
 const MAX_SENTENCE = 2_000;
-/** Approval objects read per page while listing a namespace's approvals. */
-const LIST_PAGE = 500;
 
 /** The approvals a decision includes: what is sent and what status.approvals.seen records. */
 export interface IncludedApprovals {
@@ -139,78 +131,4 @@ export function afterDecision(task: AgentTask, d: Decision, included?: IncludedA
   const t = decisionTransition(d);
   if (!included && !task.status?.approvals) return t;
   return { ...t, approvals: approvalsStatus(task, d, seen) };
-}
-
-interface ApprovalList {
-  items?: AgentTaskApproval[];
-  metadata?: { continue?: string };
-}
-
-const approvalId = (a: AgentTaskApproval): string => `${a.metadata?.name}@${a.metadata?.resourceVersion}`;
-
-/** Every approval object in the task's namespace that names the task, listed in pages. */
-async function listFor(kube: KubeApi, task: AgentTask): Promise<AgentTaskApproval[]> {
-  const m = task.metadata!;
-  const mine: AgentTaskApproval[] = [];
-  let cont: string | undefined;
-  do {
-    const page: ApprovalList = await kube.request<ApprovalList>({
-      method: "GET",
-      path: resourcePath("AgentTaskApproval", m.namespace),
-      query: { limit: String(LIST_PAGE), ...(cont ? { continue: cont } : {}) },
-    });
-    mine.push(...(page.items ?? []).filter(a => namesTask(a, m.name)));
-    cont = page.metadata?.continue || undefined;
-  } while (cont);
-  return mine;
-}
-
-const namesTask = (a: AgentTaskApproval, name: string | undefined): boolean =>
-  a.spec?.taskRef?.name === name && typeof a.spec?.attestation === "string";
-
-const byAge = (a: AgentTaskApproval, b: AgentTaskApproval): number =>
-  String(a.metadata?.creationTimestamp).localeCompare(String(b.metadata?.creationTimestamp)) ||
-  String(a.metadata?.name).localeCompare(String(b.metadata?.name));
-
-/**
- * The approval objects for this task, listed with the operator's own identity: those in the
- * task's namespace whose spec.taskRef.name is the task's name (any other is ignored), oldest
- * first, as many as the broker judges next to the task's own attestations.
- */
-export async function approvalsFor(kube: KubeApi, task: AgentTask): Promise<IncludedApprovals> {
-  const room = Math.max(0, MAX_ATTESTATIONS - (task.spec?.attestations?.length ?? 0));
-  const chosen = (await listFor(kube, task)).sort(byAge).slice(0, room);
-  return { attestations: chosen.map(a => a.spec!.attestation), seen: chosen.map(approvalId).sort() };
-}
-
-/** When the wait ends: the PoA's exp or the task's deadline, whichever is first, and why. */
-export function waitEnds(task: AgentTask, deadlineMs: number): { at: number; why: string } {
-  const created = Date.parse(String(task.metadata?.creationTimestamp));
-  const deadline = { at: created + deadlineMs, why: `the task's deadline (${deadlineMs / 1000}s after creation)` };
-  let exp: number;
-  try {
-    exp = poaExpiry(String(task.spec?.poaToken)).getTime();
-  } catch {
-    return deadline;
-  }
-  return exp < deadline.at ? { at: exp, why: `the PoA expired at ${new Date(exp).toISOString()}` } : deadline;
-}
-
-/**
- * The AwaitingApproval step: past the PoA's exp or the deadline, Denied ApprovalTimeout (no
- * broker call). Otherwise the task's approval objects are listed; when one is not in
- * status.approvals.seen the task is authorized again with their attestations, else it waits.
- */
-export async function awaitApproval(s: StepScope, kube: KubeApi): Promise<StepResult> {
-  const ends = waitEnds(s.task, s.config.taskDeadlineMs);
-  if (s.now.getTime() >= ends.at) return { transition: approvalTimeout(ends.why) };
-  let included: IncludedApprovals;
-  try {
-    included = await approvalsFor(kube, s.task);
-  } catch (err) {
-    return { error: err, stage: "reconcile" };
-  }
-  const seen = new Set(s.task.status?.approvals?.seen ?? []);
-  if (included.seen.some(id => !seen.has(id))) return authorize({ ...s, approvals: included });
-  return { requeueAfterMs: Math.min(LOCK_RECHECK_MS, ends.at - s.now.getTime() + DEADLINE_SLACK_MS) };
 }

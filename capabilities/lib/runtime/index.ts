@@ -156,7 +156,7 @@ export class OperatorRuntime {
     else this.queue!.add(key);
   }
 
-  /** An AgentTaskApproval was created or changed: the task it names is looked at (lib/pipeline/approvals.ts). */
+  /** An AgentTaskApproval was created or changed: the task it names is looked at (lib/pipeline/await-approval.ts). */
   onApproval(approval: AgentTaskApproval): void {
     const ns = approval.metadata?.namespace ?? "";
     const name = approval.spec?.taskRef?.name;
