@@ -513,3 +513,42 @@ describe("stop()", () => {
     expect(lines.join("")).toContain("ATB_INSECURE=true");
   });
 });
+
+describe("onApproval(): an AgentTaskApproval wakes the task it names", () => {
+  const waiting = (): AgentTask["status"] => ({
+    phase: "AwaitingApproval",
+    startedAt: new Date().toISOString(),
+    approvals: { required: { count: 1 }, counted: [], ignored: [], seen: [], sentence: "MEDIUM: 1 approver" },
+  });
+  const approval = (ns: string, task: string) => ({
+    apiVersion: "atb.siemens.com/v1alpha1",
+    kind: "AgentTaskApproval",
+    metadata: { name: `a-${task}`, namespace: ns },
+    spec: { taskRef: { name: task }, attestation: "h.p.s" },
+  });
+
+  test("GIVEN a waiting task and no sweep for a minute WHEN an approval names it THEN it is decided with the attestation at once", async () => {
+    const kube = new FakeKube({ autoRollout: true });
+    addTask(kube, "w", waiting());
+    const { rt, broker } = harness({ ATB_SWEEP_INTERVAL_SECONDS: "60" }, kube);
+    await rt.start();
+    await rt.idle();
+    expect(broker.calls).toHaveLength(0);
+    const a = approval(NS, "w");
+    kube.put(resourcePath("AgentTaskApproval", NS, a.metadata.name), a);
+    rt.onApproval(kube.read(resourcePath("AgentTaskApproval", NS, a.metadata.name))!);
+    await eventually(() => phaseOf(kube, "w") === "Completed");
+    expect(broker.calls.map(c => c.request.attestations)).toEqual([["h.p.s"]]);
+  });
+
+  test("GIVEN an approval outside WATCH_NAMESPACE or without a task name THEN nothing is read", async () => {
+    const kube = new FakeKube({ autoRollout: true });
+    const { rt } = harness({ ATB_SWEEP_INTERVAL_SECONDS: "60", WATCH_NAMESPACE: NS }, kube);
+    await rt.start();
+    const before = kube.audit.length;
+    rt.onApproval(approval("other", "w"));
+    rt.onApproval({ metadata: { namespace: NS }, spec: { taskRef: { name: "" }, attestation: "x" } });
+    await rt.idle();
+    expect(kube.audit.slice(before).filter(e => e.path.includes("/agenttasks/"))).toEqual([]);
+  });
+});
