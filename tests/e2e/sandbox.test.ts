@@ -298,7 +298,7 @@ test("the upstream ATB samples, applied one at a time with minted tokens, reach 
   // per distinct pod template, numbered by the Deployment controller):
   //   1: samples/workloads/production.yaml (payment-service:2.0.0), rolled out before any task;
   //   2: the sandbox's sample-deploy-v2 (image 2.1.0), Completed before this test starts (the
-  //      other sample on payment-service, sample-deploy-one-approver, is Denied and writes nothing;
+  //      other sample on payment-service, sample-deploy-one-approver, waits for approval and writes nothing;
   //      the seed's snippet and the upstream scale, restart and update-config touch other targets);
   //   3: the upstream deploy-v2-release below (a new template: container payment-service,
   //      ghcr.io/company/payment-service:v2.0.0, label version: v2.0.0).

@@ -2,6 +2,9 @@
 // deadline the wait ends Denied ApprovalTimeout without a broker call; otherwise the task's
 // AgentTaskApprovals are listed with the operator's own identity, and the task is authorized again
 // (authorize.ts, with their attestations) only when one of them is not in status.approvals.seen.
+// A waiting task does not hold its target: it takes it again (after any task holding it) only to
+// be decided once more; a changed target is then judged afresh, and a change that no longer
+// matches the token's and the approvers' digest is denied change_mismatch.
 import type { AgentTask } from "../../../crds/agenttask";
 import type { AgentTaskApproval } from "../../../crds/agenttaskapproval";
 import { poaExpiry } from "../broker/client";
@@ -75,7 +78,7 @@ export function waitEnds(task: AgentTask, deadlineMs: number): { at: number; why
  * broker call). Otherwise the task's approval objects are listed; when one is not in
  * status.approvals.seen the task is authorized again with their attestations, else it waits.
  */
-export async function awaitApproval(s: StepScope, kube: KubeApi): Promise<StepResult> {
+export async function awaitApproval(s: StepScope, kube: KubeApi, takeTarget: () => boolean): Promise<StepResult> {
   const ends = waitEnds(s.task, s.config.taskDeadlineMs);
   if (s.now.getTime() >= ends.at) return { transition: approvalTimeout(ends.why) };
   let included: IncludedApprovals;
@@ -85,6 +88,12 @@ export async function awaitApproval(s: StepScope, kube: KubeApi): Promise<StepRe
     return { error: err, stage: "reconcile" };
   }
   const seen = new Set(s.task.status?.approvals?.seen ?? []);
-  if (included.seen.some(id => !seen.has(id))) return authorize({ ...s, approvals: included });
+  if (included.seen.some(id => !seen.has(id))) {
+    // Decided again only while holding the target, like any authorization; else queued for it
+    // (the holder's release wakes this task).
+    if (!takeTarget())
+      return { requeueAfterMs: Math.min(LOCK_RECHECK_MS, ends.at - s.now.getTime() + DEADLINE_SLACK_MS) };
+    return authorize({ ...s, approvals: included });
+  }
   return { requeueAfterMs: Math.min(LOCK_RECHECK_MS, ends.at - s.now.getTime() + DEADLINE_SLACK_MS) };
 }

@@ -126,7 +126,7 @@ export class Pipeline {
    */
   holdTargetIfStarted(task: AgentTask): void {
     const phase = task.status?.phase;
-    if ((phase === "Processing" || phase === "Executing" || phase === "AwaitingApproval") && task.spec?.target)
+    if ((phase === "Processing" || phase === "Executing") && task.spec?.target)
       this.locks.claim(targetKey(task), taskKey(task));
   }
 
@@ -156,7 +156,14 @@ export class Pipeline {
       case "Processing":
         return this.apply(task, await authorize(this.scope(task, module, now)));
       case "AwaitingApproval":
-        return this.apply(task, await awaitApproval(this.scope(task, module, now), this.deps.kube));
+        // A waiting task does not hold its target (other tasks on it go on); it takes the target
+        // again, in turn, only to be decided once more when a new approval arrives.
+        return this.apply(
+          task,
+          await awaitApproval(this.scope(task, module, now), this.deps.kube, () =>
+            this.locks.acquire(targetKey(task), taskKey(task)),
+          ),
+        );
       case "Executing": {
         const s = this.scope(task, module, now);
         const applied = conditionOf(task, "Executed")?.status === "True";
@@ -271,6 +278,8 @@ export class Pipeline {
     countTransition(this.deps.metrics, updated, t);
     if (isTerminal(t.phase) || t.reason === Reason.Applied || t.reason === Reason.Reauthorizing)
       this.authorizedHere.delete(uid);
+    // Waiting for approvals can last until the PoA's exp or the deadline: the target is not held meanwhile.
+    if (t.phase === "AwaitingApproval") this.locks.release(key);
     if (!isTerminal(t.phase)) return { next: updated };
     this.locks.release(key);
     return { done: true };

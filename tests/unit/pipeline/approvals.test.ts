@@ -149,6 +149,36 @@ describe("a task that needs approvals", () => {
     expect(trail(w, key)).toContain("Executing:Authorized");
   });
 
+  test("GIVEN a task waiting for approvals THEN another task on the same target goes on; an approval then waits its turn for the target", async () => {
+    const w = world({ kube: { autoRollout: true } });
+    deployment(w);
+    // The waiting task's decisions need two attestations; the other task's (no attestations, LOW) is allowed.
+    w.broker.byDefault(req =>
+      req.context?.task && (req.context.task as { name?: string }).name === "other"
+        ? allow("LOW")
+        : (req.attestations?.length ?? 0) >= 1
+          ? allow("HIGH")
+          : denyWith([TWO_NEEDED]),
+    );
+    const waiting = submit(w, "t");
+    await look(w, waiting);
+    expect(task(w, waiting).status?.phase).toBe("AwaitingApproval");
+    const other = submit(w, "other", { payload: { replicas: 4 } });
+    const r = await drive(w, other);
+    expect(r.task.status?.phase).toBe("Completed");
+    // Someone else holds the target when an approval arrives: the task is decided only once it is released.
+    w.pipeline.locks.acquire(`Deployment/${NS}/web`, `${NS}/holder`);
+    approve(w, "a1", "t");
+    await w.pipeline.reconcile(waiting);
+    expect(task(w, waiting).status?.phase).toBe("AwaitingApproval");
+    expect(w.broker.calls.filter(c => c.request.attestations?.length)).toHaveLength(0);
+    w.pipeline.locks.release(`${NS}/holder`);
+    expect(w.wakes).toContain(waiting);
+    const done = await drive(w, waiting);
+    expect(done.task.status?.phase).toBe("Completed");
+    expect(w.broker.calls.filter(c => c.request.attestations?.length)).toHaveLength(1);
+  });
+
   test("GIVEN the task's own attestations THEN they go first, the approvals' after; an approval naming another task is ignored", async () => {
     const w = world();
     deployment(w);
