@@ -74,6 +74,9 @@ function names(cell: string): string[] {
 }
 
 const PROGRESS_NEXT = "nothing to do yet: the operator is working on it; follow it with `kubectl get agenttask -w`";
+/** The next step for a reason of a finished task that docs/reasons.md gives none for (Completed, NoChange, Planned). */
+const DONE_NEXT = "nothing: the task is finished";
+const FINISHED = /^(Completed|Denied|Failed|Planned)$/;
 
 /** docs/reasons.md: reason -> phase, meaning and what to do. */
 export function reasonTable(text = readFileSync(join(DOCS, "reasons.md"), "utf8")): Map<string, ReasonEntry> {
@@ -90,7 +93,7 @@ export function reasonTable(text = readFileSync(join(DOCS, "reasons.md"), "utf8"
         out.set(name, {
           phase: plain(phase),
           meaning: plain(col(row, "meaning") ?? ""),
-          next: next ? plain(next) : PROGRESS_NEXT,
+          next: next ? plain(next) : FINISHED.test(plain(phase)) ? DONE_NEXT : PROGRESS_NEXT,
         });
     }
   }

@@ -25,8 +25,10 @@
 // With --plan it plans the change instead (no token), and with --await-approval NAME it waits while
 // a task is AwaitingApproval (plan.go).
 //
-// Exit codes: 0 Completed; 1 Denied or Failed; 2 anything else (bad arguments, admission rejected
-// the task, API errors, timeout).
+// It stops waiting at AwaitingApproval too (the broker's only objection is missing approvals).
+//
+// Exit codes: 0 Completed; 1 Denied or Failed; 3 AwaitingApproval; 2 anything else (bad arguments,
+// admission rejected the task, API errors, timeout).
 package main
 
 import (
@@ -60,6 +62,8 @@ const (
 	exitCompleted = 0
 	exitRejected  = 1 // Denied or Failed
 	exitError     = 2
+	// exitAwaiting: the broker's only objection is missing approvals; the task waits for them.
+	exitAwaiting = 3
 )
 
 type options struct {
@@ -247,7 +251,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		if phase != "" {
 			lastPhase = phase
 		}
-		return phase == "Completed" || phase == "Denied" || phase == "Failed", nil
+		// AwaitingApproval ends the agent's part for now: the approvers' turn (see --await-approval).
+		return phase == "Completed" || phase == "Denied" || phase == "Failed" || phase == "AwaitingApproval", nil
 	})
 	if err != nil {
 		if errors.Is(err, watchtools.ErrWatchClosed) || ctx.Err() != nil {
@@ -258,8 +263,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 	u := ev.Object.(*unstructured.Unstructured)
 	printResult(stdout, u, red)
-	if phaseOf(u) == "Completed" {
+	switch phaseOf(u) {
+	case "Completed":
 		return exitCompleted
+	case "AwaitingApproval":
+		return exitAwaiting
 	}
 	return exitRejected
 }
@@ -284,6 +292,9 @@ func printResult(stdout io.Writer, u *unstructured.Unstructured, red redactor) {
 	fmt.Fprintf(stdout, "reason: %s\n", orDash(red.clean(reason)))
 	fmt.Fprintf(stdout, "message: %s\n", orDash(red.clean(message)))
 	fmt.Fprintf(stdout, "requestId: %s\n", orDash(requestID))
+	if sentence, _, _ := unstructured.NestedString(u.Object, "status", "approvals", "sentence"); phaseOf(u) == "AwaitingApproval" && sentence != "" {
+		fmt.Fprintf(stdout, "approvals: %s\n", red.clean(sentence))
+	}
 }
 
 // generateName is the metadata.generateName prefix for a task: "<action>-<target>-", shortened to

@@ -6,8 +6,9 @@ The seed's Python example, made complete and correct:
 * the task is created in the namespace of its target (metadata.namespace, the namespace in the
   request path and spec.target.namespace agree; the operator rejects cross-namespace targets);
 * it waits for the result: it watches the task (resuming after dropped watches and expired
-  resource versions) until the operator records a terminal phase, then prints the phase, the risk
-  tier the ATB broker computed and the reason;
+  resource versions) until the operator records a terminal phase, or AwaitingApproval (the
+  broker's only objection is missing approvals: the approvers' turn), then prints the phase, the
+  risk tier the ATB broker computed and the reason;
 * the PoA token is read from the environment variable ATB_POA_TOKEN, never from the command line:
   a process's arguments are readable by every local user (ps, /proc/<pid>/cmdline), end up in
   shell history and in CI and process-audit logs. The token is never printed, and is redacted
@@ -47,7 +48,8 @@ The functions plan() and await_approval() do the same for a program that imports
 Kubernetes configuration: --kubeconfig, else $KUBECONFIG or ~/.kube/config, else the in-cluster
 service account (when running in a pod).
 
-Exit codes: 0 the task Completed; 1 it was Denied or Failed; 2 anything else (bad arguments,
+Exit codes: 0 the task Completed; 1 it was Denied or Failed; 3 it is AwaitingApproval (approvers
+must add AgentTaskApprovals; wait with --await-approval NAME); 2 anything else (bad arguments,
 the API server rejected the task at admission, API errors, timeout).
 """
 
@@ -80,6 +82,7 @@ TERMINAL_PHASES = ("Completed", "Denied", "Failed")
 EXIT_COMPLETED = 0
 EXIT_REJECTED = 1  # Denied or Failed
 EXIT_ERROR = 2
+EXIT_AWAITING_APPROVAL = 3  # the broker's only objection is missing approvals: the task waits for them
 
 
 class SubmitError(Exception):
@@ -229,8 +232,11 @@ def phase_of(obj: Dict[str, Any]) -> str:
 
 
 def wait_for_terminal(api: client.CustomObjectsApi, namespace: str, name: str, created: Dict[str, Any], timeout: float) -> Dict[str, Any]:
-    """Watches the task until its phase is terminal; re-lists after a closed or expired watch."""
-    obj, timed_out = wait_for(api, namespace, name, created, timeout, lambda o: phase_of(o) in TERMINAL_PHASES)
+    """Watches the task until its phase is terminal or AwaitingApproval; re-lists after a closed or expired watch."""
+    # AwaitingApproval is where an agent's part ends for now: the approvers' turn (see --await-approval).
+    obj, timed_out = wait_for(
+        api, namespace, name, created, timeout, lambda o: phase_of(o) in TERMINAL_PHASES + ("AwaitingApproval",)
+    )
     if timed_out:
         raise SubmitError(
             f"timed out after {timeout:g}s waiting for AgentTask {namespace}/{name} to finish "
@@ -395,6 +401,9 @@ def print_result(obj: Dict[str, Any], token: str) -> None:
     print(f"reason: {redact(str(atb.get('reason') or '-'), token)}")
     print(f"message: {redact(str(status.get('message') or '-'), token)}")
     print(f"requestId: {atb.get('requestId') or '-'}")
+    sentence = (status.get("approvals") or {}).get("sentence")
+    if status.get("phase") == "AwaitingApproval" and sentence:
+        print(f"approvals: {redact(str(sentence), token)}")
 
 
 def main(argv: list[str]) -> int:
@@ -435,6 +444,8 @@ def main(argv: list[str]) -> int:
         return EXIT_ERROR
 
     print_result(done, token)
+    if phase_of(done) == "AwaitingApproval":
+        return EXIT_AWAITING_APPROVAL
     return EXIT_COMPLETED if phase_of(done) == "Completed" else EXIT_REJECTED
 
 

@@ -3,7 +3,8 @@
 // The task is created with @kubernetes/client-node's CustomObjectsApi, then followed by a watch on
 // that one task (restarted when the API server closes it or the resource version expires) and,
 // as a safety net, a GET every pollMs. It resolves when the operator records Completed, Denied or
-// Failed, and rejects with an Error on admission rejection (the API server's message), when the
+// Failed, or AwaitingApproval (the broker's only objection is missing approvals: the approvers'
+// turn; follow it with awaitApproval() from ./plan), and rejects with an Error on admission rejection (the API server's message), when the
 // task is deleted, or on timeout (naming the task and its last phase). The PoA token is never
 // logged and never appears in an error message.
 import { ApiException, CustomObjectsApi, KubeConfig, Watch } from "@kubernetes/client-node";
@@ -14,8 +15,11 @@ const GROUP = "atb.siemens.com";
 const VERSION = "v1alpha1";
 const PLURAL = "agenttasks";
 const TERMINAL = ["Completed", "Denied", "Failed"] as const;
+/** The phases submitAgentTask resolves with: the terminal ones, and AwaitingApproval. */
+const SETTLED = [...TERMINAL, "AwaitingApproval"] as const;
 
 export type TerminalPhase = (typeof TERMINAL)[number];
+export type SubmitPhase = (typeof SETTLED)[number];
 
 export interface AgentTaskRequest {
   /** Name of the AgentTask; tasks are immutable, so use a fresh name for every request. */
@@ -45,7 +49,7 @@ export interface SubmitOptions {
 }
 
 export interface SubmitResult {
-  phase: TerminalPhase;
+  phase: SubmitPhase;
   status: AgentTaskStatus;
   name: string;
   namespace: string;
@@ -84,8 +88,8 @@ function loadConfig(kubeconfig: SubmitOptions["kubeconfig"]): KubeConfig {
   return kc;
 }
 
-const isTerminal = (phase: string | undefined): phase is TerminalPhase =>
-  (TERMINAL as readonly string[]).includes(phase ?? "");
+const isSettled = (phase: string | undefined): phase is SubmitPhase =>
+  (SETTLED as readonly string[]).includes(phase ?? "");
 
 export async function submitAgentTask(task: AgentTaskRequest, opts: SubmitOptions = {}): Promise<SubmitResult> {
   const timeoutMs = opts.timeoutMs ?? 300_000;
@@ -148,7 +152,7 @@ export async function submitAgentTask(task: AgentTaskRequest, opts: SubmitOption
       if (obj.metadata?.resourceVersion) resourceVersion = obj.metadata.resourceVersion;
       const phase = obj.status?.phase;
       if (phase) lastPhase = phase;
-      if (isTerminal(phase))
+      if (isSettled(phase))
         finish(undefined, { phase, status: obj.status!, name: task.name, namespace: task.namespace });
     };
 

@@ -86,7 +86,7 @@ function runDoc(ids: string[], env: Record<string, string>, timeoutMs = 290_000,
 function fields(stdout: string): Record<string, string> {
   const out: Record<string, string> = {};
   for (const line of stdout.split("\n")) {
-    const m = /^(phase|riskTier|reason|message|requestId): (.*)$/.exec(line);
+    const m = /^(phase|riskTier|reason|message|requestId|approvals): (.*)$/.exec(line);
     if (m) out[m[1]!] = m[2]!;
   }
   return out;
@@ -241,22 +241,25 @@ describe("a LOW scale task, submitted as docs/agents.md shows, ends Completed an
   });
 });
 
-describe("a MEDIUM task without approval (scale to 0) is Denied and leaves the Deployment alone", () => {
-  test("Python, with a token from the docs' mint command: exit code 1, phase, risk tier and reason printed", async () => {
+describe("a MEDIUM task without approval (scale to 0) waits for approval, and the client returns, the Deployment untouched", () => {
+  test("Python, with a token from the docs' mint command: exit code 3, phase, risk tier, reason and the approvals needed printed", async () => {
     const before = replicasOf(TARGET);
     expect(before).toBeGreaterThan(0);
     const r = await runDoc(["token", "python-denied"], { ATB_POA_KEY: stack.material.poaPrivateKey });
-    expect({ code: r.code, stderr: r.stderr }).toEqual({ code: 1, stderr: "" });
+    expect({ code: r.code, stderr: r.stderr }).toEqual({ code: 3, stderr: "" });
     expect(fields(r.stdout)).toMatchObject({
-      phase: "Denied",
+      phase: "AwaitingApproval",
       riskTier: "MEDIUM",
       reason: "medium_risk_approval_required",
     });
-    expect(fields(r.stdout).message).toContain("medium_risk_approval_required");
+    expect(fields(r.stdout).message).toMatch(
+      /^waiting for approval: MEDIUM: 1 approver other than the agent must approve/,
+    );
+    expect(fields(r.stdout).approvals).toMatch(/^MEDIUM: 1 approver other than the agent must approve/);
     expect(replicasOf(TARGET)).toBe(before);
   });
 
-  test("Go: exit code 1 with the broker's reason", async () => {
+  test("Go: exit code 3 with the broker's reason", async () => {
     const before = replicasOf(TARGET);
     const r = await run(
       GO_BIN,
@@ -278,16 +281,17 @@ describe("a MEDIUM task without approval (scale to 0) is Denied and leaves the D
         },
       },
     );
-    expect({ code: r.code, stderr: r.stderr }).toEqual({ code: 1, stderr: "" });
+    expect({ code: r.code, stderr: r.stderr }).toEqual({ code: 3, stderr: "" });
     expect(fields(r.stdout)).toMatchObject({
-      phase: "Denied",
+      phase: "AwaitingApproval",
       riskTier: "MEDIUM",
       reason: "medium_risk_approval_required",
     });
+    expect(fields(r.stdout).approvals).toMatch(/must approve/);
     expect(replicasOf(TARGET)).toBe(before);
   });
 
-  test("TypeScript: submitAgentTask resolves (does not reject) with phase Denied", async () => {
+  test("TypeScript: submitAgentTask resolves (does not reject) with phase AwaitingApproval", async () => {
     const before = replicasOf(TARGET);
     const result = await submitAgentTask(
       {
@@ -301,7 +305,8 @@ describe("a MEDIUM task without approval (scale to 0) is Denied and leaves the D
       },
       { timeoutMs: 180_000, kubeconfig: cluster.kubeconfig },
     );
-    expect(result.phase).toBe("Denied");
+    expect(result.phase).toBe("AwaitingApproval");
+    expect(result.status.approvals?.sentence).toMatch(/must approve/);
     expect(result.status.atbResult).toMatchObject({
       allowed: false,
       riskTier: "MEDIUM",
@@ -310,7 +315,7 @@ describe("a MEDIUM task without approval (scale to 0) is Denied and leaves the D
     expect(replicasOf(TARGET)).toBe(before);
   });
 
-  test("with an approver in the token the same request Completes (the denial was the policy, not the client)", async () => {
+  test("with an approver in the token the same request Completes (the wait was the policy, not the client)", async () => {
     const r = await run(
       VENV_PYTHON,
       [

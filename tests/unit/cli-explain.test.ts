@@ -146,6 +146,9 @@ describe("atb explain: a task's sentence", () => {
   test("a completed task needs nothing", () => {
     const e = explainTask(task({ phase: "Completed", conditions: [cond("Succeeded", "True", "Completed")] }));
     expect(e.sentence).toMatch(/is Completed \(Completed\): applied and verified/);
+    expect(e.next).toBe("nothing: the task is finished");
+    const p = explainTask(task({ phase: "Processing", conditions: [cond("Authorized", "Unknown", "Authorizing")] }));
+    expect(p.next).toMatch(/^nothing to do yet: the operator is working on it/);
   });
 
   test("the current reason is the condition that decided the phase", () => {
