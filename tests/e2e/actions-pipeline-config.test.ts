@@ -210,21 +210,21 @@ describe("patch (HIGH)", () => {
   });
 });
 
-describe("denials leave the target unchanged", () => {
-  test("HIGH with one approver: Denied, high_risk_dual_control_required", async () => {
+describe("missing approvals: the task waits, the target unchanged", () => {
+  test("HIGH with one approver: AwaitingApproval, high_risk_dual_control_required", async () => {
     h.create(configMap("deny-high", { a: "1" }));
     const before = h.get("configmap", "deny-high");
-    const t = await h.run("deny-high", {
+    const t = await h.runUntilWaiting("deny-high", {
       action: "patch",
       kind: "ConfigMap",
       target: "deny-high",
       payload: { patch: [{ op: "replace", path: "/data/a", value: "2" }] },
       approvers: ["alice@example.com"],
     });
-    expect([t.status?.phase, t.status?.message]).toEqual([
-      "Denied",
-      "ATB denied the action: high_risk_dual_control_required",
-    ]);
+    expect(t.status?.phase).toBe("AwaitingApproval");
+    expect(t.status?.message).toMatch(
+      /^waiting for approval: HIGH: 2 distinct approvers other than the agent must approve/,
+    );
     expect(t.status?.atbResult).toMatchObject({
       allowed: false,
       riskTier: "HIGH",
@@ -233,18 +233,16 @@ describe("denials leave the target unchanged", () => {
     expect(h.get("configmap", "deny-high")).toEqual(before);
   });
 
-  test("MEDIUM without approval: Denied, medium_risk_approval_required", async () => {
+  test("MEDIUM without approval: AwaitingApproval, medium_risk_approval_required", async () => {
     const before = await h.ready("Deployment", "deny-medium");
-    const t = await h.run("deny-medium", {
+    const t = await h.runUntilWaiting("deny-medium", {
       action: "restart",
       kind: "Deployment",
       target: "deny-medium",
       approvers: [],
     });
-    expect([t.status?.phase, t.status?.message]).toEqual([
-      "Denied",
-      "ATB denied the action: medium_risk_approval_required",
-    ]);
+    expect(t.status?.phase).toBe("AwaitingApproval");
+    expect(t.status?.message).toMatch(/^waiting for approval: MEDIUM: 1 approver other than the agent must approve/);
     expect(t.status?.atbResult).toMatchObject({
       allowed: false,
       riskTier: "MEDIUM",

@@ -72,10 +72,10 @@ function deployment(name: string, replicas: number) {
 const task = (name: string) => kube.get<Task>("agenttask", name, NS);
 const replicasOf = (name: string) => kube.get<{ spec: { replicas: number } }>("deployment", name, NS).spec.replicas;
 
-function terminal(name: string, timeoutMs = 90_000): Promise<Task> {
-  return eventually(`task ${name} terminal`, timeoutMs, () => {
+function terminal(name: string, timeoutMs = 90_000, phases = ["Completed", "Denied", "Failed"]): Promise<Task> {
+  return eventually(`task ${name} in ${phases.join("|")}`, timeoutMs, () => {
     const t = task(name);
-    return ["Completed", "Denied", "Failed"].includes(t.status?.phase ?? "") ? t : undefined;
+    return phases.includes(t.status?.phase ?? "") ? t : undefined;
   });
 }
 
@@ -151,15 +151,15 @@ test("a LOW scale task goes Pending → Processing → Executing → Completed a
   expect(metrics).toMatch(/atb_operator_processing_seconds_count\{action="scale",phase="Completed"\} [1-9]/);
 });
 
-test("a policy-denied task ends Denied with the broker's reason and the target unchanged", async () => {
+test("a task whose only objection is a missing approval waits for it with the broker's reason, the target unchanged", async () => {
   // Scaling to zero is MEDIUM risk; the token names the change (as MEDIUM needs) but carries no approval.
   const token = await mint("web-denied", 10, { replicas: 0 });
   expect(kube.create(scaleTask("scale-to-zero", "web-denied", 0, token)).ok).toBe(true);
-  const done = await terminal("scale-to-zero");
-  expect(done.status?.phase).toBe("Denied");
+  const done = await terminal("scale-to-zero", 90_000, ["AwaitingApproval", "Completed", "Denied", "Failed"]);
+  expect(done.status?.phase).toBe("AwaitingApproval");
   expect(done.status?.atbResult).toMatchObject({ allowed: false, riskTier: "MEDIUM" });
   expect(done.status?.atbResult?.reason).toMatch(/approval/);
-  expect(done.status?.message).toContain(done.status!.atbResult!.reason!);
+  expect(done.status?.message).toMatch(/^waiting for approval: MEDIUM: 1 approver other than the agent must approve/);
   expect(replicasOf("web-denied")).toBe(2);
 });
 

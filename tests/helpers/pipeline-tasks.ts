@@ -159,11 +159,20 @@ export class Harness {
     return this.terminal(name);
   }
 
-  terminal(name: string, timeoutMs = 180_000): Promise<Task> {
-    return eventually(`task ${name} terminal`, timeoutMs, () => {
+  /** Waits until the task is in one of `phases` (default: a terminal phase). */
+  terminal(name: string, timeoutMs = 180_000, phases = ["Completed", "Denied", "Failed"]): Promise<Task> {
+    return eventually(`task ${name} in ${phases.join("|")}`, timeoutMs, () => {
       const t = this.kube.get<Task>("agenttask", name, this.ns);
-      return ["Completed", "Denied", "Failed"].includes(t.status?.phase ?? "") ? t : undefined;
+      return phases.includes(t.status?.phase ?? "") ? t : undefined;
     });
+  }
+
+  /** Like run(), but returns as soon as the task waits for approvals (or ends). */
+  async runUntilWaiting(name: string, r: TaskRequest): Promise<Task> {
+    const token = await this.token(r.action, r.kind, r.target, { approvers: r.approvers, payload: r.payload ?? {} });
+    const created = this.kube.create(this.task(name, r, token));
+    if (!created.ok) throw new Error(`creating task ${name} failed: ${created.stderr.trim()}`);
+    return this.terminal(name, 180_000, ["AwaitingApproval", "Completed", "Denied", "Failed"]);
   }
 
   get(kind: string, name: string): Obj {
@@ -286,12 +295,15 @@ export class Harness {
 /**
  * At most once, on the API server's own record: every object of the namespace was written by the
  * operator exactly once per task whose change was applied (Executed=True) and never otherwise;
- * after a restart of the operator, finished tasks cost no write and no broker call.
+ * after a restart of the operator, finished and waiting tasks cost no write and no broker call.
  */
 export async function checkAtMostOnce(h: Harness): Promise<void> {
   const tasks = h.tasks();
   expect(tasks.length).toBeGreaterThan(0);
-  expect(tasks.filter(t => !["Completed", "Denied", "Failed"].includes(t.status?.phase ?? ""))).toEqual([]);
+  // Settled: finished, or waiting for approvals (which a restart must not decide again either).
+  expect(
+    tasks.filter(t => !["Completed", "Denied", "Failed", "AwaitingApproval"].includes(t.status?.phase ?? "")),
+  ).toEqual([]);
   const expected = new Map<string, number>();
   for (const t of tasks) if (executed(t)) expected.set(t.spec.target.name, (expected.get(t.spec.target.name) ?? 0) + 1);
   const writes = h.targetWrites();
