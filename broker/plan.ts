@@ -9,7 +9,7 @@
 import { randomUUID } from "node:crypto";
 import { changeDigest } from "../capabilities/lib/change-digest";
 import { baseInput, type DecideCall, type DecideDeps, type Reply } from "./decide";
-import { parseDecideBody, type DecideBody } from "./request";
+import { parseDecideBody, parseJsonObject, type DecideBody } from "./request";
 
 export const PLAN_POLICY_PATH = "atb/k8s/plan";
 const TIERS = ["LOW", "MEDIUM", "HIGH", "CRITICAL"];
@@ -36,13 +36,9 @@ type ParsedPlan = { ok: true; body: Omit<DecideBody, "token" | "attestations"> }
 
 /** The decide body's rules (request.ts), without a token; a token or attestations are refused. */
 export function parsePlanRequest(raw: string): ParsedPlan {
-  let v: unknown;
-  try {
-    v = JSON.parse(raw);
-  } catch {
-    return { ok: false, message: "body is not valid JSON" };
-  }
-  if (!isRecord(v)) return { ok: false, message: "body must be a JSON object" };
+  const json = parseJsonObject(raw);
+  if (!json.ok) return json;
+  const v = json.v;
   for (const field of ["token", "attestations"])
     if (field in v)
       return {

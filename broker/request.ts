@@ -86,14 +86,23 @@ function requesterOf(v: Record<string, unknown>): { requester?: Requester } {
   };
 }
 
-export function parseDecideBody(raw: string): ParsedBody {
+/** A request body that must be a JSON object: the object, or the refusal's message. */
+export function parseJsonObject(
+  raw: string,
+): { ok: true; v: Record<string, unknown> } | { ok: false; message: string } {
   let v: unknown;
   try {
     v = JSON.parse(raw);
   } catch {
     return { ok: false, message: "body is not valid JSON" };
   }
-  if (!isRecord(v)) return { ok: false, message: "body must be a JSON object" };
+  return isRecord(v) ? { ok: true, v } : { ok: false, message: "body must be a JSON object" };
+}
+
+export function parseDecideBody(raw: string): ParsedBody {
+  const json = parseJsonObject(raw);
+  if (!json.ok) return json;
+  const v = json.v;
   if (!text(v.action)) return { ok: false, message: "`action` must be a non-empty string (k8s.<Kind>.<action>)" };
   if (typeof v.token !== "string" || v.token === "") return { ok: false, message: "`token` (the PoA JWT) is required" };
   if (!text(v.agent_id)) return { ok: false, message: "`agent_id` must be a non-empty string" };

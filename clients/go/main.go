@@ -45,14 +45,9 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/fields"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/clientcmd"
-	watchtools "k8s.io/client-go/tools/watch"
 )
 
 // agentTaskGVR is the AgentTask resource (crds/agenttask.yaml).
@@ -227,41 +222,24 @@ func run(args []string, stdout, stderr io.Writer) int {
 	name := created.GetName()
 	fmt.Fprintf(stdout, "agenttask %s/%s created\n", o.namespace, name)
 
-	lastPhase := "(none yet)"
-	selector := fields.OneTermEqualSelector("metadata.name", name).String()
-	lw := &cache.ListWatch{
-		ListWithContextFunc: func(ctx context.Context, lo metav1.ListOptions) (runtime.Object, error) {
-			lo.FieldSelector = selector
-			return tasks.List(ctx, lo)
-		},
-		WatchFuncWithContext: func(ctx context.Context, lo metav1.ListOptions) (watch.Interface, error) {
-			lo.FieldSelector = selector
-			return tasks.Watch(ctx, lo)
-		},
-	}
-	ev, err := watchtools.UntilWithSync(ctx, lw, &unstructured.Unstructured{}, nil, func(e watch.Event) (bool, error) {
-		if e.Type == watch.Deleted {
-			return false, fmt.Errorf("AgentTask %s/%s was deleted before it finished", o.namespace, name)
-		}
-		u, ok := e.Object.(*unstructured.Unstructured)
-		if !ok {
-			return false, nil
-		}
-		phase, _, _ := unstructured.NestedString(u.Object, "status", "phase")
-		if phase != "" {
-			lastPhase = phase
-		}
-		// AwaitingApproval ends the agent's part for now: the approvers' turn (see --await-approval).
-		return phase == "Completed" || phase == "Denied" || phase == "Failed" || phase == "AwaitingApproval", nil
+	// AwaitingApproval ends the agent's part for now: the approvers' turn (see --await-approval).
+	u, err := waitFor(ctx, tasks, name, func(phase string) bool {
+		return phase == "Completed" || phase == "Denied" || phase == "Failed" || phase == "AwaitingApproval"
 	})
+	if errors.Is(err, errTimedOut) {
+		lastPhase := phaseOf(u)
+		if lastPhase == "" {
+			lastPhase = "(none yet)"
+		}
+		return fail("timed out after %s waiting for AgentTask %s/%s to finish (last phase: %s)", o.timeout, o.namespace, name, lastPhase)
+	}
 	if err != nil {
-		if errors.Is(err, watchtools.ErrWatchClosed) || ctx.Err() != nil {
-			return fail("timed out after %s waiting for AgentTask %s/%s to finish (last phase: %s)", o.timeout, o.namespace, name, lastPhase)
+		if strings.HasSuffix(err.Error(), " was deleted") {
+			return fail("AgentTask %s/%s was deleted before it finished", o.namespace, name)
 		}
 		return fail("watching AgentTask %s/%s: %v", o.namespace, name, err)
 	}
 
-	u := ev.Object.(*unstructured.Unstructured)
 	printResult(stdout, u, red)
 	switch phaseOf(u) {
 	case "Completed":

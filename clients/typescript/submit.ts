@@ -7,13 +7,11 @@
 // turn; follow it with awaitApproval() from ./plan), and rejects with an Error on admission rejection (the API server's message), when the
 // task is deleted, or on timeout (naming the task and its last phase). The PoA token is never
 // logged and never appears in an error message.
-import { ApiException, CustomObjectsApi, KubeConfig, Watch } from "@kubernetes/client-node";
+import { CustomObjectsApi, KubeConfig } from "@kubernetes/client-node";
 import type { AgentTaskStatus, TargetKind } from "../../crds/agenttask";
 import type { Action } from "../../capabilities/registry";
+import { apiMessage, GROUP, loadConfig, PLURAL, VERSION, waitForTask, type TaskObject } from "./wait";
 
-const GROUP = "atb.siemens.com";
-const VERSION = "v1alpha1";
-const PLURAL = "agenttasks";
 const TERMINAL = ["Completed", "Denied", "Failed"] as const;
 /** The phases submitAgentTask resolves with: the terminal ones, and AwaitingApproval. */
 const SETTLED = [...TERMINAL, "AwaitingApproval"] as const;
@@ -53,39 +51,6 @@ export interface SubmitResult {
   status: AgentTaskStatus;
   name: string;
   namespace: string;
-}
-
-interface TaskObject {
-  metadata?: { name?: string; namespace?: string; resourceVersion?: string };
-  status?: AgentTaskStatus;
-}
-
-/** The API server's Status message from an ApiException body (text or object), else a summary. */
-function apiMessage(err: unknown): string {
-  if (err instanceof ApiException) {
-    const body: unknown = err.body;
-    let parsed: unknown = body;
-    if (typeof body === "string") {
-      try {
-        parsed = JSON.parse(body);
-      } catch {
-        parsed = undefined;
-      }
-    }
-    const message = (parsed as { message?: unknown } | undefined)?.message;
-    if (typeof message === "string" && message) return message;
-    return `HTTP ${err.code}`;
-  }
-  if (err instanceof Error) return err.message.split("\n")[0] ?? err.name;
-  return String(err);
-}
-
-function loadConfig(kubeconfig: SubmitOptions["kubeconfig"]): KubeConfig {
-  if (kubeconfig instanceof KubeConfig) return kubeconfig;
-  const kc = new KubeConfig();
-  if (kubeconfig) kc.loadFromFile(kubeconfig);
-  else kc.loadFromDefault();
-  return kc;
 }
 
 const isSettled = (phase: string | undefined): phase is SubmitPhase =>
@@ -128,103 +93,28 @@ export async function submitAgentTask(task: AgentTaskRequest, opts: SubmitOption
     throw new Error(clean(`the API server rejected ${where}: ${apiMessage(err)}`));
   }
 
-  return new Promise<SubmitResult>((resolve, reject) => {
-    let settled = false;
-    let lastPhase = created.status?.phase ?? "(none yet)";
-    let resourceVersion = created.metadata?.resourceVersion;
-    let watchAbort: AbortController | undefined;
-    let watchRestart: NodeJS.Timeout | undefined;
-    let pollTimer: NodeJS.Timeout | undefined;
-    let polling = false;
-
-    const finish = (err: Error | undefined, result?: SubmitResult) => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(deadlineTimer);
-      clearTimeout(watchRestart);
-      clearInterval(pollTimer);
-      watchAbort?.abort();
-      if (err) reject(new Error(clean(err.message)));
-      else resolve(result!);
-    };
-
-    const observe = (obj: TaskObject) => {
-      if (obj.metadata?.resourceVersion) resourceVersion = obj.metadata.resourceVersion;
-      const phase = obj.status?.phase;
-      if (phase) lastPhase = phase;
-      if (isSettled(phase))
-        finish(undefined, { phase, status: obj.status!, name: task.name, namespace: task.namespace });
-    };
-
-    const deadlineTimer = setTimeout(
-      () =>
-        finish(new Error(`timed out after ${timeoutMs}ms waiting for ${where} to finish (last phase: ${lastPhase})`)),
-      Math.max(0, timeoutMs - (Date.now() - started)),
+  // Followed by the clients' one wait loop (wait.ts): a watch on this task, resumed when it ends,
+  // and a GET every pollMs as a safety net.
+  let waited;
+  try {
+    waited = await waitForTask(
+      kc,
+      { name: task.name, namespace: task.namespace },
+      {
+        until: o => isSettled(o.status?.phase),
+        timeoutMs: Math.max(0, timeoutMs - (Date.now() - started)),
+        pollMs,
+        initial: created,
+      },
     );
-
-    const poll = async () => {
-      if (polling || settled) return;
-      polling = true;
-      try {
-        observe(
-          (await api.getNamespacedCustomObject({
-            group: GROUP,
-            version: VERSION,
-            namespace: task.namespace,
-            plural: PLURAL,
-            name: task.name,
-          })) as TaskObject,
-        );
-      } catch (err) {
-        if (err instanceof ApiException && err.code === 404)
-          finish(new Error(`${where} was deleted before it finished`));
-        // Other errors are transient here: the watch, the next poll or the deadline decide.
-      } finally {
-        polling = false;
-      }
-    };
-
-    const startWatch = () => {
-      if (settled) return;
-      const path = `/apis/${GROUP}/${VERSION}/namespaces/${encodeURIComponent(task.namespace)}/${PLURAL}`;
-      let expired = false;
-      new Watch(kc)
-        .watch(
-          path,
-          { fieldSelector: `metadata.name=${task.name}`, resourceVersion, allowWatchBookmarks: true },
-          (type: string, obj: TaskObject & { code?: number }) => {
-            if (type === "ERROR") {
-              if (obj.code === 410) expired = true;
-              return;
-            }
-            if (type === "DELETED") return finish(new Error(`${where} was deleted before it finished`));
-            if (type === "BOOKMARK") {
-              if (obj.metadata?.resourceVersion) resourceVersion = obj.metadata.resourceVersion;
-              return;
-            }
-            observe(obj);
-          },
-          () => {
-            // The watch ended (server timeout, connection loss or an expired version): resume it.
-            if (settled) return;
-            if (expired) resourceVersion = undefined;
-            void poll();
-            watchRestart = setTimeout(startWatch, 1_000);
-          },
-        )
-        .then(
-          ctrl => {
-            watchAbort = ctrl;
-            if (settled) ctrl.abort();
-          },
-          () => {
-            if (!settled) watchRestart = setTimeout(startWatch, 1_000);
-          },
-        );
-    };
-
-    pollTimer = setInterval(() => void poll(), pollMs);
-    observe(created);
-    startWatch();
-  });
+  } catch (err) {
+    const message = err instanceof Error ? err.message : String(err);
+    throw new Error(clean(/was deleted$/.test(message) ? `${message} before it finished` : message));
+  }
+  const phase = waited.task.status?.phase;
+  if (waited.timedOut || !isSettled(phase))
+    throw new Error(
+      clean(`timed out after ${timeoutMs}ms waiting for ${where} to finish (last phase: ${phase ?? "(none yet)"})`),
+    );
+  return { phase, status: waited.task.status as AgentTaskStatus, name: task.name, namespace: task.namespace };
 }

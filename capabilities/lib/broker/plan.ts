@@ -5,7 +5,7 @@
 // attestations; a Plan task's spec.poaToken, if it has one, is never sent.
 import { AtbError } from "../errors";
 import type { Requester } from "../requester";
-import { errorForStatus, normaliseTier, parseRetryAfter, type RawAnswer, type RiskTier } from "./response";
+import { interpretWith, normaliseTier, type RawAnswer, type RiskTier } from "./response";
 
 export const PLAN_PATH = "/api/v1/plan";
 
@@ -114,16 +114,5 @@ export function planBody(request: PlanRequest): string {
 export type PlanAttempt = { ok: true; decision: PlanAnswer } | { ok: false; error: AtbError; retryAfterMs?: number };
 
 /** One HTTP answer to a plan attempt: the same status mapping as a decision's. */
-export function interpretPlanResponse(
-  { status, headers, text }: RawAnswer,
-  requestId: string,
-  nowMs: number,
-): PlanAttempt {
-  if (status === 200) {
-    const parsed = parsePlanBody(text, requestId);
-    return parsed instanceof AtbError ? { ok: false, error: parsed } : { ok: true, decision: parsed };
-  }
-  const error = errorForStatus(status, text);
-  const retryAfterMs = status === 429 || status === 503 ? parseRetryAfter(headers["retry-after"], nowMs) : undefined;
-  return retryAfterMs === undefined ? { ok: false, error } : { ok: false, error, retryAfterMs };
-}
+export const interpretPlanResponse: (answer: RawAnswer, requestId: string, nowMs: number) => PlanAttempt =
+  interpretWith(parsePlanBody);

@@ -128,17 +128,28 @@ export interface RawAnswer {
   text: string;
 }
 
-/** One HTTP answer to an attempt result. */
-export function interpretResponse(
-  { status, headers, text }: RawAnswer,
+/**
+ * One HTTP answer to an attempt result, for any answer body: a 200 is parsed by `parse`, any other
+ * status mapped once here (the decide, verify and plan calls share it).
+ */
+export function interpretWith<T>(
+  parse: (text: string, requestId: string) => T | AtbError,
+): (
+  answer: RawAnswer,
   requestId: string,
   nowMs: number,
-): AttemptResult {
-  if (status === 200) {
-    const parsed = parseDecisionBody(text, requestId);
-    return parsed instanceof AtbError ? { ok: false, error: parsed } : { ok: true, decision: parsed };
-  }
-  const error = errorForStatus(status, text);
-  const retryAfterMs = status === 429 || status === 503 ? parseRetryAfter(headers["retry-after"], nowMs) : undefined;
-  return retryAfterMs === undefined ? { ok: false, error } : { ok: false, error, retryAfterMs };
+) => { ok: true; decision: T } | Exclude<AttemptResult, { ok: true }> {
+  return ({ status, headers, text }, requestId, nowMs) => {
+    if (status === 200) {
+      const parsed = parse(text, requestId);
+      return parsed instanceof AtbError ? { ok: false, error: parsed } : { ok: true, decision: parsed };
+    }
+    const error = errorForStatus(status, text);
+    const retryAfterMs = status === 429 || status === 503 ? parseRetryAfter(headers["retry-after"], nowMs) : undefined;
+    return retryAfterMs === undefined ? { ok: false, error } : { ok: false, error, retryAfterMs };
+  };
 }
+
+/** One HTTP answer to a decision attempt's result. */
+export const interpretResponse: (answer: RawAnswer, requestId: string, nowMs: number) => AttemptResult =
+  interpretWith(parseDecisionBody);
