@@ -1,17 +1,20 @@
 // Processing → Executing | Denied: the checks admission already made (a task may predate the
 // webhook), the token's lifetime, the plan and its server-side dry run, then the broker's decision.
-import { ANNOTATION_REQUESTER, type AgentTask } from "../../../crds/agenttask";
+import { ANNOTATION_REQUESTER, type AgentTask, type TaskPlan } from "../../../crds/agenttask";
 import { brokerAction, isUnchanged, type KubeObject, type Planned } from "../action";
 import { getTarget } from "../action/target";
 import { poaExpiry, type DecideRequest, type VerifyRequest } from "../broker/client";
+import { changeDigest } from "../change-digest";
 import { messageOf } from "../errors";
 import { parseRequester, type Requester } from "../requester";
 import { targetRefusal } from "../scope";
+import type { Transition } from "../status/conditions";
 import { afterDecision } from "./approvals";
 import { objectView } from "./object-view";
 import { asBrokerError } from "./outcome";
 import type { StepResult, StepScope } from "./scope";
-import { planTask } from "./plan";
+import { approvalsSentence, planTask } from "./plan";
+import { planDiff } from "./plan-diff";
 import { decisionTransition, failed, Reason, requesterNotRecorded } from "./transitions";
 
 /** Checks the pipeline repeats from admission (defence in depth). */
@@ -58,6 +61,7 @@ export async function authorize(s: StepScope): Promise<StepResult> {
   const pre = await preflight(s, exp, requester);
   if (pre) return pre;
   let plan: Planned;
+  let seen: { before: KubeObject | undefined; after: KubeObject | undefined };
   try {
     // The executor is what reads the target: a namespace without one is refused before any read.
     await s.executor.require(s.task.metadata!.namespace!);
@@ -68,10 +72,39 @@ export async function authorize(s: StepScope): Promise<StepResult> {
     // The policy judges the object as the API server would store it, next to what is there now.
     const kind = s.ctx.spec.target.kind;
     plan = { ...plan, context: { ...plan.context, before: objectView(target, kind), after: objectView(after, kind) } };
+    seen = { before: target, after };
   } catch (err) {
     return { error: err, stage: "authorize" };
   }
-  return decide(s, plan, exp, requester);
+  const result = await decide(s, plan, exp, requester);
+  // A task that waits for approvals shows the approvers the change they are asked to approve: the
+  // digest their attestations must bind and the diff of the dry run the broker judged.
+  if ("transition" in result && result.transition.phase === "AwaitingApproval")
+    result.transition.plan = changeView(plan, seen, s.ctx.spec.target.kind, result.transition);
+  return result;
+}
+
+/** status.plan of an Apply task waiting for approvals (the same fields as a Plan task's). */
+function changeView(
+  plan: Planned,
+  seen: { before: KubeObject | undefined; after: KubeObject | undefined },
+  kind: string,
+  t: Transition,
+): TaskPlan {
+  const diff = planDiff(seen.before, seen.after, kind);
+  const required = t.approvals?.required ?? { count: 0 };
+  const tier = (t.atbResult?.riskTier ?? "HIGH") as TaskPlan["riskTier"];
+  return {
+    changeSha256: changeDigest(plan.params),
+    riskTier: tier,
+    approvalsRequired: {
+      count: required.count,
+      ...(required.roles ? { roles: required.roles } : {}),
+      sentence: approvalsSentence({ count: required.count, ...(required.roles ? { roles: required.roles } : {}) }, tier),
+    },
+    diff: diff.diff,
+    diffTruncated: diff.truncated,
+  };
 }
 
 /** The broker's time window for a task: until the PoA's exp or the task's deadline. */

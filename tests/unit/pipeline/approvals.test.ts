@@ -9,6 +9,7 @@
 import type { Decision } from "../../../capabilities/lib/broker/client";
 import { parseDetails } from "../../../capabilities/lib/broker/details";
 import { parseDecisionBody } from "../../../capabilities/lib/broker/response";
+import { changeDigest } from "../../../capabilities/lib/change-digest";
 import { resourcePath } from "../../../capabilities/lib/kube";
 import { APPROVAL_CODES, MAX_ATTESTATIONS, waitsForApproval } from "../../../capabilities/lib/pipeline/approvals";
 import { allow, deny } from "../../helpers/fake-broker";
@@ -119,6 +120,15 @@ describe("a task that needs approvals", () => {
       /^HIGH: 2 distinct approvers other than the agent must approve the scale of Deployment shop\/web \(task shop\/t\)/,
     );
     expect(t.status?.atbResult).toMatchObject({ allowed: false, riskTier: "HIGH", reason: TWO_NEEDED });
+    // The approvers see what they are asked to approve: the digest to bind and the dry run's diff.
+    expect(t.status?.plan).toMatchObject({
+      changeSha256: changeDigest(w.broker.calls[0].request.params),
+      riskTier: "HIGH",
+      approvalsRequired: { count: 2 },
+      diffTruncated: false,
+    });
+    expect(t.status?.plan?.diff).toMatch(/^-  replicas: 2$/m);
+    expect(t.status?.plan?.diff).toMatch(/^\+  replicas: 3$/m);
     expect(trail(w, key)).toEqual(["Pending:Queued", "Processing:Authorizing", "AwaitingApproval:ApprovalRequired"]);
     // one decision: the sweep and the timers only look while nothing new arrived
     expect(w.broker.calls).toHaveLength(1);
