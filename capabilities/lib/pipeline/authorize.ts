@@ -100,7 +100,10 @@ function changeView(
     approvalsRequired: {
       count: required.count,
       ...(required.roles ? { roles: required.roles } : {}),
-      sentence: approvalsSentence({ count: required.count, ...(required.roles ? { roles: required.roles } : {}) }, tier),
+      sentence: approvalsSentence(
+        { count: required.count, ...(required.roles ? { roles: required.roles } : {}) },
+        tier,
+      ),
     },
     diff: diff.diff,
     diffTruncated: diff.truncated,
