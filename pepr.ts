@@ -4,6 +4,7 @@ import { PeprModule } from "pepr";
 import cfg from "./package.json";
 import { agentTaskCapability } from "./capabilities/agent-task";
 import { loadConfig } from "./capabilities/lib/config";
+import { boundAdmissionDepth } from "./capabilities/lib/admission-depth";
 import { redactPeprLogs } from "./capabilities/lib/pepr-log";
 import { OperatorRuntime } from "./capabilities/lib/runtime";
 import { ACTION_MODULES, actions } from "./capabilities/registry";
@@ -22,6 +23,9 @@ const module = new PeprModule(
   [agentTaskCapability({ actions, config, runtime }), ...ACTION_MODULES.map(a => a.capability)],
   {
     deferStart: true,
+    // Before Pepr copies an admission object: values nested too deep to copy are cut (and the
+    // task is refused naming the field) instead of overflowing the stack into an HTTP 500.
+    beforeHook: boundAdmissionDepth,
   },
 );
 

@@ -7,6 +7,7 @@ import { AgentTaskApproval } from "../../crds/agenttaskapproval";
 import type { ActionRegistry } from "../lib/action";
 import type { OperatorConfig } from "../lib/config";
 import type { OperatorRuntime } from "../lib/runtime";
+import { depthErrors } from "../lib/admission-depth";
 import { requesterAnnotation } from "../lib/requester";
 import { commonErrors, immutableErrors, agentLabel, requesterErrors } from "./admission";
 
@@ -42,6 +43,7 @@ export function agentTaskCapability(o: AgentTaskCapabilityOptions): Capability {
     .Validate(function validateTask(req: PeprValidateRequest<AgentTask>) {
       const { operation, userInfo } = req.Request;
       const errors = [
+        ...depthErrors(req.Raw),
         ...(operation === "UPDATE"
           ? immutableErrors(req.OldResource, req.Raw)
           : commonErrors(req.Raw, o.actions, o.config)),

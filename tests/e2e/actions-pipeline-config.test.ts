@@ -208,6 +208,27 @@ describe("patch (HIGH)", () => {
     expect(r.stderr).toMatch(message);
     expect(h.exists("agenttask", "forbidden")).toBe(false);
   });
+
+  test("a value nested 9000 levels deep (kubectl and the API server stop at 10000) is refused naming the field, not with the webhook's HTTP 500", async () => {
+    // Written as text: JSON.stringify itself overflows the stack long before this depth.
+    const deep = '{"d":['.repeat(4500) + '"x"' + "]}".repeat(4500);
+    const token = await h.token("patch", "Deployment", "patch-deployment");
+    const task = h.task(
+      "too-deep",
+      {
+        action: "patch",
+        kind: "Deployment",
+        target: "patch-deployment",
+        payload: { patch: [{ op: "add", path: "/metadata/labels/deep", value: "DEEP" }] },
+      },
+      token,
+    );
+    const r = h.kube.try(["create", "-f", "-", "-o", "json"], JSON.stringify(task).replace('"DEEP"', deep));
+    expect(r.ok).toBe(false);
+    expect(r.stderr).toMatch(/admission webhook .* denied the request/);
+    expect(r.stderr).toMatch(/spec\.payload\.patch\[0\]\.value\S*: nested deeper than 100 levels/);
+    expect(h.exists("agenttask", "too-deep")).toBe(false);
+  });
 });
 
 describe("missing approvals: the task waits, the target unchanged", () => {
