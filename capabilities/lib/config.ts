@@ -19,6 +19,12 @@ export interface OperatorConfig {
   outOfScopeGraceMs: number;
   /** Where that check looks; empty: every namespace outside WATCH_NAMESPACE. */
   outOfScopeNamespaces: readonly string[];
+  /**
+   * A task is Pending (no status) until its first write; one still waiting for its target this
+   * long after creation gets Pending stored once, so other instances' out-of-scope check and
+   * `kubectl get` see that it is served. Keep it well below other instances' outOfScopeGraceMs.
+   */
+  pendingClaimMs: number;
   /** Whether a task may target another namespace than its own. Deny by default. */
   allowCrossNamespace: boolean;
   /**
@@ -143,6 +149,7 @@ function scopeSettings(env: Env) {
     protectedNamespaces,
     outOfScopeGraceMs: int(env, "ATB_OUT_OF_SCOPE_GRACE_SECONDS", 60, 0, 86_400) * 1000,
     outOfScopeNamespaces,
+    pendingClaimMs: int(env, "ATB_PENDING_CLAIM_SECONDS", 10, 0, 3_600) * 1000,
   };
 }
 

@@ -43,7 +43,7 @@ test("with the cut, Pepr copies and compares it, and its patch carries only what
   const patch = compare(req.object, wrapped.Raw);
   expect(patch).toEqual([{ op: "add", path: "/metadata/labels", value: { "atb.siemens.com/action": "deploy" } }]);
   // spec.payload.manifest starts at level 3 below the object's root.
-  expect(depthOf(req.object.spec.payload.manifest)).toBe(ADMISSION_MAX_DEPTH - 3);
+  expect(depthOf((req.object.spec.payload as { manifest: unknown }).manifest)).toBe(ADMISSION_MAX_DEPTH - 3);
   expect(depthErrors(wrapped.Raw)).toEqual([
     `spec.payload.manifest[0].d[0]…: nested deeper than ${ADMISSION_MAX_DEPTH} levels`,
   ]);

@@ -9,6 +9,7 @@ import type { ActionRegistry } from "../../capabilities/lib/action";
 import { parseConfig } from "../../capabilities/lib/config";
 import { KubeError, resourcePath } from "../../capabilities/lib/kube";
 import { createLogger } from "../../capabilities/lib/logger";
+import { Pipeline } from "../../capabilities/lib/pipeline";
 import { OperatorRuntime } from "../../capabilities/lib/runtime";
 import { ScaleAction } from "../../capabilities/scale";
 import { FakeBroker } from "../helpers/fake-broker";
@@ -172,10 +173,11 @@ describe("start(): the first sweep", () => {
     await rt.start();
     await eventually(() => phaseOf(kube, "b-pending") === "Completed" && phaseOf(kube, "z-started") === "Completed");
 
+    // b's first write after Pending (its decision) comes after a's end.
     const processing = kube.audit.findIndex(
       e =>
         e.path === `${taskPath("b-pending")}/status` &&
-        (e.body as { status: { phase: string } }).status.phase === "Processing",
+        (e.body as { status: { phase: string } }).status.phase !== "Pending",
     );
     const done = kube.audit.findIndex(
       e =>
@@ -397,23 +399,28 @@ describe("onEvent", () => {
 
   test("GIVEN an open task THEN it is run; GIVEN the echo of our own last write THEN it is not", async () => {
     const kube = new FakeKube(); // no rollout controller: the holder stays applied, waiting
-    const { rt } = harness({}, kube);
+    // Pending stored at once, so the waiter's echo exists.
+    const { rt } = harness({ ATB_PENDING_CLAIM_SECONDS: "0" }, kube);
+    const runs = jest.spyOn(Pipeline.prototype, "reconcile");
     await rt.start();
     rt.onEvent(addTask(kube, "holder"));
     await eventually(() => kube.read<AgentTask>(taskPath("holder"))?.status?.conditions?.length === 2);
     rt.onEvent(addTask(kube, "t", undefined, 4)); // waits in Pending for the target, a minute at a time
     await eventually(() => phaseOf(kube, "t") === "Pending");
     await rt.idle();
-    const reads = readsOf(kube, "t");
+    const runsOfT = () => runs.mock.calls.filter(([key]) => key.endsWith("/t")).length;
+    const before = runsOfT();
 
-    rt.onEvent(kube.read<AgentTask>(taskPath("t"))!);
+    rt.onEvent(kube.read<AgentTask>(taskPath("t"))!); // the echo of our Pending write
     await rt.idle();
     await new Promise(r => setTimeout(r, 50));
-    expect(readsOf(kube, "t")).toBe(reads);
+    expect(runsOfT()).toBe(before);
+    expect(readsOf(kube, "t")).toBe(0); // never read: the watch's copy and our own writes suffice
 
     kube.mutate(taskPath("t"), o => (o.metadata.labels = { touched: "yes" }));
     rt.onEvent(kube.read<AgentTask>(taskPath("t"))!);
-    await eventually(() => readsOf(kube, "t") > reads);
+    await eventually(() => runsOfT() > before);
+    runs.mockRestore();
   });
 
   test("GIVEN events before the first sweep THEN they wait for it, then run", async () => {

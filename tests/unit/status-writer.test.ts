@@ -7,7 +7,7 @@ import type { AgentTask } from "../../crds/agenttask";
 import { KubeError, resourcePath } from "../../capabilities/lib/kube";
 import { createLogger } from "../../capabilities/lib/logger";
 import { createStatusWriter } from "../../capabilities/lib/status/writer";
-import type { Transition } from "../../capabilities/lib/status/conditions";
+import { nextStatus, type Transition } from "../../capabilities/lib/status/conditions";
 import { FakeKube, type AuditEntry } from "../helpers/fake-kube";
 
 const NS = "shop";
@@ -41,6 +41,14 @@ const failed: Transition = {
   message: "Deployment shop/web does not exist",
   conditions: [{ type: "Succeeded", status: "False", reason: "TargetNotFound", message: "gone" }],
 };
+
+const completed: Transition = {
+  phase: "Completed",
+  reason: "Completed",
+  message: "Deployment web has 3 ready replicas",
+  conditions: [{ type: "Succeeded", status: "True", reason: "Completed", message: "done" }],
+};
+const awaiting: Transition = { phase: "AwaitingApproval", reason: "ApprovalRequired", message: "needs approvals" };
 
 const statusPatches = (kube: FakeKube): AuditEntry[] => kube.audit.filter(e => e.path === `${PATH}/status`);
 const events = (kube: FakeKube): AuditEntry[] => kube.audit.filter(e => e.method === "POST");
@@ -110,7 +118,8 @@ describe("one status PATCH per transition", () => {
 
 describe("the Event", () => {
   test.each([
-    { t: pending, type: "Normal" },
+    { t: completed, type: "Normal" },
+    { t: awaiting, type: "Normal" },
     { t: failed, type: "Warning" },
     { t: { ...failed, phase: "Denied" as const, reason: "PolicyDenied" }, type: "Warning" },
   ])("GIVEN $t.phase THEN one $type Event after the patch, about the task as stored", async ({ t, type }) => {
@@ -152,9 +161,9 @@ describe("the Event", () => {
       const { kube, writer, read, lines } = setup({ onEventError: () => counted++ });
       kube.onRequest(r => (r.method === "POST" ? error : undefined));
 
-      const updated = await writer.transition(read(), pending);
+      const updated = await writer.transition(read(), completed);
 
-      expect(updated.status!.phase).toBe("Pending");
+      expect(updated.status!.phase).toBe("Completed");
       expect(counted).toBe(1);
       expect(statusPatches(kube)).toHaveLength(1); // not repeated
       expect(lines.join("")).toContain("could not record event");
@@ -168,9 +177,36 @@ describe("the Event", () => {
     const log = createLogger("warn", "test", new Writable({ write: (c, _e, cb) => cb(void lines.push(String(c))) }));
     kube.onRequest(r => (r.method === "POST" ? new KubeError(500, "", "x") : undefined));
     const writer = createStatusWriter({ kube, log });
-    const updated = await writer.transition(kube.read<AgentTask>(PATH)!, pending);
-    expect(updated.status!.phase).toBe("Pending");
+    const updated = await writer.transition(kube.read<AgentTask>(PATH)!, completed);
+    expect(updated.status!.phase).toBe("Completed");
     expect(lines).toHaveLength(1);
+  });
+
+  test.each([pending, processing, { ...processing, phase: "Executing" as const, reason: "Applied" }])(
+    "GIVEN $phase/$reason (a step, not an end or a wait for a person) THEN the patch and no Event",
+    async t => {
+      const { kube, writer, read } = setup();
+      await writer.transition(read(), t);
+      expect(kube.audit.map(e => e.method)).toEqual(["PATCH"]);
+    },
+  );
+
+  test("GIVEN transitions carried in memory THEN one patch from the stored status, under the stored resourceVersion", async () => {
+    const { kube, writer, read } = setup();
+    const stored = read();
+    const at = new Date(AT);
+    const once = { ...stored, status: nextStatus(stored, pending, at) };
+    const view = { ...once, status: nextStatus(once, processing, at) };
+    const updated = await writer.transition(view, failed, { stored });
+    const [patch] = statusPatches(kube);
+    expect((patch.body as { metadata: { resourceVersion: string } }).metadata.resourceVersion).toBe(
+      stored.metadata!.resourceVersion,
+    );
+    expect(updated.status).toMatchObject({ phase: "Failed", startedAt: AT.toISOString() });
+    expect(updated.status!.conditions!.map(c => `${c.type}=${c.status}`)).toEqual([
+      "Authorized=Unknown",
+      "Succeeded=False",
+    ]);
   });
 });
 

@@ -98,8 +98,8 @@ export function defineAction<const A extends string, P extends Planned = Plan>(
       if (!target && def.planMissing) return def.planMissing(ctx);
       return def.plan(ctx, requireTarget(ctx, target));
     },
-    async verify(ctx) {
-      const target = await getTarget(ctx);
+    async verify(ctx, observed) {
+      const target = observed === undefined ? await getTarget(ctx) : observed;
       return target ? def.verify(ctx, target) : targetGone(ctx);
     },
   };

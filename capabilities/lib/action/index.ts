@@ -169,8 +169,11 @@ export interface ActionModule<A extends string = string, P extends Planned = Pla
    * a change that cannot be made (paused Deployment, missing revision, ...).
    */
   plan(ctx: TaskContext, target: KubeObject | undefined): Promise<P>;
-  /** Whether the applied change is complete (rollout finished, replicas ready, ...). */
-  verify(ctx: TaskContext): Promise<VerifyResult>;
+  /**
+   * Whether the applied change is complete (rollout finished, replicas ready, ...), judged on
+   * `observed` when the caller has the target already (null: it is gone), else on a fresh GET.
+   */
+  verify(ctx: TaskContext, observed?: KubeObject | null): Promise<VerifyResult>;
 }
 
 /**

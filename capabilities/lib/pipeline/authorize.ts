@@ -77,6 +77,8 @@ export async function authorize(s: StepScope): Promise<StepResult> {
     return { error: err, stage: "authorize" };
   }
   const result = await decide(s, plan, exp, requester);
+  // The write that follows in this pass starts from the copy the plan was made on (execute.ts).
+  if ("judged" in result && result.judged) result.judgedFrom = seen.before ?? null;
   // A task that waits for approvals shows the approvers the change they are asked to approve: the
   // digest their attestations must bind and the diff of the dry run the broker judged.
   if ("transition" in result && result.transition.phase === "AwaitingApproval")

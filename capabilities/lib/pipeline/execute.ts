@@ -16,24 +16,29 @@ import { applied, failed, reauthorizing, Reason, unchanged } from "./transitions
 
 export async function execute(s: StepScope): Promise<StepResult> {
   let plan = s.judged;
+  let conflict: string | undefined;
   for (let attempt = 0; attempt < MAX_WRITE_ATTEMPTS; attempt++) {
     let target: KubeObject | undefined;
     try {
-      target = await getTarget(s.ctx);
+      // The pass that judged the plan holds the target it was planned on: the write is conditioned
+      // on that copy's resourceVersion, so it needs no second read (a conflict re-reads below).
+      target =
+        attempt === 0 && plan && s.judgedFrom !== undefined ? (s.judgedFrom ?? undefined) : await getTarget(s.ctx);
     } catch (err) {
       return { error: err, stage: "execute" };
     }
     if (isApplied(target, s.ctx.uid))
       return { transition: applied("the change was already applied (marker found on the target)", s.executedAs) };
     if (!plan) return reauthorize(s, "the operator restarted after authorization and before applying the change");
-    if (attempt > 0) {
-      const next = await replan(s, plan, target);
+    if (conflict !== undefined) {
+      const next = await replan(s, plan, target, conflict);
       if (!("plan" in next)) return next;
       plan = next.plan;
     }
     if (isUnchanged(plan)) return { transition: unchanged(plan.noChange, s.executedAs) };
     const result = await write(s, plan);
-    if (result) return result;
+    if (!("conflict" in result)) return result;
+    conflict = result.conflict;
   }
   return {
     error: new AtbError("KUBE_TRANSIENT", "the target kept changing while the change was being applied"),
@@ -41,12 +46,21 @@ export async function execute(s: StepScope): Promise<StepResult> {
   };
 }
 
-/** After a conflict: the same change planned on the new state, or re-authorization if it differs. */
+/**
+ * After a conflict (the target was re-read and carries no marker of ours): the same change planned
+ * on the new state, re-authorization if it differs, or Failed for an action that may not re-plan
+ * (patch applies to exactly the version the broker judged).
+ */
 async function replan(
   s: StepScope,
   judged: Planned,
   target: KubeObject | undefined,
+  conflict: string,
 ): Promise<{ plan: Planned } | StepResult> {
+  if (!("retryOnConflict" in judged) || !judged.retryOnConflict) {
+    const message = `the target changed after the broker's decision, so the change was not applied: ${conflict}`;
+    return { transition: failed(s.task, Reason.TargetChanged, message) };
+  }
   try {
     const again = await s.module.plan(s.ctx, target);
     if (isDeepStrictEqual(again.params, judged.params) && isDeepStrictEqual(resolvedOf(again), resolvedOf(judged)))
@@ -62,16 +76,22 @@ async function replan(
 
 const resolvedOf = (p: Planned): unknown => ("resolved" in p ? p.resolved : undefined);
 
-/** The one write. Undefined: the target changed and the action may plan the same change again. */
-async function write(s: StepScope, plan: Plan): Promise<StepResult | undefined> {
+/**
+ * The one write; its answer is the target as the write left it (verify starts from it).
+ * `conflict`: the target changed since it was read (409); the caller re-reads it, so a write of
+ * ours whose answer was lost is recognised by its marker instead of being called a conflict.
+ */
+async function write(s: StepScope, plan: Plan): Promise<StepResult | { conflict: string }> {
   try {
-    await s.ctx.kube.request(plan.write);
-    return { transition: applied("change applied; waiting for it to take effect", s.executedAs) };
+    const written = await s.ctx.kube.request<KubeObject>(plan.write);
+    const observed = written && typeof written === "object" && written.metadata ? written : undefined;
+    return {
+      transition: applied("change applied; waiting for it to take effect", s.executedAs),
+      ...(observed ? { observed } : {}),
+    };
   } catch (err) {
     if (judge(err, "write").kind !== "stale") return { error: err, stage: "write" };
-    if (plan.retryOnConflict) return undefined;
-    const message = `the target changed after the broker's decision, so the change was not applied: ${messageOf(err)}`;
-    return { transition: failed(s.task, Reason.TargetChanged, message) };
+    return { conflict: messageOf(err) };
   }
 }
 

@@ -9,18 +9,27 @@
 //
 // The steps live in their own files (authorize, execute, verify) and get a StepScope; errors go
 // to outcome.ts, transitions come from transitions.ts. This file dispatches on the phase, applies
-// what a step returns, and keeps the pipeline's memory (judged plans, our own last writes, locks).
+// what a step returns, and keeps the pipeline's memory (judged plans, our own last writes, locks,
+// the open tasks as last seen).
+//
+// Transitions of one pass are stored together (docs/adr/0009-coalesced-status-writes.md): Pending
+// and Processing are carried by the next write (a task is Pending until its first write), Applied
+// by Completed when the change has taken effect in the same pass. Stored on their own: the
+// decision (Executing/Authorized, before the target is written, so a restart finds it), a wait
+// (Applied while a rollout runs, a retry, AwaitingApproval), every terminal phase, and Pending for
+// a task that has waited ATB_PENDING_CLAIM_SECONDS for its target (so other instances see it is
+// served).
 import type { AgentTask } from "../../../crds/agenttask";
-import type { ActionModule, ActionRegistry, Planned } from "../action";
+import type { ActionModule, ActionRegistry, KubeObject, Planned } from "../action";
 import { shown } from "../action/payload";
 import type { BrokerClient } from "../broker/client";
 import type { OperatorConfig } from "../config";
 import { AtbError, messageOf } from "../errors";
 import type { OperatorKube } from "../kube";
-import { resourcePath } from "../kube";
+import { KubeError, resourcePath } from "../kube";
 import { redactString, type Logger } from "../logger";
 import type { OperatorMetrics } from "../metrics";
-import { conditionOf, isTerminal, type Transition } from "../status/conditions";
+import { conditionOf, isTerminal, nextStatus, type Transition } from "../status/conditions";
 import type { StatusWriter } from "../status/writer";
 import { approvalTimeout } from "./approvals";
 import { awaitApproval } from "./await-approval";
@@ -33,7 +42,13 @@ import { countTransition, logTransition } from "./observe";
 import { outOfScope } from "./out-of-scope";
 import type { StepResult, StepScope } from "./scope";
 import { TargetLocks } from "./target-locks";
-import { DEADLINE_SLACK_MS, LOCK_RECHECK_MS, MAX_STEPS_PER_RECONCILE, REFUSED_RECHECK_MS } from "./timing";
+import {
+  DEADLINE_SLACK_MS,
+  LOCK_RECHECK_MS,
+  MAX_STEPS_PER_RECONCILE,
+  REFUSED_RECHECK_MS,
+  REREAD_NOW_MS,
+} from "./timing";
 import { authorizing, failed, queued, Reason, retryOrFail } from "./transitions";
 import { verify } from "./verify";
 
@@ -62,6 +77,33 @@ export interface PipelineDeps {
 /** What one pass over a task asks for: continue with the stored task, wait, or stop. */
 type Next = { next: AgentTask } | { requeueAfterMs: number } | { done: true };
 
+/** Transitions of this pass not stored yet, and the task as stored that the next write patches. */
+interface Unwritten {
+  stored: AgentTask;
+  transitions: Transition[];
+  /** The task as the pass saw it before the last of `transitions`. */
+  before: AgentTask;
+}
+
+/** Carried by the next write of the pass; a pass that ends waiting drops them (they are implied). */
+const IMPLIED: ReadonlySet<string> = new Set([Reason.Queued, Reason.Authorizing, Reason.Reauthorizing]);
+/** Carried by the next write of the pass; a pass that ends waiting stores them first. */
+const CARRIED: ReadonlySet<string> = new Set([Reason.Applied]);
+
+/** Which of two resourceVersions is newer (numeric ones compared as numbers; otherwise the second). */
+function newer(a: string | undefined, b: string | undefined): boolean {
+  if (a && b && /^\d+$/.test(a) && /^\d+$/.test(b)) return BigInt(b) >= BigInt(a);
+  return true;
+}
+
+/** A copy to keep in memory: managedFields can be larger than the task. */
+function lean(task: AgentTask): AgentTask {
+  if (!task.metadata?.managedFields) return task;
+  const metadata = { ...task.metadata };
+  delete metadata.managedFields;
+  return { ...task, metadata };
+}
+
 export const taskKey = (t: AgentTask): string => `${t.metadata?.namespace}/${t.metadata?.name}`;
 const targetKey = (t: AgentTask): string => {
   const x = t.spec!.target;
@@ -79,6 +121,13 @@ export class Pipeline {
   readonly authorizedHere = new Map<string, Planned>();
   /** The resourceVersion of our own last status write per task: its echo needs no work. */
   readonly lastWritten = new Map<string, string>();
+  /** The target each judged plan was made on, by task UID (the write in the same pass needs no read). */
+  private readonly judgedFrom = new Map<string, KubeObject | null>();
+  /** The target as our write or a watch event left it, by task UID; verify uses it once instead of a GET. */
+  private readonly observedTargets = new Map<string, KubeObject | null>();
+  /** Open tasks as last seen (watch events, sweeps, our own writes): a reconcile needs no GET. */
+  private readonly seen = new Map<string, AgentTask>();
+  private readonly unwritten = new Map<string, Unwritten>();
   readonly locks: TargetLocks;
   private readonly executors: ExecutorCheck;
   private readonly access: AccessReview;
@@ -93,9 +142,80 @@ export class Pipeline {
     this.access = new SubjectAccessReviews(deps.kube, deps.sleep);
   }
 
+  /**
+   * A copy of a task from the watch or a listing. Open tasks are remembered (the newest copy) so a
+   * reconcile starts without a GET; a stale copy costs one 409 on our status write and a re-read.
+   */
+  observe(task: AgentTask): void {
+    const key = taskKey(task);
+    if (isTerminal(task.status?.phase)) {
+      this.seen.delete(key);
+      return;
+    }
+    const had = this.seen.get(key);
+    if (
+      !had ||
+      had.metadata?.uid !== task.metadata?.uid ||
+      newer(had.metadata?.resourceVersion, task.metadata?.resourceVersion)
+    )
+      this.seen.set(key, lean(task));
+  }
+
+  /**
+   * After a sweep: the open tasks it listed. Targets held by others are released, and tasks not
+   * listed (deleted, or finished unseen) are no longer remembered, so their next look reads them.
+   */
+  retain(open: ReadonlySet<string>): void {
+    this.locks.retain(open);
+    for (const key of this.seen.keys()) if (!open.has(key)) this.seen.delete(key);
+  }
+
+  /** A newer copy of a task's target (a watch event after our write); verify judges it instead of a GET. */
+  observeTarget(uid: string, target: KubeObject | null): void {
+    this.observedTargets.set(uid, target);
+  }
+
+  /** How many open tasks are held in memory (the benchmark and tests read it). */
+  get remembered(): number {
+    return this.seen.size;
+  }
+
   /** Runs the task as far as it can go now. Returns when to look again, if ever. */
   async reconcile(key: string): Promise<{ requeueAfterMs?: number }> {
+    try {
+      return await this.pass(key);
+    } finally {
+      this.unwritten.delete(key);
+    }
+  }
+
+  private async pass(key: string): Promise<{ requeueAfterMs?: number }> {
     const [namespace, name] = key.split("/");
+    let task = this.seen.get(key);
+    if (!task) {
+      const read = await this.read(namespace, name);
+      if ("requeueAfterMs" in read) return read;
+      task = read.task;
+    }
+    if (!task) this.forget(key);
+    for (let i = 0; task && i < MAX_STEPS_PER_RECONCILE; i++) {
+      const current: AgentTask = task;
+      const next = await this.step(current).catch(err => this.onError(current, err));
+      if ("done" in next) break;
+      if ("requeueAfterMs" in next) return this.settle(current, next.requeueAfterMs);
+      task = next.next;
+      if (i === MAX_STEPS_PER_RECONCILE - 1) {
+        // Never reached by a sound task (a whole one is six steps); store what the pass did and look again.
+        await this.flush(key);
+        return { requeueAfterMs: REFUSED_RECHECK_MS };
+      }
+    }
+    this.lastWritten.delete(key);
+    return {};
+  }
+
+  /** The GET of a task not in memory; undefined when it is gone. */
+  private async read(namespace: string, name: string): Promise<{ task?: AgentTask } | { requeueAfterMs: number }> {
     let task: AgentTask | undefined;
     try {
       task = await this.deps.kube.get<AgentTask>(resourcePath("AgentTask", namespace, name));
@@ -103,21 +223,53 @@ export class Pipeline {
       const v = judge(err, "read-task");
       if (v.kind === "requeue") {
         if (v.log)
-          this.deps.log[v.log]("could not read the task; will look again", { task: key, error: messageOf(err) });
+          this.deps.log[v.log]("could not read the task; will look again", {
+            task: `${namespace}/${name}`,
+            error: messageOf(err),
+          });
         return { requeueAfterMs: v.afterMs };
       }
       throw err;
     }
-    if (!task) this.locks.release(key);
-    for (let i = 0; task && i < MAX_STEPS_PER_RECONCILE; i++) {
-      const current: AgentTask = task;
-      const next = await this.step(current).catch(err => this.onError(current, err));
-      if ("done" in next) break;
-      if ("requeueAfterMs" in next) return { requeueAfterMs: next.requeueAfterMs };
-      task = next.next;
+    if (task) this.observe(task);
+    return { task };
+  }
+
+  private spend(uid: string): void {
+    this.authorizedHere.delete(uid);
+    this.judgedFrom.delete(uid);
+  }
+
+  /** A task that is gone (or finished): nothing of it is kept. */
+  private forget(key: string, uid?: string): void {
+    this.locks.release(key);
+    this.seen.delete(key);
+    this.unwritten.delete(key);
+    if (uid) {
+      this.spend(uid);
+      this.observedTargets.delete(uid);
     }
-    this.lastWritten.delete(key);
-    return {};
+  }
+
+  /** A pass that waits: transitions that must be seen meanwhile (Applied) are stored; implied ones dropped. */
+  private async settle(task: AgentTask, requeueAfterMs: number): Promise<{ requeueAfterMs?: number }> {
+    const key = taskKey(task);
+    const u = this.unwritten.get(key);
+    if (!u || u.transitions.every(t => IMPLIED.has(t.reason))) return { requeueAfterMs };
+    try {
+      await this.flush(key);
+      return { requeueAfterMs };
+    } catch (err) {
+      const next = await this.onError(task, err);
+      return { requeueAfterMs: "requeueAfterMs" in next ? next.requeueAfterMs : REREAD_NOW_MS };
+    }
+  }
+
+  /** Stores what the pass has not stored yet (one write). */
+  private async flush(key: string): Promise<void> {
+    const u = this.unwritten.get(key);
+    if (!u?.transitions.length) return;
+    await this.store(u.before, u.transitions[u.transitions.length - 1], u);
   }
 
   /**
@@ -194,9 +346,19 @@ export class Pipeline {
    * Waiting for the target: the holder's release hands it over and wakes this task. The timer
    * only makes sure the deadline is enforced and that a lost wake costs at most a minute.
    */
-  private leavePending(task: AgentTask, now: Date): Promise<Next> | Next {
+  private async leavePending(task: AgentTask, now: Date): Promise<Next> {
     if (this.locks.acquire(targetKey(task), taskKey(task))) return this.write(task, authorizing());
-    return { requeueAfterMs: Math.min(LOCK_RECHECK_MS, this.deadline(task) - now.getTime() + DEADLINE_SLACK_MS) };
+    // Pending is not stored while a task waits briefly; one that has waited this long is stored
+    // once, so other operator instances (and `kubectl get`) see that it is served.
+    const claimAt = createdAt(task) + this.deps.config.pendingClaimMs;
+    const key = taskKey(task);
+    const stored = this.unwritten.get(key)?.stored ?? task;
+    if (!stored.status?.phase && now.getTime() >= claimAt) {
+      await this.flush(key);
+      return { requeueAfterMs: Math.min(LOCK_RECHECK_MS, this.deadline(task) - now.getTime() + DEADLINE_SLACK_MS) };
+    }
+    const wake = stored.status?.phase ? LOCK_RECHECK_MS : Math.max(0, claimAt - now.getTime());
+    return { requeueAfterMs: Math.min(wake, this.deadline(task) - now.getTime() + DEADLINE_SLACK_MS) };
   }
 
   private deadline(task: AgentTask): number {
@@ -228,14 +390,33 @@ export class Pipeline {
       now,
       clock: this.now,
       judged: this.authorizedHere.get(m.uid!),
+      judgedFrom: this.takeJudgedFrom(m.uid!),
+      observed: this.takeObserved(m.uid!),
     };
+  }
+
+  /** The target the plan was judged on, for the step right after the decision only (a later pass reads it). */
+  private takeJudgedFrom(uid: string): KubeObject | null | undefined {
+    const o = this.judgedFrom.get(uid);
+    this.judgedFrom.delete(uid);
+    return o;
+  }
+
+  /** The newest copy of the target after our write, used once (a later look needs a newer one or a GET). */
+  private takeObserved(uid: string): KubeObject | null | undefined {
+    const o = this.observedTargets.get(uid);
+    this.observedTargets.delete(uid);
+    return o;
   }
 
   /** What a step returned, made real: a transition written, a wait, or its error judged. */
   private apply(task: AgentTask, r: StepResult): Promise<Next> {
     if ("requeueAfterMs" in r) return Promise.resolve({ requeueAfterMs: r.requeueAfterMs });
     if ("error" in r) return this.follow(task, judge(r.error, r.stage, r.window), r.error);
-    if (r.judged) this.authorizedHere.set(task.metadata!.uid!, r.judged);
+    const uid = task.metadata!.uid!;
+    if (r.judged) this.authorizedHere.set(uid, r.judged);
+    if (r.judgedFrom !== undefined) this.judgedFrom.set(uid, r.judgedFrom);
+    if (r.observed !== undefined) this.observedTargets.set(uid, r.observed);
     return this.write(task, r.transition);
   }
 
@@ -265,23 +446,51 @@ export class Pipeline {
 
   /** Errors a step did not turn into a result (our own status write's included). */
   private onError(task: AgentTask, err: unknown): Promise<Next> {
+    // Whatever the pass carried is dropped: the next pass starts from the task as stored.
+    this.unwritten.delete(taskKey(task));
+    // Our copy of the task was stale (409) or the task is gone (404): the next pass reads it.
+    if (err instanceof KubeError && (err.status === 409 || err.status === 404)) this.seen.delete(taskKey(task));
     return this.follow(task, judge(err, "reconcile"), err).catch(() => ({ requeueAfterMs: REFUSED_RECHECK_MS }));
   }
 
-  /** One transition through the status writer; logs it, moves the metrics, updates the memory. */
+  /**
+   * One transition. Pending, Processing and Applied are carried by the pass's next write (see the
+   * file comment); every other transition is stored through the status writer together with them,
+   * as one patch of the task as stored. Each transition is logged and counted once it is stored.
+   */
   private async write(task: AgentTask, t: Transition): Promise<Next> {
-    const updated = await this.deps.status.transition(task, t);
-    const key = taskKey(updated);
+    const key = taskKey(task);
+    // The judged plan is spent once its change is written, or gone when the task is authorized again.
+    if (t.reason === Reason.Applied || t.reason === Reason.Reauthorizing) this.spend(task.metadata?.uid ?? "");
+    const u = this.unwritten.get(key) ?? { stored: task, transitions: [], before: task };
+    if (IMPLIED.has(t.reason) || CARRIED.has(t.reason)) {
+      u.transitions.push(t);
+      u.before = task;
+      this.unwritten.set(key, u);
+      return { next: { ...task, status: nextStatus(task, t, this.now()) } };
+    }
+    u.transitions.push(t);
+    return this.store(task, t, u);
+  }
+
+  /** The status writer's one patch for the transitions of `u` (the last is `t`, applied on `task`). */
+  private async store(task: AgentTask, t: Transition, u: Unwritten): Promise<Next> {
+    const key = taskKey(task);
+    const updated = await this.deps.status.transition(task, t, { stored: u.stored });
+    this.unwritten.delete(key);
     const uid = updated.metadata?.uid ?? "";
     if (updated.metadata?.resourceVersion) this.lastWritten.set(key, updated.metadata.resourceVersion);
-    logTransition(this.deps.log, updated, t);
-    countTransition(this.deps.metrics, updated, t);
-    if (isTerminal(t.phase) || t.reason === Reason.Applied || t.reason === Reason.Reauthorizing)
-      this.authorizedHere.delete(uid);
-    // Waiting for approvals can last until the PoA's exp or the deadline: the target is not held meanwhile.
-    if (t.phase === "AwaitingApproval") this.locks.release(key);
-    if (!isTerminal(t.phase)) return { next: updated };
-    this.locks.release(key);
+    for (const x of u.transitions) {
+      logTransition(this.deps.log, updated, x);
+      countTransition(this.deps.metrics, updated, x);
+    }
+    if (!isTerminal(t.phase)) {
+      this.seen.set(key, lean(updated));
+      // Waiting for approvals can last until the PoA's exp or the deadline: the target is not held meanwhile.
+      if (t.phase === "AwaitingApproval") this.locks.release(key);
+      return { next: updated };
+    }
+    this.forget(key, uid);
     return { done: true };
   }
 }

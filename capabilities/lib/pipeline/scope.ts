@@ -3,7 +3,7 @@
 // and returns a result the pipeline applies: a transition to write, a time to look again, or an
 // error for outcome.ts to judge. Steps never write status.
 import type { AgentTask } from "../../../crds/agenttask";
-import type { ActionModule, Planned, TaskContext } from "../action";
+import type { ActionModule, KubeObject, Planned, TaskContext } from "../action";
 import type { BrokerClient } from "../broker/client";
 import type { OperatorConfig } from "../config";
 import type { OperatorMetrics } from "../metrics";
@@ -32,13 +32,24 @@ export interface StepScope {
   executedAs: string;
   /** The plan the broker allowed for this task and that is not applied yet (memory only; gone after a restart). */
   judged?: Planned;
+  /**
+   * The target as read when `judged` was planned (undefined: not held; null: it did not exist).
+   * The write that follows in the same pass needs no second read: it is conditioned on this
+   * copy's resourceVersion, and a conflict re-reads.
+   */
+  judgedFrom?: KubeObject | null;
+  /** The target as this process last saw it after its own write (the write's answer, a watch event). */
+  observed?: KubeObject | null;
   /** A waiting task's approval objects this decision includes (AwaitingApproval; approvals.ts). */
   approvals?: IncludedApprovals;
 }
 
 export type StepResult =
-  /** Write this transition; `judged` is the plan an allow refers to, kept until it is applied. */
-  | { transition: Transition; judged?: Planned }
+  /**
+   * Write this transition; `judged` is the plan an allow refers to, kept until it is applied, and
+   * `judgedFrom` the target it was planned on; `observed` the target as our write left it.
+   */
+  | { transition: Transition; judged?: Planned; judgedFrom?: KubeObject | null; observed?: KubeObject | null }
   /** Nothing to write now; look again after this long. */
   | { requeueAfterMs: number }
   /** Something went wrong; outcome.ts decides between retry, requeue and Failed. */

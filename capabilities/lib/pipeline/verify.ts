@@ -4,26 +4,31 @@
 // finish within the configured timeout fails the task.
 import { appliedTasks } from "../action/marker";
 import { getTarget } from "../action/target";
-import type { VerifyResult } from "../action";
+import type { KubeObject, VerifyResult } from "../action";
 import { conditionOf } from "../status/conditions";
 import type { StepResult, StepScope } from "./scope";
 import { rolloutPollMs } from "./timing";
 import { completed, failed, Reason } from "./transitions";
 
 /** The task whose change replaced ours on the target, if one did. */
-async function supersededBy(s: StepScope): Promise<string | undefined> {
-  const list = appliedTasks(await getTarget(s.ctx));
-  const i = list.indexOf(s.ctx.uid);
+function supersededBy(target: KubeObject | undefined, uid: string): string | undefined {
+  const list = appliedTasks(target);
+  const i = list.indexOf(uid);
   return i >= 0 && i < list.length - 1 ? list[list.length - 1] : undefined;
 }
 
+/**
+ * One look at the target: the copy this process already holds from its own write or a watch
+ * event (`s.observed`), else one GET; the action's verify and the superseded check share it.
+ */
 export async function verify(s: StepScope): Promise<StepResult> {
   let r: VerifyResult;
   try {
-    const later = await supersededBy(s);
+    const target = s.observed !== undefined ? (s.observed ?? undefined) : await getTarget(s.ctx);
+    const later = supersededBy(target, s.ctx.uid);
     r = later
       ? { state: "done", message: `change applied; a later task (${later}) has since changed the target` }
-      : await s.module.verify(s.ctx);
+      : await s.module.verify(s.ctx, target ?? null);
   } catch (err) {
     return { error: err, stage: "verify" };
   }

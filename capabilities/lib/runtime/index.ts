@@ -146,6 +146,7 @@ export class OperatorRuntime {
   onEvent(task: AgentTask): void {
     const key = taskKey(task);
     if (!watches(task.metadata?.namespace ?? "", this.config)) return;
+    this.pipeline?.observe(task);
     if (isTerminal(task.status?.phase)) {
       this.watched.delete(key);
       return;
@@ -188,7 +189,7 @@ export class OperatorRuntime {
       };
       for (const ns of namespaces) for await (const items of this.pages(ns, {})) this.visit(items, tally);
       for (const [phase, n] of tally.counts) this.metrics.tasksByPhase.set({ phase }, n);
-      this.pipeline!.locks.retain(tally.open);
+      this.pipeline!.retain(tally.open);
       if (tally.missed > 0)
         this.log.warn("the watch has not delivered some tasks; the sweep is driving them", { missed: tally.missed });
       this.missed = tally.missed;
@@ -270,6 +271,7 @@ export class OperatorRuntime {
       }
       const key = taskKey(t);
       tally.open.add(key);
+      this.pipeline!.observe(t);
       this.pipeline!.holdTargetIfStarted(t);
       this.requeue(key);
       if (judgeWatch && !this.watched.has(key) && Date.parse(String(t.metadata?.creationTimestamp)) < grace)

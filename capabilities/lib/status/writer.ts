@@ -1,7 +1,8 @@
 // The status writer: the only code that patches AgentTask status (the "one status writer"
 // invariant, docs/invariants.md). One merge patch on the status subresource per transition,
 // conditioned on the resourceVersion the pipeline decided from (a stale view gets 409 and the
-// pipeline re-reads), then one Kubernetes Event on the task. Events are best-effort, as with
+// pipeline re-reads), then a Kubernetes Event on the task when the transition ends it or waits
+// for a person (eventful()). Events are best-effort, as with
 // client-go's recorder: a failed Event is logged and counted, never allowed to fail or repeat the
 // transition it reports.
 import { randomBytes } from "node:crypto";
@@ -10,11 +11,16 @@ import type { KubeApi } from "../kube";
 import { resourcePath } from "../kube";
 import type { Logger } from "../logger";
 import { messageOf } from "../errors";
-import { nextStatus, statusPatch, warning, type Transition } from "./conditions";
+import { isTerminal, nextStatus, statusPatch, warning, type Transition } from "./conditions";
 
 export interface StatusWriter {
-  /** Writes the transition and returns the task as stored afterwards. */
-  transition(task: AgentTask, t: Transition): Promise<AgentTask>;
+  /**
+   * Writes the transition and returns the task as stored afterwards. `task` is the task as the
+   * pipeline sees it; `stored` (default: `task`) the task as last stored, when the pipeline has
+   * carried transitions of the same pass in memory: the one patch turns the stored status into
+   * the new one, conditioned on the stored resourceVersion.
+   */
+  transition(task: AgentTask, t: Transition, opts?: { stored?: AgentTask }): Promise<AgentTask>;
   /** Records an Event on the task that is no transition (a Normal one: the TTL's deletion). Best-effort. */
   event(task: AgentTask, e: TaskEvent): Promise<void>;
 }
@@ -37,7 +43,8 @@ export interface StatusWriterDeps {
 export function createStatusWriter(deps: StatusWriterDeps): StatusWriter {
   const now = deps.now ?? (() => new Date());
   return {
-    async transition(task, t) {
+    async transition(task, t, opts) {
+      const stored = opts?.stored ?? task;
       const name = task.metadata!.name!;
       const namespace = task.metadata!.namespace!;
       const at = now();
@@ -47,18 +54,29 @@ export function createStatusWriter(deps: StatusWriterDeps): StatusWriter {
         path: resourcePath("AgentTask", namespace, name, "status"),
         patchType: "merge",
         body: {
-          metadata: { resourceVersion: task.metadata!.resourceVersion },
-          status: statusPatch(task.status, status),
+          metadata: { resourceVersion: stored.metadata!.resourceVersion },
+          status: statusPatch(stored.status, status),
         },
       });
-      const message = `${t.phase}: ${t.message}`;
-      await recordEvent(deps, updated, { reason: t.reason, message, action: t.phase, phase: t.phase }, at);
+      if (eventful(t)) {
+        const message = `${t.phase}: ${t.message}`;
+        await recordEvent(deps, updated, { reason: t.reason, message, action: t.phase, phase: t.phase }, at);
+      }
       return updated;
     },
     async event(task, e) {
       await recordEvent(deps, task, e, now());
     },
   };
+}
+
+/**
+ * The transitions that get an Event: the end of a task (Completed, Denied, Failed, Planned: the
+ * reason says why) and a wait only a person can end (AwaitingApproval). Every other step is in
+ * status, the conditions, the logs and the metrics; an Event per step doubled the API writes.
+ */
+export function eventful(t: Pick<Transition, "phase">): boolean {
+  return isTerminal(t.phase) || t.phase === "AwaitingApproval";
 }
 
 async function recordEvent(

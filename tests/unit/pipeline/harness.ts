@@ -131,6 +131,8 @@ export interface World {
   config: Readonly<OperatorConfig>;
   /** Keys the pipeline woke (a waiter handed its target). */
   wakes: string[];
+  /** Every transition the pipelines logged (stored ones only: carried ones are logged with the write that stores them). */
+  transitions: { name: string; phase: string; reason: string; detail: string }[];
   /** The current operator process. */
   pipeline: Pipeline;
   /** A new process over the same API server: empty memory, new locks. */
@@ -159,6 +161,18 @@ export function world(o: WorldOptions = {}): World {
   const metrics = new OperatorMetrics();
   const config = parseConfig({ ...ENV, ...o.env });
   const log = quiet();
+  const transitions: World["transitions"] = [];
+  const info = log.info.bind(log);
+  log.info = ((msg: unknown, meta?: Record<string, unknown>) => {
+    if (msg === "transition" && meta)
+      transitions.push({
+        name: String(meta.name),
+        phase: String(meta.phase),
+        reason: String(meta.reason),
+        detail: String(meta.detail),
+      });
+    return info(msg as string, meta);
+  }) as typeof log.info;
   const actions = {
     scale: ScaleAction,
     "update-config": UpdateConfigAction,
@@ -186,6 +200,7 @@ export function world(o: WorldOptions = {}): World {
     metrics,
     config,
     wakes,
+    transitions,
     actions,
     pipeline: make(),
     restart: () => {
@@ -276,6 +291,20 @@ export const condition = (t: AgentTask, type: string) => t.status?.conditions?.f
 
 /** The phase:reason of every Event recorded for the task, in order (one per transition). */
 export function trail(w: World, key: string): string[] {
+  const name = key.split("/")[1];
+  return w.transitions.filter(t => t.name === name).map(t => `${t.phase}:${t.reason}`);
+}
+
+/** The status writes of a task (PATCHes of its status subresource that the API server took). */
+export function statusWrites(w: World, key: string): AuditEntry[] {
+  const [ns, name] = key.split("/");
+  return w.kube.audit.filter(
+    e => e.method === "PATCH" && e.path === `${taskPath(name, ns)}/status` && Number(e.status) < 300,
+  );
+}
+
+/** The Events recorded on a task, as `phase:reason`. */
+export function events(w: World, key: string): string[] {
   const name = key.split("/")[1];
   return w.kube.audit
     .filter(e => e.method === "POST" && e.path.endsWith("/events") && e.status === 201)

@@ -21,6 +21,8 @@ import {
   task,
   taskPath,
   trail,
+  statusWrites,
+  events,
   uidOf,
   world,
   type World,
@@ -81,16 +83,61 @@ describe("the happy path, one transition at a time", () => {
     expect(await metric(w.metrics.tasksTotal, { action: "scale", phase: "Completed" })).toBe(1);
   });
 
-  test("GIVEN a whole run THEN one status PATCH per transition, each under the resourceVersion it was decided from", async () => {
+  test("GIVEN a whole run THEN the status is stored at most three times, each under the resourceVersion it was decided from, with one Event", async () => {
+    // A rollout that takes a while: the decision, the applied change while it rolls out, the end.
+    const w = world();
+    deployment(w);
+    const key = submit(w, "t");
+    await w.pipeline.reconcile(key);
+    w.kube.completeRollout(deployPath());
+    w.clock.advance(500);
+    await w.pipeline.reconcile(key);
+    const phases = (patches: ReturnType<typeof statusPatches>) =>
+      patches.map(p => `${(p.body as { status: { phase: string } }).status.phase}`);
+    expect(phases(statusPatches(w, "t"))).toEqual(["Executing", "Executing", "Completed"]);
+    expect(statusWrites(w, key)).toHaveLength(3);
+    // Every transition is still logged and counted, once, in order.
+    expect(trail(w, key)).toEqual([
+      "Pending:Queued",
+      "Processing:Authorizing",
+      "Executing:Authorized",
+      "Executing:Applied",
+      "Completed:Completed",
+    ]);
+    expect(events(w, key)).toEqual(["Completed:Completed"]);
+    for (const p of statusPatches(w, "t")) {
+      expect(p.status).toBe(200);
+      expect((p.body as { metadata: { resourceVersion?: string } }).metadata.resourceVersion).toMatch(/^\d+$/);
+    }
+    // The first write carries Pending and Processing: startedAt is set, and the API server's
+    // copy was read once at most (the task came from the pipeline's memory after its first write).
+    expect(task(w, key).status!.startedAt).toBe("2026-05-01T10:00:00.000Z");
+  });
+
+  test("GIVEN a rollout that is done at once THEN two status writes (the decision, the end) and no read of the target after the write", async () => {
     const w = world({ kube: { autoRollout: true } });
     deployment(w);
     const key = submit(w, "t");
     await w.pipeline.reconcile(key);
-    const patches = statusPatches(w, "t");
-    expect(patches).toHaveLength(trail(w, key).length);
-    expect(patches.map(p => p.status)).toEqual(patches.map(() => 200));
-    for (const p of patches)
-      expect((p.body as { metadata: { resourceVersion?: string } }).metadata.resourceVersion).toMatch(/^\d+$/);
+    expect(statusWrites(w, key).map(p => (p.body as { status: { phase: string } }).status.phase)).toEqual([
+      "Executing",
+      "Completed",
+    ]);
+    const targetReads = w.kube.audit.filter(e => e.method === "GET" && e.path === deployPath());
+    // One GET to plan; the write reuses it and verify judges the write's answer.
+    expect(targetReads).toHaveLength(1);
+    expect(events(w, key)).toEqual(["Completed:Completed"]);
+  });
+
+  test("GIVEN a denial THEN one status write and one Event", async () => {
+    const w = world();
+    deployment(w);
+    w.broker.answer(deny("policy_says_no"));
+    const key = submit(w, "t");
+    await w.pipeline.reconcile(key);
+    expect(task(w, key).status?.phase).toBe("Denied");
+    expect(statusWrites(w, key)).toHaveLength(1);
+    expect(events(w, key)).toEqual(["Denied:PolicyDenied"]);
   });
 
   test("GIVEN an allow THEN the broker is asked once, about exactly the change, bounded by the PoA and the deadline", async () => {
@@ -272,17 +319,14 @@ describe("nothing to write, and the agent's reason", () => {
     expect(task(w, key).status?.phase).toBe("Denied");
   });
 
-  test("GIVEN a reason in the payload THEN the Queued Event shows it (quoted, tokens redacted) and the broker gets it as context, not as a param", async () => {
+  test("GIVEN a reason in the payload THEN the Queued transition's log line shows it (quoted, tokens redacted) and the broker gets it as context, not as a param", async () => {
     const w = world({ kube: { autoRollout: true } });
     deployment(w);
     const jws = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl";
     const reason = `rollback after alert 4711 ${jws}`;
     const key = submit(w, "t", { action: "scale", payload: { replicas: 3, reason } });
     await drive(w, key);
-    const queued = w.kube.audit
-      .filter(e => e.method === "POST" && e.path.endsWith("/events"))
-      .map(e => e.body as { reason: string; note?: string; message?: string })
-      .find(b => b.reason === "Queued");
+    const queued = w.transitions.find(t => t.reason === "Queued");
     const text = JSON.stringify(queued);
     expect(text).toContain("rollback after alert 4711");
     expect(text).not.toContain(jws);
@@ -342,10 +386,16 @@ describe("Pending: one task per target", () => {
 
     const waiting = await w.pipeline.reconcile(b);
 
-    expect(waiting.requeueAfterMs).toBe(60_000);
-    expect(task(w, b).status!.phase).toBe("Pending");
+    // Pending is implied (nothing stored) until the task has waited ATB_PENDING_CLAIM_SECONDS.
+    expect(waiting.requeueAfterMs).toBe(10_000);
+    expect(task(w, b).status).toBeUndefined();
     expect(w.broker.callsFor(uidOf(w, b))).toHaveLength(0);
-    expect(await w.pipeline.reconcile(b)).toEqual({ requeueAfterMs: 60_000 }); // still held
+    w.clock.advance(10_000);
+    expect(await w.pipeline.reconcile(b)).toEqual({ requeueAfterMs: 60_000 }); // still held: Pending stored
+    expect(task(w, b).status).toMatchObject({ phase: "Pending", message: "Task received; waiting for a worker" });
+    expect(statusWrites(w, b)).toHaveLength(1);
+    expect(await w.pipeline.reconcile(b)).toEqual({ requeueAfterMs: 60_000 }); // stored once only
+    expect(statusWrites(w, b)).toHaveLength(1);
 
     w.kube.completeRollout(deployPath());
     await w.pipeline.reconcile(a);
@@ -386,7 +436,7 @@ describe("Pending: one task per target", () => {
     expect([task(w, a).status!.phase, task(w, b).status!.phase]).toEqual(["Completed", "Completed"]);
   });
 
-  test("GIVEN the holder is deleted WHEN its key is reconciled THEN the target goes to the waiter", async () => {
+  test("GIVEN the holder is deleted WHEN a sweep no longer lists it THEN the target goes to the waiter, and its key reads it (gone)", async () => {
     const w = world();
     deployment(w);
     const a = submit(w, "a");
@@ -395,6 +445,24 @@ describe("Pending: one task per target", () => {
     await w.pipeline.reconcile(b);
     w.kube.remove(taskPath("a"));
 
+    w.pipeline.retain(new Set([b]));
+    expect(w.wakes).toEqual([b]);
+    expect(await w.pipeline.reconcile(a)).toEqual({});
+    expect(w.kube.audit.at(-1)).toMatchObject({ method: "GET", path: taskPath("a") });
+  });
+
+  test("GIVEN the holder is deleted WHEN its next status write finds it gone THEN it is read again and forgotten", async () => {
+    const w = world();
+    deployment(w);
+    const a = submit(w, "a");
+    await w.pipeline.reconcile(a);
+    const b = submit(w, "b");
+    await w.pipeline.reconcile(b);
+    w.kube.remove(taskPath("a"));
+    w.kube.completeRollout(deployPath());
+
+    const r = await w.pipeline.reconcile(a); // Completed: the write answers 404
+    expect(r.requeueAfterMs).toBeDefined();
     expect(await w.pipeline.reconcile(a)).toEqual({});
     expect(w.wakes).toEqual([b]);
   });
