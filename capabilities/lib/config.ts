@@ -13,8 +13,9 @@ export interface OperatorConfig {
   protectedNamespaces: readonly string[];
   /**
    * How long a task outside WATCH_NAMESPACE may stay without any status before this operator
-   * marks it Failed/OutOfScope (another instance serving it writes Pending within milliseconds);
-   * 0: never. Only used when WATCH_NAMESPACE is set.
+   * marks it Failed/OutOfScope (an instance serving it stores its decision within milliseconds,
+   * or Pending after pendingClaimMs while it waits for its target); 0: never. Only used when
+   * WATCH_NAMESPACE is set.
    */
   outOfScopeGraceMs: number;
   /** Where that check looks; empty: every namespace outside WATCH_NAMESPACE. */
@@ -144,12 +145,21 @@ function scopeSettings(env: Env) {
   const served = outOfScopeNamespaces.filter(ns => watchNamespaces.includes(ns));
   if (served.length)
     invalid("ATB_OUT_OF_SCOPE_NAMESPACES", `must not name a namespace in WATCH_NAMESPACE (${served.join(", ")})`);
+  const grace = int(env, "ATB_OUT_OF_SCOPE_GRACE_SECONDS", 60, 0, 86_400);
+  // Instances serving a namespace store Pending well inside other instances' grace.
+  const claim = int(env, "ATB_PENDING_CLAIM_SECONDS", grace > 0 ? Math.min(10, Math.floor(grace / 3)) : 10, 0, 3_600);
+  if (grace > 0 && claim >= grace)
+    invalid(
+      "ATB_PENDING_CLAIM_SECONDS",
+      `must be less than ATB_OUT_OF_SCOPE_GRACE_SECONDS (${grace}): a task waiting for its target would be marked OutOfScope by a scoped instance before it shows Pending`,
+      String(claim),
+    );
   return {
     watchNamespaces,
     protectedNamespaces,
-    outOfScopeGraceMs: int(env, "ATB_OUT_OF_SCOPE_GRACE_SECONDS", 60, 0, 86_400) * 1000,
+    outOfScopeGraceMs: grace * 1000,
     outOfScopeNamespaces,
-    pendingClaimMs: int(env, "ATB_PENDING_CLAIM_SECONDS", 10, 0, 3_600) * 1000,
+    pendingClaimMs: claim * 1000,
   };
 }
 

@@ -145,8 +145,8 @@ test("without `create events` a task still completes, without Events; the operat
   expect(replicas("lp-events")).toBe(3);
   expect(eventsOf("lp-no-events")).toEqual([]);
   const refused = logLinesOf("lp-no-events").filter(l => l.includes("could not record event"));
-  // Pending, Processing, Executing (twice: authorized, applied), Completed: each Event refused.
-  expect(refused.length).toBeGreaterThanOrEqual(4);
+  // The task's one Event (Completed) was refused.
+  expect(refused.length).toBeGreaterThanOrEqual(1);
   for (const l of refused) expect(l).toMatch(/forbidden.*cannot create resource \\"events\\"/);
   expect(await metric("atb_operator_event_errors_total")).toBeGreaterThanOrEqual(before + refused.length);
 });
@@ -176,8 +176,7 @@ test("with the complete generated role the stuck task finishes, with its Events"
   expect(done.status?.phase).toBe("Completed");
   expect(replicas("lp-status")).toBe(3);
   const reasons = eventsOf("lp-no-status").map(e => e.reason);
-  expect(reasons).toContain("Queued");
-  expect(reasons.length).toBeGreaterThanOrEqual(4);
+  expect(reasons).toEqual(["Completed"]);
   // Every status write of this file's tasks was the operator's, as its own ServiceAccount.
   expect([...statusWriters()]).toEqual([stack.operatorIdentity.username]);
 });

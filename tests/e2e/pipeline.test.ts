@@ -100,7 +100,7 @@ beforeAll(async () => {
 
 afterAll(async () => stack?.stop());
 
-test("a LOW scale task goes Pending → Processing → Executing → Completed and changes the Deployment", async () => {
+test("a LOW scale task goes (Pending) → Executing → Completed in at most three status writes and one Event, and changes the Deployment", async () => {
   const watcher = spawn(stack.bin.kubectl, [
     `--kubeconfig=${cluster.kubeconfig}`,
     "get",
@@ -120,7 +120,10 @@ test("a LOW scale task goes Pending → Processing → Executing → Completed a
   await new Promise(r => setTimeout(r, 500));
   watcher.kill();
   expect(done.status?.phase).toBe("Completed");
-  expect([...new Set(phases)]).toEqual(["Pending", "Processing", "Executing", "Completed"]);
+  // Pending and Processing are carried by the decision's write (docs/adr/0009): a watch sees the
+  // decision (Executing), perhaps the applied change while it rolls out (Executing again), the end.
+  expect([...new Set(phases)]).toEqual(["Executing", "Completed"]);
+  expect(phases.length).toBeLessThanOrEqual(3);
   expect(replicasOf("web-low")).toBe(4);
   const atb = done.status!.atbResult!;
   expect(atb).toMatchObject({ allowed: true, riskTier: "LOW" });
@@ -140,8 +143,8 @@ test("a LOW scale task goes Pending → Processing → Executing → Completed a
     "-o",
     "jsonpath={range .items[*]}{.reason}{' '}{end}",
   ]);
-  for (const reason of ["Queued", "Authorizing", "Authorized", "Applied", "Completed"])
-    expect(events).toContain(reason);
+  // One Event, at the end: the steps are in the conditions, the logs and the metrics.
+  expect(events.trim()).toBe("Completed");
   expect(kube.try(["wait", "--for=condition=Succeeded", "agenttask/scale-low", "-n", NS, "--timeout=5s"]).ok).toBe(
     true,
   );

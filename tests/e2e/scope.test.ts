@@ -171,7 +171,7 @@ describe("without the policy, the sweep marks them Failed/OutOfScope", () => {
         const r = kube.create(task(ns, name));
         if (!r.ok) throw new Error(`creating ${ns}/${name}: ${r.stderr}`);
       }
-      // Another operator instance serving UNWATCHED writes Pending within milliseconds.
+      // Another operator instance serving UNWATCHED stores Pending while the task waits for its target.
       kube.run([
         "patch",
         "agenttask",

@@ -98,6 +98,7 @@ describe("parseConfig", () => {
       "ATB_PROTECTED_NAMESPACES",
       "ATB_OUT_OF_SCOPE_NAMESPACES",
       "ATB_OUT_OF_SCOPE_GRACE_SECONDS",
+      "ATB_PENDING_CLAIM_SECONDS",
       "ATB_BROKER_URL",
       "ATB_WORKERS",
       "ATB_INSECURE",
@@ -113,6 +114,24 @@ describe("parseConfig", () => {
           expect((err as AtbError).code).toBe("AT_ERR_CONFIG_INVALID");
         }
       }),
+    );
+  });
+});
+
+describe("ATB_PENDING_CLAIM_SECONDS", () => {
+  test.each([
+    [{}, 10_000],
+    [{ ATB_OUT_OF_SCOPE_GRACE_SECONDS: "3" }, 1_000],
+    [{ ATB_OUT_OF_SCOPE_GRACE_SECONDS: "0" }, 10_000],
+    [{ ATB_OUT_OF_SCOPE_GRACE_SECONDS: "0", ATB_PENDING_CLAIM_SECONDS: "600" }, 600_000],
+    [{ ATB_PENDING_CLAIM_SECONDS: "0" }, 0],
+  ])("%p gives %p ms (default: 10 s, at most a third of the out-of-scope grace)", (env, ms) => {
+    expect(parseConfig(env).pendingClaimMs).toBe(ms);
+  });
+
+  test("GIVEN a claim not below the grace THEN a clear refusal naming both", () => {
+    expect(() => parseConfig({ ATB_OUT_OF_SCOPE_GRACE_SECONDS: "30", ATB_PENDING_CLAIM_SECONDS: "30" })).toThrow(
+      /ATB_PENDING_CLAIM_SECONDS.*must be less than ATB_OUT_OF_SCOPE_GRACE_SECONDS \(30\)/,
     );
   });
 });

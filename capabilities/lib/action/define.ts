@@ -48,7 +48,7 @@ export interface ActionDefinition<A extends string, P extends Planned = Plan> {
 
 /**
  * Payload fields every action accepts besides its own. `reason` is the agent's free-text why (the
- * upstream ATB samples set it): shown in the Queued Event and status message, `kubectl get -o wide`
+ * upstream ATB samples set it): shown in the Queued log line (and stored Pending status), `kubectl get -o wide`
  * and the broker's context (`context.task.reason`); never used for a decision.
  */
 export const COMMON_PAYLOAD_FIELDS: Readonly<Record<string, FieldSchema>> = {

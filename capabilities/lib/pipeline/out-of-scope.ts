@@ -6,7 +6,8 @@
 //     this operator's to judge, so the task is Failed/OutOfScope at once, whatever its phase;
 //   * a namespace outside WATCH_NAMESPACE may be served by another instance (a shard), so the
 //     task is marked only when it still has no status at all ATB_OUT_OF_SCOPE_GRACE_SECONDS after
-//     its creation (an operator serving it writes Pending within milliseconds), and only in the
+//     its creation (an operator serving it stores its decision within milliseconds, or Pending
+//     after ATB_PENDING_CLAIM_SECONDS while the task waits for its target), and only in the
 //     namespaces ATB_OUT_OF_SCOPE_NAMESPACES names when it is set. 0 turns this off. The status
 //     write is conditioned on the resourceVersion read, so an instance that writes Pending
 //     first wins and the task is left alone.
