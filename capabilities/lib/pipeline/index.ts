@@ -14,7 +14,8 @@
 //
 // Transitions of one pass are stored together (docs/adr/0009-coalesced-status-writes.md): Pending
 // and Processing are carried by the next write (a task is Pending until its first write), Applied
-// by Completed when the change has taken effect in the same pass. Stored on their own: the
+// by Completed when the change takes effect within APPLIED_SHOWN_AFTER_MS (kept in memory across
+// passes meanwhile; a restart finds the marker instead). Stored on their own: the
 // decision (Executing/Authorized, before the target is written, so a restart finds it), a wait
 // (Applied while a rollout runs, a retry, AwaitingApproval), every terminal phase, and Pending for
 // a task that has waited ATB_PENDING_CLAIM_SECONDS for its target (so other instances see it is
@@ -43,6 +44,7 @@ import { outOfScope } from "./out-of-scope";
 import type { StepResult, StepScope } from "./scope";
 import { TargetLocks } from "./target-locks";
 import {
+  APPLIED_SHOWN_AFTER_MS,
   DEADLINE_SLACK_MS,
   LOCK_RECHECK_MS,
   MAX_STEPS_PER_RECONCILE,
@@ -83,6 +85,14 @@ interface Unwritten {
   transitions: Transition[];
   /** The task as the pass saw it before the last of `transitions`. */
   before: AgentTask;
+  /** When the last of `transitions` was made (a flush stores it with that time). */
+  at?: Date;
+}
+
+/** Applied, not stored yet while the change takes effect: the next pass starts from `view`. */
+interface Carried extends Unwritten {
+  view: AgentTask;
+  since: number;
 }
 
 /** Carried by the next write of the pass; a pass that ends waiting drops them (they are implied). */
@@ -128,6 +138,9 @@ export class Pipeline {
   /** Open tasks as last seen (watch events, sweeps, our own writes): a reconcile needs no GET. */
   private readonly seen = new Map<string, AgentTask>();
   private readonly unwritten = new Map<string, Unwritten>();
+  private readonly carried = new Map<string, Carried>();
+  /** When the carried transitions of the pass under way were first made. */
+  private readonly carriedSince = new Map<string, number>();
   readonly locks: TargetLocks;
   private readonly executors: ExecutorCheck;
   private readonly access: AccessReview;
@@ -186,6 +199,7 @@ export class Pipeline {
       return await this.pass(key);
     } finally {
       this.unwritten.delete(key);
+      this.carriedSince.delete(key);
     }
   }
 
@@ -198,6 +212,7 @@ export class Pipeline {
       task = read.task;
     }
     if (!task) this.forget(key);
+    else task = this.resume(key, task);
     for (let i = 0; task && i < MAX_STEPS_PER_RECONCILE; i++) {
       const current: AgentTask = task;
       const next = await this.step(current).catch(err => this.onError(current, err));
@@ -245,17 +260,39 @@ export class Pipeline {
     this.locks.release(key);
     this.seen.delete(key);
     this.unwritten.delete(key);
+    this.carried.delete(key);
+    this.carriedSince.delete(key);
     if (uid) {
       this.spend(uid);
       this.observedTargets.delete(uid);
     }
   }
 
-  /** A pass that waits: transitions that must be seen meanwhile (Applied) are stored; implied ones dropped. */
+  /** The task as the last pass left it in memory (an Applied not stored yet), if it is still as stored. */
+  private resume(key: string, stored: AgentTask): AgentTask {
+    const c = this.carried.get(key);
+    this.carried.delete(key);
+    if (!c || c.stored.metadata?.resourceVersion !== stored.metadata?.resourceVersion) return stored;
+    this.unwritten.set(key, { stored, transitions: c.transitions, before: c.before, at: c.at });
+    this.carriedSince.set(key, c.since);
+    return c.view;
+  }
+
+  /**
+   * A pass that waits: implied transitions are dropped; Applied is kept in memory while the change
+   * may still take effect soon (APPLIED_SHOWN_AFTER_MS), then stored so the wait shows.
+   */
   private async settle(task: AgentTask, requeueAfterMs: number): Promise<{ requeueAfterMs?: number }> {
     const key = taskKey(task);
     const u = this.unwritten.get(key);
+    const since = this.carriedSince.get(key) ?? this.now().getTime();
+    this.carriedSince.delete(key);
     if (!u || u.transitions.every(t => IMPLIED.has(t.reason))) return { requeueAfterMs };
+    const left = since + APPLIED_SHOWN_AFTER_MS - this.now().getTime();
+    if (left > 0 && u.transitions.every(t => IMPLIED.has(t.reason) || CARRIED.has(t.reason))) {
+      this.carried.set(key, { ...u, view: task, since });
+      return { requeueAfterMs: Math.min(requeueAfterMs, left) };
+    }
     try {
       await this.flush(key);
       return { requeueAfterMs };
@@ -269,7 +306,7 @@ export class Pipeline {
   private async flush(key: string): Promise<void> {
     const u = this.unwritten.get(key);
     if (!u?.transitions.length) return;
-    await this.store(u.before, u.transitions[u.transitions.length - 1], u);
+    await this.store(u.before, u.transitions[u.transitions.length - 1], u, u.at);
   }
 
   /**
@@ -448,6 +485,8 @@ export class Pipeline {
   private onError(task: AgentTask, err: unknown): Promise<Next> {
     // Whatever the pass carried is dropped: the next pass starts from the task as stored.
     this.unwritten.delete(taskKey(task));
+    this.carried.delete(taskKey(task));
+    this.carriedSince.delete(taskKey(task));
     // Our copy of the task was stale (409) or the task is gone (404): the next pass reads it.
     if (err instanceof KubeError && (err.status === 409 || err.status === 404)) this.seen.delete(taskKey(task));
     return this.follow(task, judge(err, "reconcile"), err).catch(() => ({ requeueAfterMs: REFUSED_RECHECK_MS }));
@@ -466,17 +505,18 @@ export class Pipeline {
     if (IMPLIED.has(t.reason) || CARRIED.has(t.reason)) {
       u.transitions.push(t);
       u.before = task;
+      u.at = this.now();
       this.unwritten.set(key, u);
-      return { next: { ...task, status: nextStatus(task, t, this.now()) } };
+      return { next: { ...task, status: nextStatus(task, t, u.at) } };
     }
     u.transitions.push(t);
     return this.store(task, t, u);
   }
 
   /** The status writer's one patch for the transitions of `u` (the last is `t`, applied on `task`). */
-  private async store(task: AgentTask, t: Transition, u: Unwritten): Promise<Next> {
+  private async store(task: AgentTask, t: Transition, u: Unwritten, at?: Date): Promise<Next> {
     const key = taskKey(task);
-    const updated = await this.deps.status.transition(task, t, { stored: u.stored });
+    const updated = await this.deps.status.transition(task, t, { stored: u.stored, ...(at ? { at } : {}) });
     this.unwritten.delete(key);
     const uid = updated.metadata?.uid ?? "";
     if (updated.metadata?.resourceVersion) this.lastWritten.set(key, updated.metadata.resourceVersion);

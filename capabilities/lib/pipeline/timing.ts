@@ -16,6 +16,12 @@ export const MAX_STEPS_PER_RECONCILE = 12;
 /** Writes tried in one execute step while the target keeps changing between read and write (409). */
 export const MAX_WRITE_ATTEMPTS = 4;
 
+/**
+ * A change that has not taken effect this long after its write gets Applied stored (a rollout
+ * under way); one that takes effect sooner is stored once, as Completed (ADR 0009).
+ */
+export const APPLIED_SHOWN_AFTER_MS = 2_000;
+
 /** How often a rollout is polled: every 500 ms in the first 10 s, every 2 s up to a minute, then 5 s. */
 export function rolloutPollMs(waitedMs: number): number {
   if (waitedMs < 10_000) return 500;

@@ -20,7 +20,7 @@ export interface StatusWriter {
    * carried transitions of the same pass in memory: the one patch turns the stored status into
    * the new one, conditioned on the stored resourceVersion.
    */
-  transition(task: AgentTask, t: Transition, opts?: { stored?: AgentTask }): Promise<AgentTask>;
+  transition(task: AgentTask, t: Transition, opts?: { stored?: AgentTask; at?: Date }): Promise<AgentTask>;
   /** Records an Event on the task that is no transition (a Normal one: the TTL's deletion). Best-effort. */
   event(task: AgentTask, e: TaskEvent): Promise<void>;
 }
@@ -47,7 +47,8 @@ export function createStatusWriter(deps: StatusWriterDeps): StatusWriter {
       const stored = opts?.stored ?? task;
       const name = task.metadata!.name!;
       const namespace = task.metadata!.namespace!;
-      const at = now();
+      // A transition carried in memory is stored with the time it was made (`at`).
+      const at = opts?.at ?? now();
       const status = nextStatus(task, t, at);
       const updated = await deps.kube.request<AgentTask>({
         method: "PATCH",

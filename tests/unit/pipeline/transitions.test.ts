@@ -38,27 +38,37 @@ const statusPatches = (w: World, name: string) =>
   w.kube.audit.filter(e => e.method === "PATCH" && e.path.endsWith(`/agenttasks/${name}/status`));
 
 describe("the happy path, one transition at a time", () => {
-  test("GIVEN a scale task WHEN reconciled THEN Pending, Processing, Executing (authorized, applied), waiting for the rollout", async () => {
+  test("GIVEN a scale task WHEN reconciled THEN Pending, Processing, Executing (authorized) stored; Applied stored once the rollout has run 2 s", async () => {
     const w = world();
     deployment(w, "web", 2);
     const key = submit(w, "scale-web", { payload: { replicas: 3 } });
 
     const r = await w.pipeline.reconcile(key);
 
-    expect(trail(w, key)).toEqual([
-      "Pending:Queued",
-      "Processing:Authorizing",
-      "Executing:Authorized",
-      "Executing:Applied",
-    ]);
+    expect(trail(w, key)).toEqual(["Pending:Queued", "Processing:Authorizing", "Executing:Authorized"]);
     expect(r.requeueAfterMs).toBe(500); // the rollout has not been observed yet
-    const t = task(w, key);
+    let t = task(w, key);
     expect(t.status).toMatchObject({ phase: "Executing", attempts: 0, observedGeneration: 1 });
     expect(condition(t, "Authorized")).toMatchObject({ status: "True", reason: "Authorized" });
-    expect(condition(t, "Executed")).toMatchObject({ status: "True", reason: "Applied" });
-    expect(condition(t, "Succeeded")).toBeUndefined();
+    // Applied is kept in memory for up to 2 s: a change that takes effect by then costs no write.
+    expect(condition(t, "Executed")).toBeUndefined();
     expect(w.kube.read(deployPath())!.spec!.replicas).toBe(3);
     expect(applyWrites(w, uidOf(w, key))).toHaveLength(1);
+
+    w.clock.advance(500);
+    expect(await w.pipeline.reconcile(key)).toEqual({ requeueAfterMs: 500 });
+    expect(statusWrites(w, key)).toHaveLength(1);
+    w.clock.advance(1_500);
+    expect(await w.pipeline.reconcile(key)).toEqual({ requeueAfterMs: 500 });
+    t = task(w, key);
+    expect(trail(w, key).at(-1)).toBe("Executing:Applied");
+    expect(condition(t, "Executed")).toMatchObject({
+      status: "True",
+      reason: "Applied",
+      lastTransitionTime: "2026-05-01T10:00:00.000Z", // when the change was written
+    });
+    expect(condition(t, "Succeeded")).toBeUndefined();
+    expect(statusWrites(w, key)).toHaveLength(2);
   });
 
   test("GIVEN the rollout completes WHEN reconciled again THEN Completed with every condition True", async () => {
@@ -89,6 +99,8 @@ describe("the happy path, one transition at a time", () => {
     deployment(w);
     const key = submit(w, "t");
     await w.pipeline.reconcile(key);
+    w.clock.advance(2_000);
+    await w.pipeline.reconcile(key); // Applied stored: the rollout is under way
     w.kube.completeRollout(deployPath());
     w.clock.advance(500);
     await w.pipeline.reconcile(key);
@@ -112,6 +124,28 @@ describe("the happy path, one transition at a time", () => {
     // The first write carries Pending and Processing: startedAt is set, and the API server's
     // copy was read once at most (the task came from the pipeline's memory after its first write).
     expect(task(w, key).status!.startedAt).toBe("2026-05-01T10:00:00.000Z");
+  });
+
+  test("GIVEN a rollout done within 2 s of the write THEN two status writes (the decision, the end)", async () => {
+    const w = world();
+    deployment(w);
+    const key = submit(w, "t");
+    await w.pipeline.reconcile(key);
+    w.kube.completeRollout(deployPath());
+    w.clock.advance(500);
+    expect(await w.pipeline.reconcile(key)).toEqual({});
+    expect(statusWrites(w, key).map(p => (p.body as { status: { phase: string } }).status.phase)).toEqual([
+      "Executing",
+      "Completed",
+    ]);
+    expect(trail(w, key)).toEqual([
+      "Pending:Queued",
+      "Processing:Authorizing",
+      "Executing:Authorized",
+      "Executing:Applied",
+      "Completed:Completed",
+    ]);
+    expect(condition(task(w, key), "Executed")!.lastTransitionTime).toBe("2026-05-01T10:00:00.000Z");
   });
 
   test("GIVEN a rollout that is done at once THEN two status writes (the decision, the end) and no read of the target after the write", async () => {
@@ -475,11 +509,15 @@ describe("Executing, applied: verify", () => {
     const key = submit(w, "t", { payload: { replicas: 3 } });
     await w.pipeline.reconcile(key);
     expect(task(w, key).status!.phase).toBe("Executing");
+    // Applied is stored once the rollout has not finished APPLIED_SHOWN_AFTER_MS (2 s) after the write.
+    w.clock.advance(2_000);
+    await w.pipeline.reconcile(key);
+    expect(condition(task(w, key), "Executed")).toMatchObject({ status: "True", reason: "Applied" });
     return { w, key };
   }
 
   test.each([
-    { waited: 0, requeue: 500 },
+    { waited: 2_000, requeue: 500 },
     { waited: 9_999, requeue: 500 },
     { waited: 15_000, requeue: 2_000 },
     { waited: 59_999, requeue: 2_000 },
@@ -490,7 +528,7 @@ describe("Executing, applied: verify", () => {
     async ({ waited, requeue }) => {
       const { w, key } = await applied();
       const rv = task(w, key).metadata!.resourceVersion;
-      w.clock.advance(waited);
+      w.clock.advance(waited - 2_000); // waited since the write
       expect(await w.pipeline.reconcile(key)).toEqual({ requeueAfterMs: requeue });
       expect(task(w, key).metadata!.resourceVersion).toBe(rv);
     },
@@ -498,7 +536,7 @@ describe("Executing, applied: verify", () => {
 
   test("GIVEN the rollout is not done after the rollout timeout THEN Failed RolloutTimeout (applied, not succeeded)", async () => {
     const { w, key } = await applied();
-    w.clock.advance(120_001);
+    w.clock.advance(118_001); // 120 s after the write (applied() waited 2 s)
     await w.pipeline.reconcile(key);
     const t = task(w, key);
     expect(t.status!.phase).toBe("Failed");
