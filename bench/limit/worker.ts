@@ -58,9 +58,10 @@ class Limit {
   }
 
   private async call<T>(method: Method, path: string, body?: unknown, asExecutor = false) {
-    const verb = method === "GET" ? (path.includes("?") ? "list" : "get") : method.toLowerCase();
-    const resource = path.split("?")[0].split("/namespaces/")[1]?.split("/") ?? [];
-    const key = `${verb} ${resource[1]}${resource[3] ? `/${resource[3]}` : ""}${asExecutor ? " (as executor)" : ""}`;
+    // <namespace>/<plural>[/<name>[/<subresource>]]: a GET without a name is a list.
+    const [, plural, name, sub] = path.split("?")[0].split("/namespaces/")[1]?.split("/") ?? [];
+    const verb = method === "GET" ? (name ? "get" : "list") : method.toLowerCase();
+    const key = `${verb} ${plural}${sub ? `/${sub}` : ""}${asExecutor ? " (as executor)" : ""}`;
     this.stats.requests[key] = (this.stats.requests[key] ?? 0) + 1;
     const headers: Record<string, string> = asExecutor ? { "impersonate-user": this.init.executor } : {};
     const type = method === "PATCH" ? "application/merge-patch+json" : "application/json";
@@ -68,7 +69,7 @@ class Limit {
   }
 
   private async list<T>(path: string): Promise<List<T>> {
-    const r = await this.call<List<T>>("GET", `${path}?limit=500`);
+    const r = await this.call<List<T>>("GET", path);
     if (r.status !== 200) throw new Error(`list ${path}: HTTP ${r.status} ${JSON.stringify(r.body).slice(0, 300)}`);
     return r.body;
   }
