@@ -1,6 +1,7 @@
 // The benchmark's own API client for the control plane: undici pools with the kubeconfig's client
-// certificate, user agent atb-bench (so the API server's audit log never mistakes the benchmark's
-// writes for the operator's), the API server's request counters, and a reconnecting watch.
+// certificate or token, user agent atb-bench (so the API server's audit log never mistakes the
+// benchmark's writes for the operator's), and a reconnecting watch. The limit process
+// (bench/limit/worker.ts) uses the same client with its own identity and user agent.
 import { KubeConfig } from "@kubernetes/client-node";
 import { Pool } from "undici";
 import { sleep } from "./measure";
@@ -21,18 +22,33 @@ export interface TaskObject {
   status?: { phase?: string; reason?: string; message?: string; conditions?: { type: string; reason: string }[] };
 }
 
-interface WatchEvent {
+/** What every watched object has. */
+export interface WatchedObject {
+  metadata: { name: string; resourceVersion?: string };
+}
+
+interface WatchEvent<T> {
   type: string;
-  object: TaskObject;
+  object: T;
+}
+
+export interface ApiOptions {
+  /** Default BENCH_USER_AGENT. */
+  userAgent?: string;
+  /** Keep-alive connections for requests (default 32); watches have a pool of 8. */
+  connections?: number;
 }
 
 export class Api {
   private constructor(
     private readonly pool: Pool,
     private readonly watchPool: Pool,
+    /** user-agent and, for a token kubeconfig, authorization. */
+    private readonly headers: Record<string, string>,
   ) {}
 
-  static open(kubeconfig: string): Api {
+  /** A client for the kubeconfig's current context: its client certificate or its bearer token. */
+  static open(kubeconfig: string, o: ApiOptions = {}): Api {
     const kc = new KubeConfig();
     kc.loadFromFile(kubeconfig);
     const cluster = kc.getCurrentCluster()!;
@@ -45,9 +61,12 @@ export class Api {
       rejectUnauthorized: true,
     };
     const server = cluster.server.replace(/\/+$/, "");
+    const headers: Record<string, string> = { "user-agent": o.userAgent ?? BENCH_USER_AGENT };
+    if (user.token) headers.authorization = `Bearer ${user.token}`;
     return new Api(
-      new Pool(server, { connections: 32, keepAliveTimeout: 30_000, connect }),
+      new Pool(server, { connections: o.connections ?? 32, keepAliveTimeout: 30_000, connect }),
       new Pool(server, { connections: 8, connect }),
+      headers,
     );
   }
 
@@ -57,13 +76,24 @@ export class Api {
     body?: unknown,
     contentType = "application/json",
   ): Promise<ApiAnswer<T>> {
+    return this.send<T>(method, path, body, { contentType });
+  }
+
+  /** request() with more headers (Impersonate-User). */
+  async send<T = unknown>(
+    method: Method,
+    path: string,
+    body: unknown,
+    o: { contentType?: string; headers?: Record<string, string> },
+  ): Promise<ApiAnswer<T>> {
     const res = await this.pool.request({
       path,
       method,
       headers: {
         accept: "application/json",
-        "user-agent": BENCH_USER_AGENT,
-        ...(body === undefined ? {} : { "content-type": contentType }),
+        ...this.headers,
+        ...o.headers,
+        ...(body === undefined ? {} : { "content-type": o.contentType ?? "application/json" }),
       },
       body: body === undefined ? undefined : typeof body === "string" ? body : JSON.stringify(body),
       headersTimeout: 120_000,
@@ -87,26 +117,27 @@ export class Api {
     return r.body;
   }
 
-  /** The API server's own request counters (apiserver_request_total), summed by verb/resource/subresource/dry-run. */
-  async requestCounters(): Promise<Map<string, number>> {
-    const r = await this.pool.request({ path: "/metrics", method: "GET", headers: { "user-agent": BENCH_USER_AGENT } });
-    const text = await r.body.text();
-    const out = new Map<string, number>();
-    for (const line of text.split("\n")) {
-      if (!line.startsWith("apiserver_request_total{")) continue;
-      const key = counterKey(line);
-      out.set(key, (out.get(key) ?? 0) + Number(line.slice(line.lastIndexOf(" ") + 1)));
-    }
-    return out;
-  }
-
-  /** A watch: calls onEvent for each event until the returned stop is called; reconnects from the last resourceVersion. */
-  watch(path: string, resourceVersion: string, onEvent: (type: string, obj: TaskObject) => void): () => void {
+  /**
+   * A watch: calls onEvent for each event until the returned stop is called; reconnects from the
+   * last resourceVersion. `onGone`: called when the server no longer has that version (410), after
+   * which the watch goes on from the version onGone returns (a fresh list's).
+   */
+  watch<T extends WatchedObject = TaskObject>(
+    path: string,
+    resourceVersion: string,
+    onEvent: (type: string, obj: T) => void,
+    onGone?: () => Promise<string>,
+  ): () => void {
     let stopped = false;
     let rv = resourceVersion;
+    let gone = false;
     const controller = new AbortController();
     const handle = (line: string) => {
-      const ev = JSON.parse(line) as WatchEvent;
+      const ev = JSON.parse(line) as WatchEvent<T>;
+      if (ev.type === "ERROR" && (ev.object as unknown as { code?: number }).code === 410 && onGone) {
+        gone = true;
+        throw new Error("resourceVersion gone");
+      }
       if (ev.object?.metadata?.resourceVersion) rv = ev.object.metadata.resourceVersion;
       if (ev.type === "ERROR") throw new Error(`watch error: ${JSON.stringify(ev.object).slice(0, 200)}`);
       if (ev.type !== "BOOKMARK") onEvent(ev.type, ev.object);
@@ -114,14 +145,21 @@ export class Api {
     const loop = async () => {
       while (!stopped) {
         try {
+          if (gone && onGone) {
+            rv = await onGone();
+            gone = false;
+          }
           const res = await this.watchPool.request({
             path: `${path}?watch=1&resourceVersion=${rv}&allowWatchBookmarks=true&timeoutSeconds=3600`,
             method: "GET",
-            headers: { accept: "application/json", "user-agent": BENCH_USER_AGENT },
+            headers: { accept: "application/json", ...this.headers },
             signal: controller.signal,
             headersTimeout: 0,
             bodyTimeout: 0,
           });
+          gone = res.statusCode === 410 && onGone !== undefined;
+          if (res.statusCode !== 200)
+            throw new Error(`HTTP ${res.statusCode} ${(await res.body.text()).slice(0, 200)}`);
           await forEachLine(res.body as AsyncIterable<Buffer>, handle);
         } catch (err) {
           if (stopped) return;
@@ -140,13 +178,6 @@ export class Api {
   async close(): Promise<void> {
     await Promise.all([this.pool.close(), this.watchPool.destroy()]);
   }
-}
-
-/** "verb resource[/subresource][ dry-run]" of one apiserver_request_total line. */
-function counterKey(line: string): string {
-  const labels = Object.fromEntries([...line.matchAll(/(\w+)="([^"]*)"/g)].map(m => [m[1], m[2]] as [string, string]));
-  const sub = labels.subresource ? `/${labels.subresource}` : "";
-  return `${labels.verb} ${labels.resource}${sub}${labels.dry_run ? " dry-run" : ""}`;
 }
 
 /** Calls handle for each non-empty newline-delimited line of a byte stream. */

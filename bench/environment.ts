@@ -1,20 +1,25 @@
 // Everything the scenarios run against, started and stopped here: the module bundle built from
 // this tree, a control plane of its own in a scratch folder (under /dev/shm when there is one),
 // the stack of tools/stack.ts (reference broker with mTLS and OPA, the operator as a child
-// process with its webhooks), the benchmark's API client and watches, and the limit process.
-// Also the facts about the machine and the operator process that the results record.
+// process with its webhooks), the benchmark's API client and watches, and the limit process with
+// its own identity and its namespace's executor. The API server audits every request of the
+// operator and of the limit (the end-to-end scenarios count them per task). Also the facts about
+// the machine and the operator process that the results record.
 import { spawnSync } from "node:child_process";
 import { existsSync, readFileSync, rmSync } from "node:fs";
 import { cpus, totalmem } from "node:os";
 import { join } from "node:path";
 import { ensureBinaries } from "../tools/controlplane/binaries";
-import { down, kubectl, up, type ClusterState } from "../tools/controlplane/cluster";
+import { down, kubectl, up, type AuditRule, type ClusterState } from "../tools/controlplane/cluster";
+import { installExecutor } from "../tools/executor";
 import { BUNDLE } from "../tools/operator";
+import { OPERATOR_NAMESPACE } from "../tools/operator-identity";
 import { installCrds, startStack, type Stack } from "../tools/stack";
 import { webhookConfigurations } from "../tools/webhooks";
 import { Api } from "./api";
 import { NS, NS_DONE, NS_LIMIT } from "./fixtures";
 import { LimitDriver } from "./limit/driver";
+import { createLimitIdentity, type LimitIdentity } from "./limit/identity";
 import { log } from "./log";
 import { loadAverage, round, sleep } from "./measure";
 import type { HeapFigures, MachineFacts } from "./results";
@@ -35,6 +40,8 @@ export interface BenchEnv {
   /** Watches on the operator's, the limit's and the finished tasks' namespaces. */
   readonly trackers: Readonly<Record<"operator" | "limit" | "done", Tracker>>;
   readonly limit: LimitDriver;
+  /** Who the limit is on the API server, and whom it writes targets as. */
+  readonly limitIdentity: LimitIdentity;
   /** What the operator was given besides the stack's own variables. */
   readonly operatorEnv: Readonly<Record<string, string>>;
   /** Where the operator writes its --cpu-prof files (ATB_BENCH_PROFILE=1). */
@@ -64,6 +71,21 @@ export class Teardown {
   }
 }
 
+/**
+ * Every request of the operator's ServiceAccount (in pepr-system) and of the limit's (in the
+ * limit's namespace) to the end-to-end namespaces or to cluster-scoped resources, at Metadata
+ * level: the audit log names the user, the impersonated user, verb, resource and URI of each. The
+ * executors' groups are listed too, in case the policy is matched against the impersonated user.
+ * The restart scenario's namespace is left out: its figures stay those of the standard policy.
+ */
+export const BENCH_AUDIT_RULES: AuditRule[] = [
+  {
+    level: "Metadata",
+    userGroups: [OPERATOR_NAMESPACE, NS, NS_LIMIT].map(ns => `system:serviceaccounts:${ns}`),
+    namespaces: [NS, NS_LIMIT, ""],
+  },
+];
+
 /** Starts everything; each part registers its stop on `teardown` as soon as it runs. */
 export async function startEnvironment(settings: Settings, teardown: Teardown): Promise<BenchEnv> {
   const base = existsSync("/dev/shm") ? "/dev/shm" : "/tmp";
@@ -74,7 +96,7 @@ export async function startEnvironment(settings: Settings, teardown: Teardown): 
     else log(`kept ${dataDir}`);
   });
   if (settings.operator === "bundle") buildBundle();
-  const cluster = await up({ dataDir, nodes: 3, log: l => log(l) });
+  const cluster = await up({ dataDir, nodes: 3, log: l => log(l), auditRules: BENCH_AUDIT_RULES });
   installCrds(ensureBinaries(), cluster.kubeconfig);
   const profileDir = join(dataDir, "profile");
   const operatorEnv = { ATB_API_QPS: String(settings.qps), ATB_WORKERS: String(settings.workers) };
@@ -91,21 +113,21 @@ export async function startEnvironment(settings: Settings, teardown: Teardown): 
   const api = Api.open(cluster.kubeconfig);
   teardown.add(() => api.close());
   await api.ok("POST", "/api/v1/namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name: NS_LIMIT } });
+  // The limit writes targets as its namespace's executor, with the Role the operator's namespaces get.
+  await installExecutor(stack.bin, cluster.kubeconfig, { namespace: NS_LIMIT, bound: "all-actions" });
+  const limitIdentity = createLimitIdentity(stack.bin, cluster.kubeconfig, NS_LIMIT, join(dataDir, "limit"));
   const machine = machineFacts(cluster);
   log(`machine ${JSON.stringify(machine)}`);
   const trackers = await startTrackers(api, teardown);
   const limit = await LimitDriver.start({
     type: "init",
-    kubeconfig: cluster.kubeconfig,
-    brokerUrl: `https://127.0.0.1:${stack.brokerPort}`,
-    tls: { certFile: stack.material.client.cert, keyFile: stack.material.client.key, caFile: stack.material.ca.cert },
+    kubeconfig: limitIdentity.kubeconfig,
+    namespace: NS_LIMIT,
+    executor: limitIdentity.executor,
     workers: settings.workers,
-    qps: settings.qps,
-    pollMs: settings.pollMs,
-    logFile: join(dataDir, "limit-client.log"),
   });
   teardown.add(() => limit.stop());
-  return { settings, dataDir, cluster, stack, api, trackers, limit, operatorEnv, profileDir, machine };
+  return { settings, dataDir, cluster, stack, api, trackers, limit, limitIdentity, operatorEnv, profileDir, machine };
 }
 
 async function startTrackers(api: Api, teardown: Teardown): Promise<BenchEnv["trackers"]> {

@@ -1,7 +1,8 @@
-// What the scenarios create: the namespaces, the Deployments the tasks target, LOW scale tasks
-// with freshly minted PoAs (created in a burst or at a fixed rate, then deleted), finished task
-// statuses as the operator writes them, and decide requests for the broker path. The objects
-// themselves come from tools/objects.ts, shared with the e2e tests.
+// What the scenarios create: the namespaces, the Deployments and ConfigMaps the tasks target, LOW
+// scale tasks and MEDIUM update-config tasks with freshly minted PoAs (created in a burst or at a
+// fixed rate, then deleted), finished task statuses as the operator writes them, and decide
+// requests for the broker path. The objects themselves come from tools/objects.ts, shared with
+// the e2e tests.
 import { randomUUID } from "node:crypto";
 import type { DecideRequest } from "../capabilities/lib/broker/client";
 import { agentTask, mintTaskToken, workload, type AgentTaskObject } from "../tools/objects";
@@ -65,6 +66,25 @@ export async function createDeployments(api: Api, d: DeploymentSet): Promise<voi
   }
 }
 
+/** Creates `count` ConfigMaps <prefix>-<i> with one key. */
+export async function createConfigMaps(
+  api: Api,
+  d: Pick<DeploymentSet, "namespace" | "prefix" | "count">,
+): Promise<void> {
+  await inParallel(
+    Array.from({ length: d.count }, (_, i) => i),
+    16,
+    async i => {
+      await api.ok("POST", `/api/v1/namespaces/${d.namespace}/configmaps`, {
+        apiVersion: "v1",
+        kind: "ConfigMap",
+        metadata: { name: `${d.prefix}-${i}`, namespace: d.namespace },
+        data: { [CONFIG_KEY]: "initial", other: "untouched" },
+      });
+    },
+  );
+}
+
 // ---------------------------------------------------------------------------------------------
 // Tasks
 
@@ -111,12 +131,59 @@ export async function scaleTasks(stack: Stack, s: ScaleTaskSet): Promise<AgentTa
   return out;
 }
 
+/** The key the update-config tasks set. */
+export const CONFIG_KEY = "setting";
+/**
+ * update-config is MEDIUM in the reference policy: one approver other than the agent, which the
+ * stack's broker counts from the token's leg.approval (its "dev" trust preset), as the tests'
+ * MEDIUM tokens carry it.
+ */
+export const CONFIG_APPROVERS = ["alice@example.com"];
+
+export interface ConfigTaskSet {
+  namespace: string;
+  /** Tasks are named <prefix>-0 … <prefix>-<count-1>. */
+  prefix: string;
+  count: number;
+  /** Task i targets the ConfigMap <targetPrefix>-(i mod targets). */
+  targets: number;
+  targetPrefix: string;
+  /** The value task i writes (a different one each run, so every write changes the ConfigMap). */
+  valueOf: (i: number) => string;
+}
+
+/** MEDIUM update-config tasks of ConfigMaps, each with a PoA of its own bound to its change and approved. */
+export async function configTasks(stack: Stack, s: ConfigTaskSet): Promise<AgentTaskObject[]> {
+  const out: AgentTaskObject[] = [];
+  for (let i = 0; i < s.count; i++) {
+    const target = { kind: "ConfigMap", name: `${s.targetPrefix}-${i % s.targets}`, namespace: s.namespace };
+    const payload = { data: { [CONFIG_KEY]: s.valueOf(i) } };
+    const token = await mintTaskToken(stack, {
+      agent: AGENT,
+      action: "update-config",
+      target,
+      approvers: CONFIG_APPROVERS,
+      payload,
+    });
+    out.push(
+      agentTask({
+        name: `${s.prefix}-${i}`,
+        namespace: s.namespace,
+        agentId: AGENT,
+        poaToken: token,
+        action: "update-config",
+        target,
+        payload,
+      }),
+    );
+  }
+  return out;
+}
+
 export interface CreateOptions {
   /** Tasks per second; undefined: as fast as the API server accepts them (`concurrency` in flight). */
   rate: number | undefined;
   concurrency: number;
-  /** Called with each task's name once the API server accepted it. */
-  onCreated?: (name: string) => void;
 }
 
 /** Creates the tasks, recording on the tracker when each was sent; returns how many creates failed. */
@@ -140,7 +207,6 @@ export async function createTasks(
       return;
     }
     e.createdAt = Date.now();
-    o.onCreated?.(name);
   };
   if (o.rate === undefined) await inParallel(tasks, o.concurrency, one);
   else await atRate(tasks, o.rate, one);

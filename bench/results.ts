@@ -50,7 +50,7 @@ export type BrokerResult = {
   BrokerRatios;
 
 // ---------------------------------------------------------------------------------------------
-// End to end
+// End to end (scenarios "scale" and "update-config")
 
 export type Side = "operator" | "limit";
 
@@ -69,14 +69,24 @@ export interface RunResult {
   makespanS: number;
   createSeconds: number;
   latencyS: Percentiles;
-  /** median seconds spent between the phases, as the watch saw them. */
-  stagesS: Record<string, number>;
+  /** Operator runs: median seconds spent between the phases, as the watch saw them (the limit writes one status only). */
+  stagesS?: Record<string, number>;
   cpuSeconds: number;
   cpuSecondsPer1000: number;
   peakRssMiB: number;
+  /** The side's own requests (API server audit log) per task, by "verb resource[/subresource][ dry-run][ (as executor)]". */
   apiRequestsPerTask: Record<string, number>;
-  /** Requests the limit's own client counted per task (limit runs only). */
-  clientRequestsPerTask?: number;
+  /** All of them per task, and per Completed (allowed and applied) task. */
+  requestsPerTask: number;
+  requestsPerCompletedTask: number;
+  /** Writes of agenttasks/status per Completed task. */
+  statusWritesPerCompletedTask: number;
+  /** Event writes (create/patch, core or events.k8s.io) per task. */
+  eventsPerTask: number;
+  /** Requests answered other than 2xx, per task. */
+  failedRequestsPerTask: number;
+  /** Limit runs: what the limit counted itself per task (a cross-check) and its target write conflicts (409, written again). */
+  limitClient?: { requestsPerTask: number; conflicts: number };
 }
 
 export interface LatencySpread {
@@ -89,22 +99,36 @@ export interface LatencySpread {
 export interface ModeSummary {
   operatorThroughput: Spread;
   limitThroughput: Spread;
+  /** operator / limit throughput. */
   throughputFractionOfLimit: Spread;
   operatorLatencyS: LatencySpread;
   limitLatencyS: LatencySpread;
+  /** operator / limit latency. */
+  latencyRatio: { p50: Spread; p99: Spread };
+  /** operator − limit latency, seconds. */
   addedLatencyS: { p50: Spread; p99: Spread };
-  /** p99 added latency as a multiple of the limit's p99 per-task latency. */
-  p99AddedOverLimitP99: Spread;
   operatorCpuSecondsPer1000: Spread;
   limitCpuSecondsPer1000: Spread;
   operatorPeakRssMiB: Spread;
   operatorStagesS: Record<string, number>;
-  limitStagesS: Record<string, number>;
+  operatorRequestsPerTask: Spread;
+  limitRequestsPerTask: Spread;
+  operatorRequestsPerCompletedTask: Spread;
+  limitRequestsPerCompletedTask: Spread;
+  operatorStatusWritesPerCompletedTask: Spread;
+  limitStatusWritesPerCompletedTask: Spread;
+  operatorEventsPerTask: Spread;
+  limitEventsPerTask: Spread;
+  /** Medians by key over the repeats (a key missing from a run counts 0 there). */
   operatorApiRequestsPerTask: Record<string, number>;
   limitApiRequestsPerTask: Record<string, number>;
 }
 
 export interface E2eResult {
+  /** What the tasks do: LOW scale of Deployments (with rollouts) or MEDIUM update-config of ConfigMaps. */
+  action: string;
+  targetKind: string;
+  targets: number;
   runs: RunResult[];
   /** By mode ("burst", "10/s", ...). */
   summary: Record<string, ModeSummary>;
@@ -157,7 +181,8 @@ export interface RestartResult extends RestartSeries {
 /** Each scenario's result type, by the scenario's name (settings.ts lists the names). */
 export interface ScenarioResultOf {
   broker: BrokerResult;
-  e2e: E2eResult;
+  scale: E2eResult;
+  "update-config": E2eResult;
   restart: RestartResult;
 }
 
@@ -176,10 +201,10 @@ export interface MachineFacts {
   loadAverageAtStart: number[];
 }
 
-/** The settings as recorded: the output path left out, what the operator and the limit were given added. */
+/** The settings as recorded: the output path left out, what the operator was given and who the limit is added. */
 export type RecordedSettings = Omit<Settings, "out"> & {
   operatorEnv: Record<string, string>;
-  limitPollMs: number;
+  limit: { user: string; writesTargetsAs: string; brokerCalls: 0 };
 };
 
 export interface Target {
@@ -207,6 +232,22 @@ export interface ProfileSummary {
   byFunction: ProfileEntry[];
 }
 
+/** One row of the table docs/benchmarks.md leads with: an end-to-end scenario's burst (medians). */
+export interface HeadlineRow {
+  scenario: string;
+  tasks: number;
+  limitTasksPerS: number;
+  operatorTasksPerS: number;
+  /** operator / limit throughput. */
+  ratio: number;
+  /** operator p99 / limit p99 latency. */
+  p99Ratio: number;
+  operatorRequestsPerTask: number;
+  limitRequestsPerTask: number;
+  /** The operator's highest peak RSS over all of the scenario's runs, MiB. */
+  operatorPeakRssMiB: number;
+}
+
 export interface BenchResults extends ScenarioResults {
   benchmark: string;
   startedAt: string;
@@ -215,6 +256,8 @@ export interface BenchResults extends ScenarioResults {
   machine: MachineFacts & { loadAverageAtEnd: number[] };
   settings: RecordedSettings;
   units: Record<string, string>;
+  /** The end-to-end scenarios at a glance (the burst). */
+  headline: HeadlineRow[];
   targets: Target[];
   operatorLifetime: OperatorLifetime;
   profile?: ProfileSummary;

@@ -5,12 +5,14 @@
 //   settings.ts       every ATB_BENCH_* variable (parseSettings)
 //   environment.ts    control plane, broker, operator, the limit process; machine facts
 //   fixtures.ts       the Deployments, tasks, finished statuses and PoAs the scenarios create
-//   scenarios/        one file per scenario: broker.ts, e2e.ts, restart.ts
-//   limit/            the same-run limit: worker.ts (its process), driver.ts (our side), protocol.ts
+//   scenarios/        broker.ts, e2e.ts (the scenarios scale and update-config), restart.ts
+//   limit/            the same-run limit, the least API work a task needs: worker.ts (its
+//                     process), driver.ts (our side), protocol.ts, identity.ts (who it is)
+//   audit.ts          the API server's audit log: each side's requests per task
 //   broker-load.ts    the broker scenario's load process
 //   results.ts        the shape of results.json (BenchResults); report.ts: targets and summary
-//   api.ts, tracker.ts, measure.ts, profile.ts, log.ts: API client, task watch, statistics and
-//                     /proc, the operator's CPU profile, progress lines
+//   api.ts, tracker.ts, measure.ts, profile.ts, log.ts: API client and watch, task watch,
+//                     statistics and /proc, the operator's CPU profile, progress lines
 // A new scenario is a file in scenarios/ returning its result type (added to results.ts), a
 // name in SCENARIOS (settings.ts), an entry in RUNNERS below, and its targets in report.ts.
 import { writeFileSync } from "node:fs";
@@ -18,7 +20,7 @@ import { memory, round, loadAverage } from "./measure";
 import { operatorHeap, startEnvironment, Teardown, type BenchEnv } from "./environment";
 import { log } from "./log";
 import { summarizeProfiles } from "./profile";
-import { printSummary, targets, UNITS } from "./report";
+import { headline, printSummary, targets, UNITS } from "./report";
 import type { BenchResults, ScenarioResultOf, ScenarioResults } from "./results";
 import { brokerScenario } from "./scenarios/broker";
 import { e2eScenario } from "./scenarios/e2e";
@@ -27,7 +29,12 @@ import { parseSettings, SCENARIOS, type ScenarioName, type Settings } from "./se
 
 type Runners = { [K in ScenarioName]: (env: BenchEnv) => Promise<ScenarioResultOf[K]> };
 
-const RUNNERS: Runners = { broker: brokerScenario, e2e: e2eScenario, restart: restartScenario };
+const RUNNERS: Runners = {
+  broker: brokerScenario,
+  scale: e2eScenario("scale"),
+  "update-config": e2eScenario("update-config"),
+  restart: restartScenario,
+};
 
 /** A failing scenario is recorded with its error; the others still run and the file is written. */
 async function runScenario<K extends ScenarioName>(name: K, env: BenchEnv, into: ScenarioResults): Promise<void> {
@@ -57,7 +64,7 @@ async function benchmark(settings: Settings, teardown: Teardown): Promise<void> 
   const recorded: Omit<Settings, "out"> & { out?: string } = { ...settings };
   delete recorded.out;
   const doc: BenchResults = {
-    benchmark: "ATB operator: throughput, latency, cost and restart against the same-run limit",
+    benchmark: "ATB operator: throughput, latency, API work, cost and restart against the same-run limit",
     startedAt: started.toISOString(),
     finishedAt: new Date().toISOString(),
     durationMinutes: round((Date.now() - started.getTime()) / 60_000, 1),
@@ -65,9 +72,10 @@ async function benchmark(settings: Settings, teardown: Teardown): Promise<void> 
     settings: {
       ...recorded,
       operatorEnv: { ...env.operatorEnv, ATB_SWEEP_INTERVAL_SECONDS: "5" },
-      limitPollMs: settings.pollMs,
+      limit: { user: env.limitIdentity.username, writesTargetsAs: env.limitIdentity.executor, brokerCalls: 0 },
     },
     units: UNITS,
+    headline: headline(results),
     targets: targets(results),
     ...results,
     operatorLifetime,

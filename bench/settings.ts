@@ -4,13 +4,16 @@
 import { join } from "node:path";
 
 /** The scenarios, in the order they run (ATB_BENCH_SCENARIOS only selects among them). */
-export const SCENARIOS = ["broker", "e2e", "restart"] as const;
+export const SCENARIOS = ["broker", "scale", "update-config", "restart"] as const;
 export type ScenarioName = (typeof SCENARIOS)[number];
+/** The end-to-end scenarios (operator and limit side by side); "e2e" in ATB_BENCH_SCENARIOS selects both. */
+export const E2E_SCENARIOS = ["scale", "update-config"] as const;
+export type E2eScenarioName = (typeof E2E_SCENARIOS)[number];
 
 export interface Settings {
   /** Tasks per end-to-end run. */
   readonly tasks: number;
-  /** Deployments the end-to-end tasks are spread over. */
+  /** Targets (Deployments, ConfigMaps) the end-to-end tasks are spread over. */
   readonly targets: number;
   /** Repeats of every scenario (medians and spreads are reported). */
   readonly repeats: number;
@@ -22,12 +25,10 @@ export interface Settings {
   readonly fill: "bulk" | "operator";
   /** Operator restarts measured. */
   readonly restarts: number;
-  /** ATB_API_QPS of the operator and of the limit client. */
+  /** ATB_API_QPS of the operator (the limit has no client-side rate limit). */
   readonly qps: number;
-  /** ATB_WORKERS of the operator and the limit client's concurrency. */
+  /** ATB_WORKERS of the operator and the limit's concurrency. */
   readonly workers: number;
-  /** How often the limit polls a rollout (the pipeline's requeue while verifying). */
-  readonly pollMs: number;
   /** Broker path: seconds per measurement (after a 1 s warm-up). */
   readonly brokerSeconds: number;
   /** Broker path: callers in flight. */
@@ -90,7 +91,7 @@ function list(value: string): string[] {
 /** Fixed rates. Unlike the other variables, set but empty means none: the burst only. */
 function rates(env: Env): number[] {
   const v = env.ATB_BENCH_RATES;
-  if (v === undefined) return [10, 50, 100];
+  if (v === undefined) return [10];
   return list(v).map(r => {
     const n = Number(r);
     if (!Number.isFinite(n) || n <= 0)
@@ -102,11 +103,16 @@ function rates(env: Env): number[] {
 function scenarios(env: Env): ScenarioName[] {
   const v = raw(env, "ATB_BENCH_SCENARIOS");
   if (v === undefined) return [...SCENARIOS];
-  const names = list(v);
+  const names = list(v).flatMap(n => (n === "e2e" ? [...E2E_SCENARIOS] : [n]));
   for (const n of names)
     if (!SCENARIOS.includes(n as ScenarioName))
-      invalid("ATB_BENCH_SCENARIOS", `must be a comma-separated subset of ${SCENARIOS.join(",")}`, n);
-  return names as ScenarioName[];
+      invalid(
+        "ATB_BENCH_SCENARIOS",
+        `must be a comma-separated subset of ${SCENARIOS.join(",")} (e2e: both end-to-end ones)`,
+        n,
+      );
+  // Each once, in the order they run.
+  return SCENARIOS.filter(n => names.includes(n));
 }
 
 /** Every ATB_BENCH_* variable, with its default; the key order is the order results.json records. */
@@ -114,14 +120,13 @@ export function parseSettings(env: Env): Settings {
   return Object.freeze({
     tasks: int(env, "ATB_BENCH_TASKS", 1000),
     targets: int(env, "ATB_BENCH_TARGETS", 50),
-    repeats: int(env, "ATB_BENCH_REPEATS", 3),
+    repeats: int(env, "ATB_BENCH_REPEATS", 1),
     rates: Object.freeze(rates(env)),
     finished: int(env, "ATB_BENCH_FINISHED", 10_000, 0),
     fill: oneOf(env, "ATB_BENCH_FILL", ["bulk", "operator"] as const),
     restarts: int(env, "ATB_BENCH_RESTARTS", 3),
     qps: int(env, "ATB_BENCH_QPS", 1000),
     workers: int(env, "ATB_BENCH_WORKERS", 8),
-    pollMs: 500,
     brokerSeconds: int(env, "ATB_BENCH_BROKER_SECONDS", 5),
     brokerConcurrency: int(env, "ATB_BENCH_BROKER_CONCURRENCY", 8),
     createConcurrency: int(env, "ATB_BENCH_CREATE_CONCURRENCY", 16),

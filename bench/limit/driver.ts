@@ -1,9 +1,10 @@
-// The benchmark's side of the same-run limit: forks bench/limit/worker.ts under tsx, hands it each
-// task as its create returns, asks for its request counts, and stops it.
+// The benchmark's side of the same-run limit: forks bench/limit/worker.ts under tsx with the
+// limit's own identity, collects the errors of tasks it could not finish, asks for its own
+// request counts, and stops it.
 import { fork, type ChildProcess } from "node:child_process";
 import { join } from "node:path";
 import { tieProcess, untieProcess } from "../../tools/reaper";
-import type { FromLimit, LimitInit, ToLimit } from "./protocol";
+import type { FromLimit, LimitInit, LimitStats, ToLimit } from "./protocol";
 
 const ROOT = join(__dirname, "..", "..");
 
@@ -37,8 +38,17 @@ export class LimitDriver {
     }
     const l = new LimitDriver(child);
     const ready = l.next("ready");
+    let onExit: ((code: number | null) => void) | undefined;
+    const exited = new Promise<never>((_, reject) => {
+      onExit = code => reject(new Error(`the limit process exited (${code}) before it was ready`));
+      child.once("exit", onExit);
+    });
     l.send(init);
-    await ready;
+    try {
+      await Promise.race([ready, exited]);
+    } finally {
+      child.off("exit", onExit!);
+    }
     return l;
   }
 
@@ -54,11 +64,11 @@ export class LimitDriver {
     return new Promise(r => this.waiting.set(type, r));
   }
 
-  async stats(): Promise<{ requests: number; writes: number }> {
+  async stats(): Promise<LimitStats> {
     const p = this.next("stats");
     this.send({ type: "stats" });
     const m = await p;
-    return m.type === "stats" ? { requests: m.requests, writes: m.writes } : { requests: 0, writes: 0 };
+    return m.type === "stats" ? m.stats : { tasks: 0, requests: {}, conflicts: 0 };
   }
 
   async stop(): Promise<void> {

@@ -1,249 +1,274 @@
-// The same-run limit: a plain client, in its own process like the operator, that does the API work
-// of one LOW scale task without the operator's machinery (no Pepr, no watch, no work queue, no
-// sweep): the same requests in the same order, built by the same product code (KubeClient, the
-// status writer, the scale module's plan and verify, the broker client), with the same number of
-// concurrent workers and one task at a time per target. Waiters for a target are handed the target
-// directly when it is released. It learns about new tasks from the benchmark (IPC), not a watch.
+// The same-run limit: the least API work a task strictly needs, in a process of its own, measured
+// side by side with the operator on the same control plane. Not a copy of the operator's design:
+// no broker call (the broker's cost is the broker scenario's), no admission webhooks, no Events,
+// no intermediate statuses, no dry run, no GET before the write, no polling.
 //
-// Per task: GET task; status PATCH Pending + Event; (target free) status PATCH Processing + Event;
-// GET target; dry-run PATCH target; broker decide; status PATCH Executing + Event; GET target;
-// PATCH target; status PATCH Executing/Applied + Event; verify: GET target (marker) + GET target
-// (rollout), and while waiting every pollMs: GET task + the two GETs; status PATCH Completed + Event.
-import { createWriteStream } from "node:fs";
-import { ANNOTATION_REQUESTER, type AgentTask } from "../../crds/agenttask";
-import type { KubeObject, TaskContext } from "../../capabilities/lib/action";
-import { decideRequest, decisionTransition } from "../../capabilities/lib/pipeline";
-import { requesterNotRecorded } from "../../capabilities/lib/pipeline/transitions";
-import { parseRequester } from "../../capabilities/lib/requester";
-import {
-  BROKER_CLIENT_DEFAULTS,
-  createBrokerClient,
-  poaExpiry,
-  type BrokerClient,
-} from "../../capabilities/lib/broker/client";
-import { parseConfig } from "../../capabilities/lib/config";
-import { KubeClient, KubeError, resourcePath } from "../../capabilities/lib/kube";
-import { createLogger, type Logger } from "../../capabilities/lib/logger";
-import { appliedTasks, isApplied } from "../../capabilities/lib/action/marker";
-import { createStatusWriter, type StatusWriter } from "../../capabilities/lib/status/writer";
-import type { Transition } from "../../capabilities/lib/status/conditions";
-import { ScaleAction } from "../../capabilities/scale";
-import { KubeConfig } from "@kubernetes/client-node";
-import { sleep } from "../measure";
-import type { FromLimit, LimitInit, ToLimit } from "./protocol";
+// It learns of tasks and of its targets' state from watches (a LIST when it starts, then WATCHes
+// on AgentTasks, Deployments and ConfigMaps of its namespace), and per task it sends:
+//   1. ONE merge PATCH of the target AS the namespace's executor (Impersonate-User, as the
+//      operator writes targets), carrying the change and the at-most-once marker the product
+//      stamps (capabilities/lib/action/marker.ts: markerMetadata, i.e. the marker annotations and
+//      the resourceVersion precondition of the target as last seen; a 409 costs a GET and a retry,
+//      counted). scale: spec.replicas; update-config of a ConfigMap: data (null for a removed key).
+//   2. for a Deployment, nothing until its watch shows the rollout done by the product's rule
+//      (capabilities/lib/kube/rollout: observedGeneration >= generation, replicas updated and
+//      available); a ConfigMap has no rollout.
+//   3. ONE merge PATCH of the task's status: phase Completed (Failed with the error otherwise).
+// With the operator's concurrency (`workers` tasks worked on at once; a task waiting for its
+// rollout gives its slot back and gets one first when the rollout is done, as the operator's work
+// queue does) and one task per target at a time, handed to the next task in arrival order.
+import type { KubeObject, VerifyResult } from "../../capabilities/lib/action";
+import { resourcePath } from "../../capabilities/lib/kube/resources";
+import { rolloutStatus } from "../../capabilities/lib/kube/rollout";
+import { Api, type Method } from "../api";
+import { patchBody, Semaphore, TargetFifo, type Task } from "./parts";
+import type { FromLimit, LimitInit, LimitStats, ToLimit } from "./protocol";
 
-/** Worker slots; like the operator's work queue, work under way (`urgent`) goes before new tasks. */
-class Semaphore {
-  private waiting: (() => void)[] = [];
-  private urgent: (() => void)[] = [];
-  constructor(private free: number) {}
-  async take(urgent = false): Promise<void> {
-    if (this.free > 0) {
-      this.free--;
-      return;
-    }
-    await new Promise<void>(r => (urgent ? this.urgent : this.waiting).push(r));
-  }
-  give(): void {
-    const next = this.urgent.shift() ?? this.waiting.shift();
-    if (next) next();
-    else this.free++;
-  }
+export const LIMIT_USER_AGENT = "atb-bench-limit/0.1";
+/** A rollout not done after this long fails its task. */
+const ROLLOUT_TIMEOUT_MS = 300_000;
+const TARGET_KINDS = ["Deployment", "ConfigMap"] as const;
+
+interface List<T> {
+  metadata: { resourceVersion: string };
+  items: T[];
 }
 
-/** One task per target; release hands the target to the next waiter at once. */
-class TargetFifo {
-  private readonly held = new Map<string, (() => void)[]>();
-  tryAcquire(key: string): boolean {
-    if (this.held.has(key)) return false;
-    this.held.set(key, []);
-    return true;
-  }
-  acquire(key: string): Promise<void> {
-    if (this.tryAcquire(key)) return Promise.resolve();
-    return new Promise(r => this.held.get(key)!.push(r));
-  }
-  release(key: string): void {
-    const q = this.held.get(key);
-    const next = q?.shift();
-    if (next) next();
-    else this.held.delete(key);
-  }
-}
-
-interface LimitDeps {
-  kube: KubeClient;
-  broker: BrokerClient;
-  status: StatusWriter;
-  log: Logger;
-  init: LimitInit;
-}
+/** resourceVersions are etcd revisions here: the higher one is the later state of the object. */
+const newer = (a: KubeObject, b: KubeObject | undefined): boolean =>
+  !b || Number(a.metadata.resourceVersion) >= Number(b.metadata.resourceVersion);
 
 class Limit {
   private readonly sem: Semaphore;
   private readonly fifo = new TargetFifo();
-  private readonly config = parseConfig({});
-  private readonly kube: KubeClient;
-  private readonly broker: BrokerClient;
-  private readonly status: StatusWriter;
-  private readonly log: Logger;
-  private readonly init: LimitInit;
+  /** The targets as last seen (watch events and the answers to our own writes), by "kind/name". */
+  private readonly targets = new Map<string, KubeObject>();
+  /** Called after every change of a target in the cache (rollout waits). */
+  private readonly onTarget = new Map<string, () => void>();
+  private readonly seen = new Set<string>();
+  private readonly stops: (() => void)[] = [];
+  readonly stats: LimitStats = { tasks: 0, requests: {}, conflicts: 0 };
 
-  constructor(d: LimitDeps) {
-    ({ kube: this.kube, broker: this.broker, status: this.status, log: this.log, init: this.init } = d);
-    this.sem = new Semaphore(d.init.workers);
+  constructor(
+    private readonly api: Api,
+    private readonly init: LimitInit,
+    private readonly send: (m: FromLimit) => void,
+  ) {
+    this.sem = new Semaphore(init.workers);
   }
 
-  async run(namespace: string, name: string): Promise<string> {
-    await this.sem.take();
-    let targetKey: string | undefined;
+  private async call<T>(method: Method, path: string, body?: unknown, asExecutor = false) {
+    // <namespace>/<plural>[/<name>[/<subresource>]]: a GET without a name is a list.
+    const [, plural, name, sub] = path.split("?")[0].split("/namespaces/")[1]?.split("/") ?? [];
+    const verb = method === "GET" ? (name ? "get" : "list") : method.toLowerCase();
+    const key = `${verb} ${plural}${sub ? `/${sub}` : ""}${asExecutor ? " (as executor)" : ""}`;
+    this.stats.requests[key] = (this.stats.requests[key] ?? 0) + 1;
+    const headers: Record<string, string> = asExecutor ? { "impersonate-user": this.init.executor } : {};
+    const type = method === "PATCH" ? "application/merge-patch+json" : "application/json";
+    return this.api.send<T>(method, path, body, { contentType: type, headers });
+  }
+
+  private async list<T>(path: string): Promise<List<T>> {
+    const r = await this.call<List<T>>("GET", path);
+    if (r.status !== 200) throw new Error(`list ${path}: HTTP ${r.status} ${JSON.stringify(r.body).slice(0, 300)}`);
+    return r.body;
+  }
+
+  /** LISTs, then WATCHes: the tasks and both target kinds of the namespace. */
+  async start(): Promise<void> {
+    const ns = this.init.namespace;
+    for (const kind of TARGET_KINDS) {
+      const path = resourcePath(kind, ns);
+      const relist = async () => {
+        const l = await this.list<KubeObject>(path);
+        for (const o of l.items) this.remember(kind, o);
+        return l.metadata.resourceVersion;
+      };
+      const rv = await relist();
+      this.stats.requests["watch " + path.split("/").pop()] = 1;
+      this.stops.push(
+        this.api.watch<KubeObject>(
+          path,
+          rv,
+          (type, o) => {
+            if (type === "DELETED") this.targets.delete(`${kind}/${o.metadata.name}`);
+            else this.remember(kind, o);
+          },
+          relist,
+        ),
+      );
+    }
+    const tasks = resourcePath("AgentTask", ns);
+    const relistTasks = async () => {
+      const l = await this.list<Task>(tasks);
+      for (const t of l.items) this.offer(t);
+      return l.metadata.resourceVersion;
+    };
+    const rv = await relistTasks();
+    this.stats.requests["watch agenttasks"] = 1;
+    this.stops.push(
+      this.api.watch<Task>(
+        tasks,
+        rv,
+        (type, t) => {
+          if (type !== "DELETED") this.offer(t);
+        },
+        relistTasks,
+      ),
+    );
+  }
+
+  stop(): void {
+    for (const s of this.stops) s();
+  }
+
+  private remember(kind: string, o: KubeObject): void {
+    const key = `${kind}/${o.metadata.name}`;
+    if (!newer(o, this.targets.get(key))) return;
+    this.targets.set(key, o);
+    this.onTarget.get(key)?.();
+  }
+
+  /** A task not seen before and without a status is new: work on it. */
+  private offer(t: Task): void {
+    if (t.status?.phase || this.seen.has(t.metadata.uid)) return;
+    this.seen.add(t.metadata.uid);
+    void this.run(t).then(
+      phase => this.send({ type: "done", name: t.metadata.name, phase }),
+      (err: unknown) =>
+        this.send({ type: "done", name: t.metadata.name, phase: "Error", error: String(err).slice(0, 500) }),
+    );
+  }
+
+  async run(task: Task): Promise<string> {
+    const { kind, name } = task.spec.target;
+    const key = `${kind}/${name}`;
+    let slot = false;
+    const take = async (urgent = false) => {
+      await this.sem.take(urgent);
+      slot = true;
+    };
+    const give = () => {
+      if (slot) this.sem.give();
+      slot = false;
+    };
+    await take();
+    if (!this.fifo.tryAcquire(key)) {
+      give();
+      await this.fifo.acquire(key);
+      await take(true);
+    }
+    let phase = "Completed";
+    let message: string;
     try {
-      let task = (await this.kube.get<AgentTask>(resourcePath("AgentTask", namespace, name)))!;
-      task = await this.to(task, {
-        phase: "Pending",
-        reason: "Queued",
-        message: "Task received; waiting for a worker",
-      });
-      const t = task.spec!.target;
-      targetKey = `${t.kind}/${t.namespace}/${t.name}`;
-      if (!this.fifo.tryAcquire(targetKey)) {
-        this.sem.give();
-        await this.fifo.acquire(targetKey);
-        await this.sem.take(true);
-        task = (await this.kube.get<AgentTask>(resourcePath("AgentTask", namespace, name)))!;
-      }
-      task = await this.to(task, {
-        phase: "Processing",
-        reason: "Authorizing",
-        message: "Authorizing with ATB",
-        conditions: [
-          { type: "Authorized", status: "Unknown", reason: "Authorizing", message: "Asking the ATB broker" },
-        ],
-      });
-      return await this.authorizeAndApply(task);
+      const written = await this.apply(task, key);
+      if (kind === "Deployment") {
+        give();
+        try {
+          message = await this.rollout(key, written.metadata.generation ?? 0);
+        } finally {
+          await take(true);
+        }
+      } else message = `${kind} ${name} updated`;
+    } catch (err) {
+      phase = "Failed";
+      message = String(err instanceof Error ? err.message : err).slice(0, 500);
+    }
+    try {
+      await this.writeStatus(task, phase, message);
     } finally {
-      if (targetKey) this.fifo.release(targetKey);
-      this.sem.give();
+      this.fifo.release(key);
+      give();
     }
+    this.stats.tasks++;
+    if (phase !== "Completed") throw new Error(message);
+    return phase;
   }
 
-  private to(task: AgentTask, t: Transition): Promise<AgentTask> {
-    return this.status.transition(task, t);
-  }
-
-  private ctx(task: AgentTask): TaskContext {
-    return { task, spec: task.spec!, uid: task.metadata!.uid!, kube: this.kube, config: this.config, log: this.log };
-  }
-
-  private getTarget(ctx: TaskContext): Promise<KubeObject | undefined> {
-    const t = ctx.spec.target;
-    return this.kube.get<KubeObject>(resourcePath(t.kind, t.namespace, t.name));
-  }
-
-  private async authorizeAndApply(task: AgentTask): Promise<string> {
-    const ctx = this.ctx(task);
-    const requester = parseRequester(task.metadata?.annotations?.[ANNOTATION_REQUESTER]);
-    if (!requester) {
-      await this.to(task, requesterNotRecorded());
-      return "Denied";
-    }
-    let plan = await ScaleAction.plan(ctx, await this.getTarget(ctx));
-    await this.kube.request(plan.write, true);
-    const m = task.metadata!;
-    const exp = poaExpiry(ctx.spec.poaToken);
-    const decision = await this.broker.decide(decideRequest(task, plan, requester), {
-      deadline: exp,
-      requestIdBase: `${m.uid}.0`,
-    });
-    // The same transitions as the pipeline (capabilities/lib/pipeline/).
-    const next = decisionTransition(decision);
-    if (!decision.allowed) {
-      await this.to(task, next);
-      return "Denied";
-    }
-    task = await this.to(task, next);
+  /** The one write of the target, as the executor; on 409 (a stale cache) read it and write again. */
+  private async apply(task: Task, key: string): Promise<KubeObject> {
+    const { kind, name, namespace } = task.spec.target;
+    const path = resourcePath(kind, namespace, name);
+    let target = this.targets.get(key);
     for (let attempt = 0; attempt < 4; attempt++) {
-      const target = await this.getTarget(ctx);
-      if (isApplied(target, ctx.uid)) break;
-      if (attempt > 0) plan = await ScaleAction.plan(ctx, target);
-      try {
-        await this.kube.request(plan.write);
-        break;
-      } catch (err) {
-        if (!(err instanceof KubeError && err.status === 409)) throw err;
+      if (!target) {
+        const r = await this.call<KubeObject>("GET", path, undefined, true);
+        if (r.status !== 200) throw new Error(`GET ${kind} ${name}: HTTP ${r.status}`);
+        this.remember(kind, r.body);
+        target = r.body;
       }
+      const r = await this.call<KubeObject>("PATCH", path, patchBody(task, target), true);
+      if (r.status === 200) {
+        this.remember(kind, r.body);
+        return r.body;
+      }
+      if (r.status !== 409)
+        throw new Error(`PATCH ${kind} ${name}: HTTP ${r.status} ${JSON.stringify(r.body).slice(0, 300)}`);
+      this.stats.conflicts++;
+      target = undefined;
     }
-    const message = "change applied; waiting for it to take effect";
-    task = await this.to(task, {
-      phase: "Executing",
-      reason: "Applied",
-      message,
-      conditions: [{ type: "Executed", status: "True", reason: "Applied", message }],
-    });
-    return this.verify(task);
+    throw new Error(`PATCH ${kind} ${name}: 4 conflicts in a row`);
   }
 
-  private async verify(task: AgentTask): Promise<string> {
-    const m = task.metadata!;
-    for (;;) {
-      const ctx = this.ctx(task);
-      appliedTasks(await this.getTarget(ctx)); // the pipeline's "superseded by a later task" check
-      const r = await ScaleAction.verify(ctx);
-      if (r.state === "done") {
-        await this.to(task, {
-          phase: "Completed",
-          reason: "Completed",
-          message: r.message,
-          conditions: [{ type: "Succeeded", status: "True", reason: "Completed", message: r.message }],
-        });
-        return "Completed";
-      }
-      if (r.state === "failed") throw new Error(`verify failed: ${r.message}`);
-      this.sem.give();
-      await sleep(this.init.pollMs);
-      await this.sem.take(true);
-      task = (await this.kube.get<AgentTask>(resourcePath("AgentTask", m.namespace!, m.name!)))!;
-    }
+  /** Resolves when the watched target of `key` at `generation` or later is rolled out. */
+  private rollout(key: string, generation: number): Promise<string> {
+    const kind = key.slice(0, key.indexOf("/"));
+    return new Promise((resolve, reject) => {
+      const finish = (f: () => void) => {
+        clearTimeout(timer);
+        this.onTarget.delete(key);
+        f();
+      };
+      const check = () => {
+        const o = this.targets.get(key);
+        if (!o || (o.metadata.generation ?? 0) < generation) return;
+        const s: VerifyResult = rolloutStatus(kind, o);
+        if (s.state === "done") finish(() => resolve(s.message));
+        else if (s.state === "failed") finish(() => reject(new Error(s.message)));
+      };
+      const timer = setTimeout(
+        () => finish(() => reject(new Error(`rollout of ${key} not done after ${ROLLOUT_TIMEOUT_MS / 1000}s`))),
+        ROLLOUT_TIMEOUT_MS,
+      );
+      this.onTarget.set(key, check);
+      check();
+    });
+  }
+
+  /** The one status write: the terminal phase. */
+  private async writeStatus(task: Task, phase: string, message: string): Promise<void> {
+    const m = task.metadata;
+    const path = resourcePath("AgentTask", m.namespace, m.name, "status");
+    const status = { phase, message, observedGeneration: m.generation ?? 1, finishedAt: new Date().toISOString() };
+    const r = await this.call("PATCH", path, { status });
+    if (r.status !== 200)
+      throw new Error(`status of ${m.name}: HTTP ${r.status} ${JSON.stringify(r.body).slice(0, 300)}`);
   }
 }
 
-async function main(): Promise<void> {
+function main(): void {
   let limit: Limit | undefined;
-  let kube: KubeClient | undefined;
-  let broker: BrokerClient | undefined;
+  let api: Api | undefined;
   const send = (m: FromLimit) => process.send!(m);
   process.on("message", (msg: ToLimit) => {
     if (msg.type === "init") {
       void (async () => {
-        const kc = new KubeConfig();
-        kc.loadFromFile(msg.kubeconfig);
-        kube = await KubeClient.fromEnvironment({ qps: msg.qps, kubeconfig: kc });
-        const log = createLogger("info", "bench-limit", createWriteStream(msg.logFile, { flags: "a" }));
-        broker = createBrokerClient(
-          {
-            brokerUrl: msg.brokerUrl,
-            tls: msg.tls,
-            insecure: false,
-            ...BROKER_CLIENT_DEFAULTS,
-          },
-          log,
-        );
-        const status = createStatusWriter({ kube, log });
-        limit = new Limit({ kube, broker, status, log, init: msg });
+        api = Api.open(msg.kubeconfig, { userAgent: LIMIT_USER_AGENT });
+        limit = new Limit(api, msg, send);
+        await limit.start();
         send({ type: "ready" });
-      })();
-    } else if (msg.type === "task") {
-      limit!.run(msg.namespace, msg.name).then(
-        phase => send({ type: "done", name: msg.name, phase }),
-        (err: unknown) => send({ type: "done", name: msg.name, phase: "Error", error: String(err).slice(0, 500) }),
-      );
+      })().catch((err: unknown) => {
+        console.error(`[limit] start failed: ${String(err)}`);
+        process.exit(1);
+      });
     } else if (msg.type === "stats") {
-      send({ type: "stats", requests: kube?.counts.requests ?? 0, writes: kube?.counts.writes ?? 0 });
+      send({ type: "stats", stats: limit?.stats ?? { tasks: 0, requests: {}, conflicts: 0 } });
     } else if (msg.type === "exit") {
-      void Promise.all([kube?.close(), broker?.close()]).finally(() => process.exit(0));
+      limit?.stop();
+      void (api?.close() ?? Promise.resolve()).finally(() => process.exit(0));
     }
   });
   process.on("disconnect", () => process.exit(0));
 }
 
-void main();
+main();

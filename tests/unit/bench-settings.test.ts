@@ -7,18 +7,17 @@ test("the defaults are the documented ones", () => {
   expect(parseSettings({})).toEqual({
     tasks: 1000,
     targets: 50,
-    repeats: 3,
-    rates: [10, 50, 100],
+    repeats: 1,
+    rates: [10],
     finished: 10_000,
     fill: "bulk",
     restarts: 3,
     qps: 1000,
     workers: 8,
-    pollMs: 500,
     brokerSeconds: 5,
     brokerConcurrency: 8,
     createConcurrency: 16,
-    scenarios: ["broker", "e2e", "restart"],
+    scenarios: ["broker", "scale", "update-config", "restart"],
     profile: false,
     operator: "bundle",
     keep: false,
@@ -40,7 +39,7 @@ test("every variable is read", () => {
     ATB_BENCH_BROKER_SECONDS: "3",
     ATB_BENCH_BROKER_CONCURRENCY: "2",
     ATB_BENCH_CREATE_CONCURRENCY: "6",
-    ATB_BENCH_SCENARIOS: "restart,e2e",
+    ATB_BENCH_SCENARIOS: "restart,update-config",
     ATB_BENCH_PROFILE: "1",
     ATB_BENCH_OPERATOR: "source",
     ATB_BENCH_KEEP: "1",
@@ -56,11 +55,11 @@ test("every variable is read", () => {
     restarts: 2,
     qps: 100,
     workers: 4,
-    pollMs: 500,
     brokerSeconds: 3,
     brokerConcurrency: 2,
     createConcurrency: 6,
-    scenarios: ["restart", "e2e"],
+    // In the order they run.
+    scenarios: ["update-config", "restart"],
     profile: true,
     operator: "source",
     keep: true,
@@ -72,7 +71,16 @@ test("an empty ATB_BENCH_RATES means the burst only; other empty variables take 
   const s = parseSettings({ ATB_BENCH_RATES: "", ATB_BENCH_TASKS: "", ATB_BENCH_SCENARIOS: " " });
   expect(s.rates).toEqual([]);
   expect(s.tasks).toBe(1000);
-  expect(s.scenarios).toEqual(["broker", "e2e", "restart"]);
+  expect(s.scenarios).toEqual(["broker", "scale", "update-config", "restart"]);
+});
+
+test("e2e selects both end-to-end scenarios; a scenario named twice runs once", () => {
+  expect(parseSettings({ ATB_BENCH_SCENARIOS: "e2e" }).scenarios).toEqual(["scale", "update-config"]);
+  expect(parseSettings({ ATB_BENCH_SCENARIOS: "scale,e2e,broker" }).scenarios).toEqual([
+    "broker",
+    "scale",
+    "update-config",
+  ]);
 });
 
 test("the settings and their lists are frozen", () => {

@@ -28,6 +28,18 @@ export interface ClusterState {
   startedAt: string;
   /** Started by `npm run cluster -- up`: keeps running after that process exits (see UpOptions). */
   outlivesCaller?: boolean;
+  /** UpOptions.auditRules, kept so that a restarted API server audits the same. */
+  auditRules?: AuditRule[];
+}
+
+/** One rule of an audit policy (audit.k8s.io/v1 PolicyRule, the fields used here). */
+export interface AuditRule {
+  level: "None" | "Metadata";
+  users?: string[];
+  userGroups?: string[];
+  verbs?: string[];
+  namespaces?: string[];
+  resources?: { group: string; resources?: string[] }[];
 }
 
 export interface UpOptions {
@@ -39,6 +51,11 @@ export interface UpOptions {
    * are stopped when the caller is gone, however it ends, so a killed test run leaves nothing behind.
    */
   outliveCaller?: boolean;
+  /**
+   * Audit rules checked after the standard ones (AUDIT_POLICY) and before its final `None`: the
+   * benchmark records every request of the identities it measures. Default: none.
+   */
+  auditRules?: AuditRule[];
 }
 
 export function statePath(dataDir: string): string {
@@ -159,13 +176,19 @@ rules:
   - level: None
 `;
 
+/** AUDIT_POLICY with `extra` rules before its final `None` (JSON is YAML). */
+export function auditPolicy(extra: readonly AuditRule[] = []): string {
+  const rules = extra.map(r => `  - ${JSON.stringify(r)}\n`).join("");
+  return AUDIT_POLICY.replace(/  - level: None\n$/, `${rules}  - level: None\n`);
+}
+
 export function auditLogPath(dataDir: string): string {
   return join(dataDir, "logs", "audit.log");
 }
 
 function apiserverArgs(s: ClusterState, k: ReturnType<typeof pki>): string[] {
   const policy = join(s.dataDir, "audit-policy.yaml");
-  writeFileSync(policy, AUDIT_POLICY);
+  writeFileSync(policy, auditPolicy(s.auditRules));
   return [
     `--audit-policy-file=${policy}`,
     `--audit-log-path=${auditLogPath(s.dataDir)}`,
@@ -311,6 +334,7 @@ export async function up(o: UpOptions): Promise<ClusterState> {
     pids: {},
     startedAt: new Date().toISOString(),
     ...(o.outliveCaller ? { outlivesCaller: true } : {}),
+    ...(o.auditRules?.length ? { auditRules: o.auditRules } : {}),
   };
   try {
     startEtcd(s, b);
