@@ -3,6 +3,7 @@
 // waits (a held target, a rollout), Denied, and the verify outcomes.
 import type { Metric } from "prom-client";
 import { decideRequest, taskKey, reasonLabel } from "../../../capabilities/lib/pipeline";
+import { resourcePath } from "../../../capabilities/lib/kube";
 import type { TaskContext } from "../../../capabilities/lib/action";
 import { valueDigest } from "../../../capabilities/lib/change-digest";
 import { brokerError, deny } from "../../helpers/fake-broker";
@@ -161,6 +162,25 @@ describe("the happy path, one transition at a time", () => {
     // One GET to plan; the write reuses it and verify judges the write's answer.
     expect(targetReads).toHaveLength(1);
     expect(events(w, key)).toEqual(["Completed:Completed"]);
+  });
+
+  test("GIVEN an allowed task and a rollout done at once THEN 7 API requests in all, the executor's check included (issue 16: at most 8)", async () => {
+    const w = world({ kube: { autoRollout: true } });
+    deployment(w);
+    const key = submit(w, "t");
+    w.pipeline.observe(task(w, key)); // as the watch delivers it: no GET of the task
+    const before = w.kube.audit.length;
+    await w.pipeline.reconcile(key);
+    const requests = w.kube.audit.slice(before).map(e => `${e.method}${e.dryRun ? "(dry run)" : ""} ${e.path}`);
+    expect(requests).toEqual([
+      `GET ${resourcePath("ServiceAccount", "shop", "atb-executor")}`,
+      `GET ${deployPath()}`,
+      `PATCH(dry run) ${deployPath()}`,
+      `PATCH ${taskPath("t")}/status`,
+      `PATCH ${deployPath()}`,
+      `PATCH ${taskPath("t")}/status`,
+      `POST ${resourcePath("Event", "shop")}`,
+    ]);
   });
 
   test("GIVEN a denial THEN one status write and one Event", async () => {
