@@ -226,8 +226,39 @@ export class KubeClient implements OperatorKube {
     onEvent: (e: WatchEvent<T>) => void,
     extra?: Record<string, string>,
   ): Promise<void> {
+    const res = await this.openWatch(req, extra);
+    if (!res) return;
+    const parser = new WatchParser();
+    const chunks = res.body[Symbol.asyncIterator]();
+    /** The events of the next chunk (done: the body ended); undefined when aborted. */
+    const next = async (): Promise<{ events: WatchEvent[]; done: boolean } | undefined> => {
+      try {
+        const chunk = await chunks.next();
+        return chunk.done
+          ? { events: parser.end(), done: true }
+          : { events: parser.push(chunk.value as Buffer), done: false };
+      } catch (err) {
+        if (req.signal?.aborted) return undefined;
+        throw new KubeError(0, "NetworkError", `Kubernetes API watch ${req.path} broke off: ${messageOf(err)}`);
+      }
+    };
+    try {
+      for (;;) {
+        const batch = await next();
+        if (!batch) return;
+        // An exception of the caller's ends the stream (finally) and reaches the caller as it is.
+        for (const e of batch.events) onEvent(e as WatchEvent<T>);
+        if (batch.done) return;
+      }
+    } finally {
+      if (!res.body.destroyed) res.body.destroy();
+    }
+  }
+
+  /** Sends a watch request: its answer when it is a stream, undefined when aborted; a refusal throws. */
+  private async openWatch(req: WatchRequest, extra?: Record<string, string>) {
     await this.limiter.take();
-    if (req.signal?.aborted) return;
+    if (req.signal?.aborted) return undefined;
     const qs = new URLSearchParams(watchQuery(req)).toString();
     const headers: Record<string, string> = {
       accept: "application/json",
@@ -250,33 +281,12 @@ export class KubeClient implements OperatorKube {
         bodyTimeout: req.timeoutSeconds ? req.timeoutSeconds * 1000 + WATCH_BODY_SLACK_MS : 0,
       });
     } catch (err) {
-      if (req.signal?.aborted) return;
+      if (req.signal?.aborted) return undefined;
       throw new KubeError(0, "NetworkError", `Kubernetes API watch ${req.path} failed: ${messageOf(err)}`);
     }
-    if (res.statusCode < 200 || res.statusCode >= 300) {
-      const text = await res.body.text().catch(() => "");
-      throw statusError(res.statusCode, text, "watch", req.path);
-    }
-    const parser = new WatchParser();
-    const chunks = res.body[Symbol.asyncIterator]();
-    try {
-      for (;;) {
-        let next: IteratorResult<unknown>;
-        let events: WatchEvent[];
-        try {
-          next = await chunks.next();
-          events = next.done ? parser.end() : parser.push(next.value as Buffer);
-        } catch (err) {
-          if (req.signal?.aborted) return;
-          throw new KubeError(0, "NetworkError", `Kubernetes API watch ${req.path} broke off: ${messageOf(err)}`);
-        }
-        // An exception of the caller's ends the stream (finally) and reaches the caller as it is.
-        for (const e of events) onEvent(e as WatchEvent<T>);
-        if (next.done) return;
-      }
-    } finally {
-      if (!res.body.destroyed) res.body.destroy();
-    }
+    if (res.statusCode >= 200 && res.statusCode < 300) return res;
+    const text = await res.body.text().catch(() => "");
+    throw statusError(res.statusCode, text, "watch", req.path);
   }
 
   /** GET that returns undefined on 404. */

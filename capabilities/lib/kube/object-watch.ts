@@ -34,7 +34,7 @@ import { rolloutPollMs } from "../pipeline/timing";
 import type { OperatorKube } from "./client";
 import { KubeError } from "./errors";
 import { resourcePath } from "./resources";
-import { isGone, watchEventError, type WatchEvent } from "./watch";
+import { isGone, watchEventError, type WatchEvent, type WatchFn } from "./watch";
 
 /** The object a caller waits on, and how far it already knows it. */
 export interface ObjectInterest {
@@ -129,6 +129,14 @@ class Interest {
     return true;
   }
 }
+
+interface LoopState {
+  /** Failed or instantly ended watches in a row (the backoff's exponent). */
+  failures: number;
+  /** A 403 was already asked again once. */
+  rechecked: boolean;
+}
+type Next = "again" | "backoff" | "stop";
 
 /** Thrown out of the event handler to end a watch on an ERROR event. */
 class StreamError extends Error {
@@ -282,63 +290,75 @@ export class ObjectWatches {
 
   /** The watch loop of one stream: (re)starts until the stream stops or falls back to polling. */
   private async run(s: Stream): Promise<void> {
-    const api = this.api(s);
-    if (!api.watch) return this.poll(s);
+    const watch = this.api(s).watch;
+    if (!watch) return this.poll(s);
     const path = resourcePath(s.kind, s.namespace);
-    let failures = 0;
-    let rechecked = false;
+    const state: LoopState = { failures: 0, rechecked: false };
     // Interests registered in the same turn join before the first request (the lowest version wins).
     await new Promise(resolve => setImmediate(resolve));
     while (!s.life.signal.aborted) {
-      const started = this.o.now();
-      let heard = false;
-      s.started = true;
-      try {
-        await api.watch(
-          { path, resourceVersion: s.rv, timeoutSeconds: this.o.watchTimeoutSeconds(), signal: s.life.signal },
-          e => {
-            heard = true;
-            this.onEvent(s, e);
-          },
-        );
-        if (s.life.signal.aborted) return;
-        // Ended by the server: again from where it was. A stream that ends at once, twice in a
-        // row, is a broken one (a proxy cutting it): back off as after a failure.
-        failures = heard || this.o.now() - started > 1_000 ? 0 : failures + 1;
-      } catch (err) {
-        if (s.life.signal.aborted) return;
-        const e = err instanceof StreamError ? watchEventError(err.event, path) : err;
-        if (isGone(err) || isGone(e)) {
-          // Too old: start from the present, with every object as it is now (see the header).
-          s.rv = undefined;
-          failures = 0;
-          continue;
-        }
-        if (e instanceof KubeError && e.status === 403 && !rechecked) {
-          rechecked = true;
-          await this.sleep(s, this.o.refusedRecheckMs);
-          continue;
-        }
-        if (e instanceof KubeError && e.status >= 400 && e.status < 500 && e.kind !== "KUBE_TRANSIENT") {
-          this.refused.set(s.key, this.o.now() + this.o.refusedForMs);
-          if (this.refused.size > 10_000) this.refused.clear();
-          return this.poll(s, `the watch was refused (${e.status}): ${e.message}`);
-        }
-        failures++;
-        this.o.log?.debug("object watch ended; starting it again", {
-          user: s.user,
-          kind: s.kind,
-          namespace: s.namespace,
-          resourceVersion: s.rv,
-          error: messageOf(e),
-        });
-      }
-      rechecked = false;
-      if (failures > 0) {
+      const next = await this.watchOnce(s, watch, path, state);
+      if (next === "stop") return;
+      if (next === "backoff") {
         const { first, max } = this.o.backoffMs;
-        await this.sleep(s, Math.min(max, first * 2 ** Math.min(failures - 1, 16)));
+        await this.sleep(s, Math.min(max, first * 2 ** Math.min(state.failures - 1, 16)));
       }
     }
+  }
+
+  /** One watch request, to its end; what the loop does next. */
+  private async watchOnce(s: Stream, watch: WatchFn, path: string, state: LoopState): Promise<Next> {
+    const started = this.o.now();
+    let heard = false;
+    s.started = true;
+    try {
+      const timeoutSeconds = this.o.watchTimeoutSeconds();
+      await watch({ path, resourceVersion: s.rv, timeoutSeconds, signal: s.life.signal }, e => {
+        heard = true;
+        this.onEvent(s, e);
+      });
+    } catch (err) {
+      if (s.life.signal.aborted) return "stop";
+      return this.afterFailure(s, err instanceof StreamError ? watchEventError(err.event, path) : err, state);
+    }
+    if (s.life.signal.aborted) return "stop";
+    // Ended by the server: again from where it was. A stream that ends at once without a word,
+    // again and again, is a broken one (a proxy cutting it): back off as after a failure.
+    state.rechecked = false;
+    state.failures = heard || this.o.now() - started > 1_000 ? 0 : state.failures + 1;
+    return state.failures > 0 ? "backoff" : "again";
+  }
+
+  private async afterFailure(s: Stream, e: unknown, state: LoopState): Promise<Next> {
+    if (isGone(e)) {
+      // Too old: start from the present, with every object as it is now (see the header).
+      s.rv = undefined;
+      state.failures = 0;
+      return "again";
+    }
+    const refused = e instanceof KubeError && e.status >= 400 && e.status < 500 && e.kind !== "KUBE_TRANSIENT";
+    if (refused && e.status === 403 && !state.rechecked) {
+      // Right after an API server's start its RBAC cache refuses everything for a moment.
+      state.rechecked = true;
+      await this.sleep(s, this.o.refusedRecheckMs);
+      return "again";
+    }
+    if (refused) {
+      this.refused.set(s.key, this.o.now() + this.o.refusedForMs);
+      if (this.refused.size > 10_000) this.refused.clear();
+      this.poll(s, `the watch was refused (${e.status}): ${e.message}`);
+      return "stop";
+    }
+    state.failures++;
+    state.rechecked = false;
+    this.o.log?.debug("object watch ended; starting it again", {
+      user: s.user,
+      kind: s.kind,
+      namespace: s.namespace,
+      resourceVersion: s.rv,
+      error: messageOf(e),
+    });
+    return "backoff";
   }
 
   /**
