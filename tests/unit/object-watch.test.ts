@@ -243,6 +243,41 @@ test("an interest that joins after the stream went past its version gets one GET
   expect(b.versions()).toHaveLength(1);
 });
 
+test("an interest that joins late gets no GET when no newer version of its object went by", async () => {
+  const kube = cluster(["a", "b", "c"]);
+  const w = make(kube);
+  const a = follow(w, "a", await scale(kube, "a", 2));
+  await until("stream open", () => kube.openWatches() === 1);
+  const bWrite = await scale(kube, "b", 2); // the stream sees this version go by: not newer than b's own
+  kube.completeRollout(dpath("a")); // the stream passes b's version, and nothing newer of b
+  await until("a done", a.done);
+  const b = follow(w, "b", bWrite);
+  await sleep(20);
+  kube.completeRollout(dpath("b"));
+  await until("b done", b.done);
+  expect(gets(kube)).toEqual([]);
+
+  // After a start from "now" (410) the stream knows nothing of what went by: a late joiner GETs,
+  // until a BOOKMARK starts the stream's record again.
+  const cWrite = await scale(kube, "c", 2);
+  kube.expireWatches();
+  await until("restarted from now", () => watchRequests(kube).length === 2 && kube.openWatches() === 1);
+  await scale(kube, "a", 3); // moves the stream past c's write
+  await until("a's version", () => a.updates.length === 2);
+  const c = follow(w, "c", cWrite);
+  await until("c's GET", () => gets(kube, "c").length === 1);
+  c.handle.cancel();
+  kube.bookmark();
+  await sleep(20);
+  const cWrite2 = await scale(kube, "c", 4);
+  await scale(kube, "a", 4);
+  await until("a's version", () => a.updates.length === 3);
+  const c2 = follow(w, "c", cWrite2);
+  kube.completeRollout(dpath("c"));
+  await until("c done", c2.done);
+  expect(gets(kube, "c")).toHaveLength(1);
+});
+
 test("an interest that hears nothing for silentMs gets a GET: a lost event does not leave it waiting", async () => {
   const kube = cluster(["a"]);
   // A stream that loses every event about "a" (as a broken watch cache might).

@@ -17,7 +17,8 @@
 //   them would miss a change made between two of those GETs, and would be refused again when
 //   none of the objects changed since the restart (their resourceVersions are all too old).
 // - an interest registered while the stream is already past its resourceVersion gets one GET
-//   (events it would have wanted went by before it was there); an interest that has heard
+//   when a newer version of its object may have gone by before it was there (the stream keeps
+//   the newest resourceVersion per name it passed, not the objects); an interest that has heard
 //   nothing for `silentMs` (default 10 s) gets one GET, again after each further silence: a
 //   lost event never leaves a waiter waiting until its timeout.
 // - a watch the user may not make (403: the executor's Role lacks `watch`; 404 or another
@@ -43,7 +44,12 @@ export interface ObjectInterest {
   kind: string;
   namespace: string;
   name: string;
-  /** The resourceVersion of the caller's write: only later versions are delivered. */
+  /**
+   * Only versions after this one are delivered: the caller's write's, or (better) the version it
+   * read before writing. Registered after the write, the interest costs one GET when the stream
+   * has already passed a newer version of the object (a controller's first status update often
+   * comes before the write's answer is handled); registered before, it never does.
+   */
   resourceVersion: string;
   /** The object as the caller has it (the write's answer): latest() until a newer version comes. */
   initial?: KubeObject;
@@ -92,6 +98,9 @@ export function newerVersion(rv: string | undefined, than: string | undefined): 
   if (/^\d+$/.test(rv) && /^\d+$/.test(than)) return BigInt(rv) > BigInt(than);
   return rv !== than;
 }
+
+/** Names a stream remembers the newest version of (one per object of the kind in the namespace). */
+const MAX_SEEN_NAMES = 10_000;
 
 const rvOf = (o: { metadata?: { resourceVersion?: string } } | undefined): string | undefined =>
   o?.metadata?.resourceVersion;
@@ -152,6 +161,13 @@ class Stream {
   started = false;
   /** Where the stream is: the newest resourceVersion it saw (or started from); undefined: from "now". */
   rv: string | undefined;
+  /**
+   * The stream has handed over every event after this version without a gap (restarts go on from
+   * where it was); undefined: not known (after a start from "now", until its first BOOKMARK).
+   */
+  coveredFrom: string | undefined;
+  /** The newest resourceVersion seen per object name since coveredFrom: names, no objects. */
+  readonly seen = new Map<string, string>();
   readonly life = new AbortController();
   linger?: NodeJS.Timeout;
   tick?: NodeJS.Timeout;
@@ -226,7 +242,7 @@ export class ObjectWatches {
     named.add(it);
     stream.interests.set(spec.name, named);
     if (fresh) {
-      stream.rv = it.rv;
+      stream.rv = stream.coveredFrom = it.rv;
       if ((this.refused.get(key) ?? 0) > now) stream.mode = "poll";
       else void this.run(stream);
       this.startTicker(stream);
@@ -234,16 +250,28 @@ export class ObjectWatches {
     if (stream.mode === "poll") it.nextPollAt = now + this.o.pollMs(0);
     else if (!stream.started) {
       // Not asked yet: start from the lowest version any interest needs.
-      if (newerVersion(stream.rv, it.rv)) stream.rv = it.rv;
-    } else if (stream.rv !== undefined && newerVersion(stream.rv, it.rv)) {
-      // The stream went past this version before the interest existed: catch up once. (Without
-      // a position the stream is starting from "now", and will send this object as it is then.)
+      if (newerVersion(stream.rv, it.rv)) stream.rv = stream.coveredFrom = it.rv;
+    } else if (this.mayHaveMissed(stream, it)) {
+      // The stream went past this version before the interest existed, and may have passed a
+      // newer version of the object by: catch up once.
       void this.fetch(stream, it);
     }
     return {
       latest: () => it.latest,
       cancel: () => this.cancel(stream, it),
     };
+  }
+
+  /**
+   * Whether the stream may already have passed a version of the interest's object newer than the
+   * interest's own: not if the stream is not past it yet (or starts from "now", and will send
+   * the object as it is then), nor if it covered everything since and saw no newer version of
+   * that name go by.
+   */
+  private mayHaveMissed(s: Stream, it: Interest): boolean {
+    if (s.rv === undefined || !newerVersion(s.rv, it.rv)) return false;
+    if (s.coveredFrom === undefined || newerVersion(s.coveredFrom, it.rv)) return true;
+    return newerVersion(s.seen.get(it.spec.name), it.rv);
   }
 
   /** Stops every stream and timer; registered interests get nothing more. */
@@ -332,7 +360,8 @@ export class ObjectWatches {
   private async afterFailure(s: Stream, e: unknown, state: LoopState): Promise<Next> {
     if (isGone(e)) {
       // Too old: start from the present, with every object as it is now (see the header).
-      s.rv = undefined;
+      s.rv = s.coveredFrom = undefined;
+      s.seen.clear();
       state.failures = 0;
       return "again";
     }
@@ -383,11 +412,25 @@ export class ObjectWatches {
     if (e.type === "ERROR") throw new StreamError(e);
     const rv = rvOf(e.object as KubeObject);
     if (newerVersion(rv, s.rv)) s.rv = rv;
-    if (e.type === "BOOKMARK") return;
+    if (e.type === "BOOKMARK") {
+      // After a start from "now", coverage begins at the first bookmark.
+      if (s.coveredFrom === undefined && rv) s.coveredFrom = rv;
+      return;
+    }
     const obj = e.object as KubeObject;
+    this.saw(s, obj.metadata?.name, rv);
     const named = s.interests.get(obj.metadata?.name);
     if (!named) return;
     for (const it of [...named]) this.deliver(it, e.type, obj);
+  }
+
+  /** Remembers the newest version of a name the stream passed (bounded: past the bound, coverage starts anew). */
+  private saw(s: Stream, name: string | undefined, rv: string | undefined): void {
+    if (s.coveredFrom === undefined || !name || !rv) return;
+    s.seen.set(name, rv);
+    if (s.seen.size <= MAX_SEEN_NAMES) return;
+    s.seen.clear();
+    s.coveredFrom = s.rv;
   }
 
   /** Hands a newer version to the interest (once; older and equal versions are dropped). */
