@@ -386,28 +386,29 @@ export class FakeKube implements OperatorKube {
       const timer = req.timeoutSeconds ? setTimeout(() => this.finish(w), req.timeoutSeconds * 1000) : undefined;
       timer?.unref?.();
       this.watchers.add(w);
-      const from = req.resourceVersion;
-      if (from === undefined || from === "" || from === "0") {
-        for (const [key, o] of [...this.store.entries()].sort(([a], [b]) => (a < b ? -1 : 1)))
-          if (this.watches(w, key, o)) this.enqueue(w, { type: "ADDED", object: clone(o) });
-        return;
-      }
-      const rv = Number(from);
-      if (!Number.isInteger(rv) || rv < this.compactedRv) {
-        this.enqueue(w, {
-          type: "ERROR",
-          object: {
-            kind: "Status",
-            code: 410,
-            reason: "Expired",
-            message: `too old resource version: ${from} (${this.compactedRv})`,
-          },
-        });
-        this.finish(w);
-        return;
-      }
-      for (const c of this.history) if (c.rv > rv && this.watches(w, c.key, c.object)) this.enqueue(w, c);
+      this.replay(w);
     });
+  }
+
+  /**
+   * What a new watch is sent first: every object as ADDED (no resourceVersion, or "0"), the
+   * events after its resourceVersion, or ERROR 410 when those are no longer in the history.
+   */
+  private replay(w: Watcher): void {
+    const from = w.req.resourceVersion;
+    if (from === undefined || from === "" || from === "0") {
+      for (const [key, o] of [...this.store.entries()].sort(([a], [b]) => (a < b ? -1 : 1)))
+        if (this.watches(w, key, o)) this.enqueue(w, { type: "ADDED", object: clone(o) });
+      return;
+    }
+    const rv = Number(from);
+    if (Number.isInteger(rv) && rv >= this.compactedRv) {
+      for (const c of this.history) if (c.rv > rv && this.watches(w, c.key, c.object)) this.enqueue(w, c);
+      return;
+    }
+    const message = `too old resource version: ${from} (${this.compactedRv})`;
+    this.enqueue(w, { type: "ERROR", object: { kind: "Status", code: 410, reason: "Expired", message } });
+    this.finish(w);
   }
 
   /** Whether a watch sees the object at `key`: its collection, its selectors. */
@@ -445,7 +446,9 @@ export class FakeKube implements OperatorKube {
   }
 
   private record(type: Change["type"], key: string, object: KubeObject): void {
-    const c: Change = { rv: this.rv, type, key, object: clone(object) };
+    // Stored objects are never changed in place (every write stores a new copy): the history
+    // shares them, and each delivery gets its own copy.
+    const c: Change = { rv: this.rv, type, key, object };
     this.history.push(c);
     const keep = this.opts.watchHistory ?? 1000;
     if (this.history.length > keep) {
@@ -744,8 +747,9 @@ export class FakeKube implements OperatorKube {
   private commit(key: string, obj: KubeObject): KubeObject {
     const stored = { ...obj, metadata: { ...obj.metadata, resourceVersion: String(++this.rv) } };
     const type = this.store.has(key) ? "MODIFIED" : "ADDED";
-    this.store.set(key, clone(stored));
-    this.record(type, key, stored);
+    const kept = clone(stored);
+    this.store.set(key, kept);
+    this.record(type, key, kept);
     return clone(stored);
   }
 }
