@@ -19,10 +19,27 @@
 // before it runs and may fail it (409, 500, network status 0, ...) before or after it is stored,
 // or "crash" the process: from then on every request fails until restart(), as if the operator
 // had died. A tiny controller marks workload rollouts complete when asked (or after every write).
+// Watches (`watch`, also as another user): every stored write, create and delete becomes an event
+// (ADDED, MODIFIED, DELETED) for the open watches of its collection, delivered asynchronously and in
+// order; a watch from a resourceVersion replays the events after it from a bounded history (older
+// than the history: ERROR 410 Expired, as the API server answers a compacted version); without one
+// it starts with every object as ADDED. A watch request is audited (GET with `watch: "1"` in its
+// query) and passes the fault hooks like any request, so a test refuses one (403) the usual way.
+// Tests end open watches (endWatches), expire them (expireWatches: ERROR 410) or send BOOKMARKs.
 import { randomUUID } from "node:crypto";
 import { isDeepStrictEqual } from "node:util";
 import type { KubeObject } from "../../capabilities/lib/action";
-import { KubeError, isNotFound, type KubeApi, type KubeRequest, type OperatorKube } from "../../capabilities/lib/kube";
+import {
+  KubeError,
+  isNotFound,
+  watchQuery,
+  type KubeApi,
+  type KubeRequest,
+  type OperatorKube,
+  type WatchEvent,
+  type WatchFn,
+  type WatchRequest,
+} from "../../capabilities/lib/kube";
 import { isRecord, patchDocument, wire, type PatchType } from "./fake-kube-patch";
 
 /** What the fault hook and the audit see of one request. */
@@ -69,6 +86,29 @@ export interface FakeKubeOptions {
   validate?: Validator;
   /** Complete workload rollouts right after every stored write (default: only when asked). */
   autoRollout?: boolean;
+  /** Events kept for watches that start from a resourceVersion (default 1000; older: 410). */
+  watchHistory?: number;
+}
+
+/** One stored change as watches see it. */
+interface Change {
+  rv: number;
+  type: "ADDED" | "MODIFIED" | "DELETED";
+  key: string;
+  object: KubeObject;
+}
+
+/** An open watch. */
+interface Watcher {
+  p: Parsed;
+  base: string;
+  req: WatchRequest;
+  user?: string;
+  onEvent: (e: WatchEvent) => void;
+  queue: WatchEvent[];
+  scheduled: boolean;
+  ended: boolean;
+  end(err?: Error): void;
 }
 
 interface Parsed {
@@ -192,6 +232,10 @@ export class FakeKube implements OperatorKube {
   private hooks: FaultHook[] = [];
   private dead = false;
   private readonly now: () => Date;
+  private readonly watchers = new Set<Watcher>();
+  private history: Change[] = [];
+  /** Watches from a resourceVersion below this are too old (410): their events are gone. */
+  private compactedRv = this.rv;
 
   constructor(private readonly opts: FakeKubeOptions = {}) {
     this.now = opts.now ?? (() => new Date());
@@ -234,9 +278,10 @@ export class FakeKube implements OperatorKube {
    * Requests as another user. The fake authorizes nothing by itself (it has no RBAC): a test
    * refuses an impersonated request with a fault hook on `user`, as the API server would with 403.
    */
-  as(user: string): KubeApi {
-    const api: KubeApi = {
+  as(user: string): KubeApi & { watch: WatchFn } {
+    const api: KubeApi & { watch: WatchFn } = {
       request: <T>(req: KubeRequest, dryRun = false) => this.send<T>(req, dryRun, user),
+      watch: <T>(req: WatchRequest, onEvent: (e: WatchEvent<T>) => void) => this.startWatch<T>(req, onEvent, user),
       get: async <T>(path: string, query?: Record<string, string>) => {
         try {
           return await api.request<T>({ method: "GET", path, ...(query ? { query } : {}) });
@@ -292,6 +337,164 @@ export class FakeKube implements OperatorKube {
     }
   }
 
+  /** A watch as the operator itself (capabilities/lib/kube/watch.ts has the contract). */
+  watch<T = unknown>(req: WatchRequest, onEvent: (e: WatchEvent<T>) => void): Promise<void> {
+    return this.startWatch<T>(req, onEvent);
+  }
+
+  private async startWatch<T>(req: WatchRequest, onEvent: (e: WatchEvent<T>) => void, user?: string): Promise<void> {
+    await Promise.resolve(); // an answer is never synchronous
+    const info: RequestInfo = { seq: ++this.seq, method: "GET", path: req.path, query: watchQuery(req), dryRun: false };
+    if (user) info.user = user;
+    const entry: AuditEntry = { ...info, status: 200, stored: false };
+    this.audit.push(entry);
+    if (this.dead) return this.die(entry, new FakeCrash(`watch ${req.path} (after an earlier crash)`));
+    const fault = this.faultFor(info);
+    if (fault) return this.failed(entry, fault.error);
+    if (req.signal?.aborted) return;
+    let p: Parsed;
+    try {
+      p = parsePath(req.path);
+      if (p.name !== undefined) throw new KubeError(400, "BadRequest", `watch needs a collection path (${req.path})`);
+      selectorMatches(req.labelSelector ?? "", {});
+    } catch (err) {
+      return this.failed(entry, err as Error);
+    }
+    const base = `${p.prefix}${p.namespace === undefined ? "" : `/namespaces/${p.namespace}`}`;
+    return new Promise<void>((resolve, reject) => {
+      const w: Watcher = {
+        p,
+        base,
+        req,
+        ...(user ? { user } : {}),
+        onEvent: onEvent as (e: WatchEvent) => void,
+        queue: [],
+        scheduled: false,
+        ended: false,
+        end: err => {
+          if (w.ended) return;
+          w.ended = true;
+          this.watchers.delete(w);
+          clearTimeout(timer);
+          req.signal?.removeEventListener("abort", onAbort);
+          if (err) reject(err);
+          else resolve();
+        },
+      };
+      const onAbort = (): void => w.end();
+      req.signal?.addEventListener("abort", onAbort);
+      const timer = req.timeoutSeconds ? setTimeout(() => this.finish(w), req.timeoutSeconds * 1000) : undefined;
+      timer?.unref?.();
+      this.watchers.add(w);
+      this.replay(w);
+    });
+  }
+
+  /**
+   * What a new watch is sent first: every object as ADDED (no resourceVersion, or "0"), the
+   * events after its resourceVersion, or ERROR 410 when those are no longer in the history.
+   */
+  private replay(w: Watcher): void {
+    const from = w.req.resourceVersion;
+    if (from === undefined || from === "" || from === "0") {
+      for (const [key, o] of [...this.store.entries()].sort(([a], [b]) => (a < b ? -1 : 1)))
+        if (this.watches(w, key, o)) this.enqueue(w, { type: "ADDED", object: clone(o) });
+      return;
+    }
+    const rv = Number(from);
+    if (Number.isInteger(rv) && rv >= this.compactedRv) {
+      for (const c of this.history) if (c.rv > rv && this.watches(w, c.key, c.object)) this.enqueue(w, c);
+      return;
+    }
+    const message = `too old resource version: ${from} (${this.compactedRv})`;
+    this.enqueue(w, { type: "ERROR", object: { kind: "Status", code: 410, reason: "Expired", message } });
+    this.finish(w);
+  }
+
+  /** Whether a watch sees the object at `key`: its collection, its selectors. */
+  private watches(w: Watcher, key: string, o: KubeObject): boolean {
+    if (!this.inCollection(key, w.p, w.base)) return false;
+    return selectorMatches(w.req.labelSelector ?? "", o.metadata.labels) && fieldsMatch(w.req.fieldSelector ?? "", o);
+  }
+
+  private enqueue(w: Watcher, e: WatchEvent | Change): void {
+    w.queue.push("key" in e ? { type: e.type, object: clone(e.object) } : e);
+    if (w.scheduled) return;
+    w.scheduled = true;
+    void Promise.resolve().then(() => this.flush(w));
+  }
+
+  /** Hands a watch its queued events, in order; an exception of its handler ends it with that error. */
+  private flush(w: Watcher): void {
+    w.scheduled = false;
+    while (!w.ended && w.queue.length) {
+      const e = w.queue.shift()!;
+      try {
+        w.onEvent(e);
+      } catch (err) {
+        w.end(err as Error);
+      }
+    }
+  }
+
+  /** Ends a watch once the events already queued for it are delivered (as the server's timeout does). */
+  private finish(w: Watcher, err?: Error): void {
+    void Promise.resolve().then(() => {
+      this.flush(w);
+      w.end(err);
+    });
+  }
+
+  private record(type: Change["type"], key: string, object: KubeObject): void {
+    // Stored objects are never changed in place (every write stores a new copy): the history
+    // shares them, and each delivery gets its own copy.
+    const c: Change = { rv: this.rv, type, key, object };
+    this.history.push(c);
+    const keep = this.opts.watchHistory ?? 1000;
+    if (this.history.length > keep) {
+      const dropped = this.history.splice(0, this.history.length - keep);
+      this.compactedRv = dropped.at(-1)!.rv;
+    }
+    for (const w of this.watchers) if (this.watches(w, key, object)) this.enqueue(w, c);
+  }
+
+  // ---- watches, for tests ----
+
+  /** How many watches are open (for `user`, when given). */
+  openWatches(user?: string): number {
+    return [...this.watchers].filter(w => user === undefined || w.user === user).length;
+  }
+
+  /**
+   * Ends every open watch after the events queued for it: normally (the server's timeout or
+   * restart) or with `error` (a broken connection: pass a KubeError with status 0).
+   */
+  endWatches(error?: Error): void {
+    for (const w of [...this.watchers]) this.finish(w, error);
+  }
+
+  /**
+   * The history is compacted: every open watch gets ERROR 410 Expired and ends, and a watch from
+   * any resourceVersion before now is too old.
+   */
+  expireWatches(): void {
+    this.history = [];
+    this.compactedRv = this.rv;
+    for (const w of [...this.watchers]) {
+      this.enqueue(w, {
+        type: "ERROR",
+        object: { kind: "Status", code: 410, reason: "Expired", message: "too old resource version" },
+      });
+      this.finish(w);
+    }
+  }
+
+  /** A BOOKMARK at the current resourceVersion to every open watch (all of ours ask for them). */
+  bookmark(): void {
+    for (const w of this.watchers)
+      this.enqueue(w, { type: "BOOKMARK", object: { metadata: { resourceVersion: String(this.rv) } } });
+  }
+
   // ---- test set-up and inspection (no audit, no faults) ----
 
   /** Stores an object at its path as a create (uid, timestamps, resourceVersion, generation). */
@@ -318,6 +521,7 @@ export class FakeKube implements OperatorKube {
     return this.commit(key, this.versioned(next, old));
   }
 
+  /** Takes an object away as if it had never been stored (no resourceVersion, no watch event). */
   remove(path: string): void {
     this.store.delete(parsePath(path).key);
   }
@@ -484,6 +688,7 @@ export class FakeKube implements OperatorKube {
     if (!dryRun) {
       this.store.delete(p.key);
       this.rv++;
+      this.record("DELETED", p.key, { ...old, metadata: { ...old.metadata, resourceVersion: String(this.rv) } });
     }
     return clone(old);
   }
@@ -541,7 +746,10 @@ export class FakeKube implements OperatorKube {
 
   private commit(key: string, obj: KubeObject): KubeObject {
     const stored = { ...obj, metadata: { ...obj.metadata, resourceVersion: String(++this.rv) } };
-    this.store.set(key, clone(stored));
+    const type = this.store.has(key) ? "MODIFIED" : "ADDED";
+    const kept = clone(stored);
+    this.store.set(key, kept);
+    this.record(type, key, kept);
     return clone(stored);
   }
 }

@@ -1,6 +1,6 @@
 // The in-memory API server the pipeline, status writer and runtime tests run on: each behaviour
 // the operator relies on, checked here so those tests can trust it (see tests/helpers/fake-kube.ts).
-import { KubeError, resourcePath } from "../../capabilities/lib/kube";
+import { KubeError, resourcePath, type WatchEvent } from "../../capabilities/lib/kube";
 import type { KubeObject } from "../../capabilities/lib/action";
 import { FakeCrash, FakeKube, parsePath } from "../helpers/fake-kube";
 import { BARE_422, mergePatch, strategicMerge, type PatchType } from "../helpers/fake-kube-patch";
@@ -514,5 +514,108 @@ describe("other verbs and helpers", () => {
 
   test("GIVEN a path outside the API THEN 404", async () => {
     await expect(cluster().get("/healthz")).resolves.toBeUndefined();
+  });
+});
+
+describe("watches", () => {
+  const DEPLOYS = resourcePath("Deployment", NS);
+  type Seen = { type: string; name?: string; rv?: string; code?: number };
+  const seen = (e: WatchEvent): Seen =>
+    e.type === "ERROR"
+      ? { type: e.type, code: e.object.code }
+      : {
+          type: e.type,
+          ...(e.type === "BOOKMARK" ? {} : { name: (e.object as KubeObject).metadata.name }),
+          rv: (e.object as KubeObject).metadata.resourceVersion,
+        };
+  const flush = () => new Promise(r => setImmediate(r));
+
+  test("GIVEN a watch from a resourceVersion THEN every later write of its collection arrives in order, nothing else", async () => {
+    const kube = cluster();
+    const from = kube.resourceVersion;
+    await patch(kube, DEPLOY, { spec: { replicas: 3 } }); // before the watch: replayed from history
+    const events: Seen[] = [];
+    const ac = new AbortController();
+    const done = kube
+      .as("system:serviceaccount:shop:atb-executor")
+      .watch({ path: DEPLOYS, resourceVersion: from, signal: ac.signal }, e => events.push(seen(e)));
+    await flush();
+    kube.completeRollout(DEPLOY);
+    await patch(kube, CM, { data: { b: "2" } }); // another collection
+    await patch(kube, DEPLOY, { spec: { replicas: 3 } }); // no change: not stored, no event
+    await patch(kube, DEPLOY, { spec: { replicas: 1 } }, { dryRun: true }); // dry run: no event
+    kube.put(resourcePath("Deployment", NS, "api"), { kind: "Deployment", metadata: {}, spec: { replicas: 1 } });
+    kube.put(resourcePath("Deployment", "other", "web"), { kind: "Deployment", metadata: {}, spec: {} });
+    await kube.request({ method: "DELETE", path: resourcePath("Deployment", NS, "api") });
+    kube.bookmark();
+    await flush();
+    const r = Number(from);
+    expect(events).toEqual([
+      { type: "MODIFIED", name: "web", rv: String(r + 1) },
+      { type: "MODIFIED", name: "web", rv: String(r + 2) },
+      { type: "ADDED", name: "api", rv: String(r + 4) },
+      { type: "DELETED", name: "api", rv: String(r + 6) },
+      { type: "BOOKMARK", rv: String(r + 6) },
+    ]);
+    expect(kube.openWatches()).toBe(1);
+    expect(kube.openWatches("someone-else")).toBe(0);
+    ac.abort();
+    await expect(done).resolves.toBeUndefined();
+    expect(kube.openWatches()).toBe(0);
+    // Audited as a GET with the watch query, as the impersonated user.
+    const entry = kube.audit.find(e => e.query?.watch === "1")!;
+    expect(entry).toMatchObject({ method: "GET", path: DEPLOYS, user: "system:serviceaccount:shop:atb-executor" });
+    expect(entry.query).toMatchObject({ resourceVersion: from, allowWatchBookmarks: "true" });
+  });
+
+  test("GIVEN no resourceVersion THEN every object first, as ADDED; selectors apply", async () => {
+    const kube = cluster();
+    kube.put(resourcePath("Deployment", NS, "api"), { kind: "Deployment", metadata: { labels: { app: "api" } } });
+    const events: Seen[] = [];
+    const ac = new AbortController();
+    const done = kube.watch({ path: DEPLOYS, labelSelector: "app=web", signal: ac.signal }, e => events.push(seen(e)));
+    await flush();
+    expect(events).toEqual([
+      { type: "ADDED", name: "web", rv: kube.read<KubeObject>(DEPLOY)!.metadata.resourceVersion },
+    ]);
+    ac.abort();
+    await done;
+  });
+
+  test("GIVEN a resourceVersion older than the history THEN ERROR 410 and the watch ends; expireWatches does the same to open ones", async () => {
+    const kube = cluster({ watchHistory: 2 });
+    const from = kube.resourceVersion;
+    for (const n of [3, 4, 5]) await patch(kube, DEPLOY, { spec: { replicas: n } });
+    const events: Seen[] = [];
+    await kube.watch({ path: DEPLOYS, resourceVersion: from }, e => events.push(seen(e)));
+    expect(events).toEqual([{ type: "ERROR", code: 410 }]);
+
+    const open: Seen[] = [];
+    const done = kube.watch({ path: DEPLOYS, resourceVersion: kube.resourceVersion }, e => open.push(seen(e)));
+    await flush();
+    kube.expireWatches();
+    await expect(done).resolves.toBeUndefined();
+    expect(open).toEqual([{ type: "ERROR", code: 410 }]);
+  });
+
+  test("GIVEN endWatches THEN queued events arrive first; with an error the watch rejects with it; faults refuse a watch", async () => {
+    const kube = cluster();
+    const events: Seen[] = [];
+    const done = kube.watch({ path: DEPLOYS, resourceVersion: kube.resourceVersion }, e => events.push(seen(e)));
+    await flush();
+    kube.mutate(DEPLOY, o => (o.spec!.replicas = 7));
+    kube.endWatches();
+    await expect(done).resolves.toBeUndefined();
+    expect(events.map(e => e.type)).toEqual(["MODIFIED"]);
+
+    const broken = kube.watch({ path: DEPLOYS, resourceVersion: kube.resourceVersion }, () => undefined);
+    await flush();
+    const cut = new KubeError(0, "NetworkError", "connection reset");
+    kube.endWatches(cut);
+    await expect(broken).rejects.toBe(cut);
+
+    kube.onRequest(r => (r.query?.watch ? new KubeError(403, "Forbidden", "cannot watch") : undefined));
+    expect((await rejection(kube.as("u").watch!({ path: DEPLOYS }, () => undefined))).status).toBe(403);
+    expect(kube.audit.at(-1)).toMatchObject({ status: 403, user: "u" });
   });
 });

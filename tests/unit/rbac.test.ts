@@ -86,6 +86,7 @@ function builtRbac(rules: PolicyRule[]): K8sObject[] {
 
 type Resources = Record<string, { group: string; plural: string }>;
 let RESOURCES: Resources = {};
+let ROLLOUT_KINDS: readonly string[] = [];
 let actions: ActionModule[] = [];
 let bindings: BindingLike[] = [];
 
@@ -94,6 +95,7 @@ beforeAll(() => {
   process.env.PEPR_MODE = "build";
   // Everything that loads pepr is required here, after the variable is set.
   RESOURCES = (require("../../capabilities/lib/kube") as { RESOURCES: Resources }).RESOURCES;
+  ({ ROLLOUT_KINDS } = require("../../capabilities/lib/kube/rollout") as { ROLLOUT_KINDS: readonly string[] });
   const { parseConfig } = require("../../capabilities/lib/config") as { parseConfig: (env: object) => object };
   const registry = require("../../capabilities/registry") as {
     ACTION_MODULES: readonly ActionModule[];
@@ -139,11 +141,18 @@ function codeNeeds(): Grant[] {
   return out;
 }
 
-/** What the actions do as the executor: GET the target to plan and verify, PATCH it (after a dry run), their declared reads. */
+/**
+ * What the actions do as the executor: GET the target to plan and verify, PATCH it (after a dry
+ * run), WATCH the kinds that roll out (lib/kube/object-watch.ts follows a rollout through one
+ * watch per namespace and kind), their declared reads.
+ */
 function executorNeeds(): Grant[] {
   const out: Grant[] = [];
   for (const a of actions) {
-    for (const kind of a.kinds) out.push(...cluster(RESOURCES[kind].group, RESOURCES[kind].plural, ["get", "patch"]));
+    for (const kind of a.kinds) {
+      const verbs = ROLLOUT_KINDS.includes(kind) ? ["get", "patch", "watch"] : ["get", "patch"];
+      out.push(...cluster(RESOURCES[kind].group, RESOURCES[kind].plural, verbs));
+    }
     for (const g of a.grants) out.push(...cluster(RESOURCES[g.kind].group, RESOURCES[g.kind].plural, g.verbs));
   }
   return out;
@@ -228,9 +237,19 @@ describe("the executor's Roles (tools/executor.ts)", () => {
     const all = asGrants(executorRules(actions, "all-actions"));
     expect(asGrants(executorRules(actions, "no-secrets"))).toEqual(all.filter(g => !g.includes(" secrets ")));
     expect(asGrants(executorRules(actions, "scale-only"))).toEqual(
-      unique(["deployments", "statefulsets", "replicasets"].flatMap(p => cluster("apps", p, ["get", "patch"]))),
+      unique(
+        ["deployments", "statefulsets", "replicasets"].flatMap(p => cluster("apps", p, ["get", "patch", "watch"])),
+      ),
     );
     expect(executor().BOUNDS).toEqual(["all-actions", "no-secrets", "scale-only"]);
+  });
+
+  test("watch only on the workload kinds that roll out: never on ConfigMaps, Secrets or Services", () => {
+    const watched = executorRules(actions, "all-actions")
+      .filter(r => r.verbs.includes("watch"))
+      .map(r => r.resources[0])
+      .sort();
+    expect(watched).toEqual(["daemonsets", "deployments", "replicasets", "statefulsets"]);
   });
 
   test("the operator's own ClusterRole reaches no target kind", () => {

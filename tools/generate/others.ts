@@ -3,6 +3,7 @@
 // per action (policies/actions.rego).
 import type { ActionModule } from "../../capabilities/lib/action";
 import { RESOURCES } from "../../capabilities/lib/kube";
+import { ROLLOUT_KINDS } from "../../capabilities/lib/kube/rollout";
 import { COMMON_PAYLOAD_FIELDS } from "../../capabilities/lib/action/define";
 
 export interface PolicyRule {
@@ -24,7 +25,14 @@ function actionKindOf(rule: PolicyRule): string | undefined {
   return kind && !OWN_KINDS.has(kind) ? kind : undefined;
 }
 
-/** What the actions need: GET + PATCH on every target kind, plus each module's extra grants. */
+/**
+ * What the actions need: GET + PATCH on every target kind, WATCH on the target kinds that roll
+ * out, plus each module's extra grants. Watch: after the write the operator follows a rollout
+ * through one watch of the kind per namespace (lib/kube/object-watch.ts) instead of polling each
+ * target. The other kinds (ConfigMap, Secret, Service) are done when written, so nothing waits on
+ * them, and a watch there would only widen the Role: a namespace-wide watch reads every object
+ * of the kind, and for Secrets every value.
+ */
 export function actionRules(modules: readonly ActionModule[]): PolicyRule[] {
   const verbs = new Map<string, Set<string>>();
   const add = (kind: string, vs: readonly string[]): void => {
@@ -32,7 +40,7 @@ export function actionRules(modules: readonly ActionModule[]): PolicyRule[] {
     verbs.set(kind, new Set([...(verbs.get(kind) ?? []), ...vs]));
   };
   for (const m of modules) {
-    for (const kind of m.kinds) add(kind, ["get", "patch"]);
+    for (const kind of m.kinds) add(kind, ROLLOUT_KINDS.includes(kind) ? ["get", "patch", "watch"] : ["get", "patch"]);
     for (const g of m.grants) add(g.kind, g.verbs);
   }
   return Object.keys(RESOURCES)

@@ -19,6 +19,12 @@ const BY_KIND: Record<string, (obj: KubeObject) => VerifyResult> = {
   ReplicaSet: replicaSetStatus,
 };
 
+/**
+ * The kinds whose change takes effect only when a controller has rolled it out: their verify
+ * waits, and the executor may `watch` them (lib/kube/object-watch.ts) instead of polling.
+ */
+export const ROLLOUT_KINDS: readonly string[] = Object.freeze(Object.keys(BY_KIND));
+
 /** Rollout status of any workload kind; kinds without a rollout (ConfigMap, ...) are done. */
 export function rolloutStatus(kind: string, obj: KubeObject): VerifyResult {
   const f = BY_KIND[kind];
