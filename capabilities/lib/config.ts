@@ -48,6 +48,13 @@ export interface OperatorConfig {
   taskDeadlineMs: number;
   /** Bound on waiting for a rollout or ready replicas after the change is written. */
   rolloutTimeoutMs: number;
+  /**
+   * How a rollout is followed after the write: through one shared watch per executor, kind and
+   * namespace (true), or by polling the target with GETs (false).
+   */
+  rolloutWatch: boolean;
+  /** A watched target that has shown no new version this long is read once with a GET (a lost event). */
+  watchSilenceMs: number;
   /** Attempts per task for transient failures before Failed. */
   maxTaskAttempts: number;
   /** Sweep interval for tasks left in non-terminal phases. */
@@ -223,6 +230,8 @@ export function parseConfig(env: Env): Readonly<OperatorConfig> {
     },
     taskDeadlineMs: int(env, "ATB_TASK_DEADLINE_SECONDS", 600, 5, 86_400) * 1000,
     rolloutTimeoutMs: int(env, "ATB_ROLLOUT_TIMEOUT_SECONDS", 300, 1, 86_400) * 1000,
+    rolloutWatch: bool(env, "ATB_ROLLOUT_WATCH", true),
+    watchSilenceMs: int(env, "ATB_WATCH_SILENCE_SECONDS", 10, 1, 300) * 1000,
     maxTaskAttempts: int(env, "ATB_TASK_MAX_ATTEMPTS", 5, 1, 100),
     sweepIntervalMs: int(env, "ATB_SWEEP_INTERVAL_SECONDS", 30, 1, 3_600) * 1000,
     sweepPageSize: int(env, "ATB_SWEEP_PAGE_SIZE", 500, 1, 10_000),

@@ -36,7 +36,7 @@ export async function execute(s: StepScope): Promise<StepResult> {
       plan = next.plan;
     }
     if (isUnchanged(plan)) return { transition: unchanged(plan.noChange, s.executedAs) };
-    const result = await write(s, plan);
+    const result = await write(s, plan, target);
     if (!("conflict" in result)) return result;
     conflict = result.conflict;
   }
@@ -81,13 +81,19 @@ const resolvedOf = (p: Planned): unknown => ("resolved" in p ? p.resolved : unde
  * `conflict`: the target changed since it was read (409); the caller re-reads it, so a write of
  * ours whose answer was lost is recognised by its marker instead of being called a conflict.
  */
-async function write(s: StepScope, plan: Plan): Promise<StepResult | { conflict: string }> {
+async function write(
+  s: StepScope,
+  plan: Plan,
+  target: KubeObject | undefined,
+): Promise<StepResult | { conflict: string }> {
   try {
     const written = await s.ctx.kube.request<KubeObject>(plan.write);
     const observed = written && typeof written === "object" && written.metadata ? written : undefined;
+    const since = target?.metadata?.resourceVersion;
     return {
       transition: applied("change applied; waiting for it to take effect", s.executedAs),
       ...(observed ? { observed } : {}),
+      ...(observed && since ? { since } : {}),
     };
   } catch (err) {
     if (judge(err, "write").kind !== "stale") return { error: err, stage: "write" };

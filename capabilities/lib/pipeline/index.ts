@@ -28,6 +28,8 @@ import type { OperatorConfig } from "../config";
 import { AtbError, messageOf } from "../errors";
 import type { OperatorKube } from "../kube";
 import { KubeError, resourcePath } from "../kube";
+import type { InterestHandle, ObjectWatches } from "../kube/object-watch";
+import { ROLLOUT_KINDS } from "../kube/rollout";
 import { redactString, type Logger } from "../logger";
 import type { OperatorMetrics } from "../metrics";
 import { conditionOf, isTerminal, nextStatus, type Transition } from "../status/conditions";
@@ -72,9 +74,17 @@ export interface PipelineDeps {
   random?: () => number;
   /** Waits (the executor's second ask after a 403); tests move a fake clock instead. */
   sleep?: (ms: number) => Promise<void>;
-  /** Re-queues a task at once (a waiter whose target was released). */
+  /** Re-queues a task at once (a waiter whose target was released, a new version of a target it waits on). */
   wake?: (taskKey: string) => void;
+  /**
+   * Rollouts followed through shared watches (one per executor, kind and namespace) instead of
+   * GET polling; without it, verify polls (ADR 0009).
+   */
+  watches?: ObjectWatches;
 }
+
+/** A task waiting for its change to take effect looks again after this long at most when a watch follows its target. */
+const WATCHED_RECHECK_MS = 30_000;
 
 /** What one pass over a task asks for: continue with the stored task, wait, or stop. */
 type Next = { next: AgentTask } | { requeueAfterMs: number } | { done: true };
@@ -139,6 +149,8 @@ export class Pipeline {
   private readonly seen = new Map<string, AgentTask>();
   private readonly unwritten = new Map<string, Unwritten>();
   private readonly carried = new Map<string, Carried>();
+  /** The targets followed through watches while their change takes effect, by task UID. */
+  private readonly following = new Map<string, InterestHandle>();
   /** When the carried transitions of the pass under way were first made. */
   private readonly carriedSince = new Map<string, number>();
   readonly locks: TargetLocks;
@@ -256,7 +268,7 @@ export class Pipeline {
   }
 
   /** A task that is gone (or finished): nothing of it is kept. */
-  private forget(key: string, uid?: string): void {
+  private forget(key: string, uid = this.seen.get(key)?.metadata?.uid): void {
     this.locks.release(key);
     this.seen.delete(key);
     this.unwritten.delete(key);
@@ -265,6 +277,8 @@ export class Pipeline {
     if (uid) {
       this.spend(uid);
       this.observedTargets.delete(uid);
+      this.following.get(uid)?.cancel();
+      this.following.delete(uid);
     }
   }
 
@@ -355,8 +369,13 @@ export class Pipeline {
         );
       case "Executing": {
         const s = this.scope(task, module, now);
-        const applied = conditionOf(task, "Executed")?.status === "True";
-        return this.apply(task, await (applied ? verify(s) : execute(s)));
+        if (conditionOf(task, "Executed")?.status !== "True") return this.apply(task, await execute(s));
+        // Followed through a watch: the newest version it delivered, not a GET.
+        const followed = this.following.get(s.ctx.uid);
+        if (s.observed === undefined && followed) s.observed = followed.latest() ?? null;
+        const r = await verify(s);
+        if ("requeueAfterMs" in r && followed) return { requeueAfterMs: this.watchedRecheck(task, s) };
+        return this.apply(task, r);
       }
     }
     return { done: true };
@@ -454,7 +473,46 @@ export class Pipeline {
     if (r.judged) this.authorizedHere.set(uid, r.judged);
     if (r.judgedFrom !== undefined) this.judgedFrom.set(uid, r.judgedFrom);
     if (r.observed !== undefined) this.observedTargets.set(uid, r.observed);
+    if (r.observed && r.since) this.watchTarget(task, r.observed, r.since);
     return this.write(task, r.transition);
+  }
+
+  /**
+   * After our write of a target that rolls out: its new versions come from the namespace's
+   * shared watch (as the executor), each one remembered and the task woken to judge it.
+   */
+  private watchTarget(task: AgentTask, written: KubeObject, since: string): void {
+    const w = this.deps.watches;
+    const uid = task.metadata!.uid!;
+    const t = task.spec!.target;
+    if (!w || this.following.has(uid) || !ROLLOUT_KINDS.includes(t.kind)) return;
+    const key = taskKey(task);
+    const handle = w.register(
+      {
+        user: executorUser(t.namespace, this.deps.config),
+        kind: t.kind,
+        namespace: t.namespace,
+        name: t.name,
+        resourceVersion: since,
+        initial: written,
+      },
+      u => {
+        if (u.type === "ERROR") return;
+        this.observedTargets.set(uid, u.type === "DELETED" ? null : u.object);
+        this.deps.wake?.(key);
+      },
+    );
+    this.following.set(uid, handle);
+  }
+
+  /** When a task whose target a watch follows looks again by itself: before its rollout timeout, at the latest. */
+  private watchedRecheck(task: AgentTask, s: StepScope): number {
+    const now = s.clock().getTime();
+    const since = Date.parse(conditionOf(task, "Executed")?.lastTransitionTime ?? "") || now;
+    return Math.max(
+      0,
+      Math.min(WATCHED_RECHECK_MS, since + this.deps.config.rolloutTimeoutMs - now + DEADLINE_SLACK_MS),
+    );
   }
 
   /** Carries out a verdict on an error. */

@@ -49,7 +49,14 @@ export type StepResult =
    * Write this transition; `judged` is the plan an allow refers to, kept until it is applied, and
    * `judgedFrom` the target it was planned on; `observed` the target as our write left it.
    */
-  | { transition: Transition; judged?: Planned; judgedFrom?: KubeObject | null; observed?: KubeObject | null }
+  | {
+      transition: Transition;
+      judged?: Planned;
+      judgedFrom?: KubeObject | null;
+      observed?: KubeObject | null;
+      /** The target's resourceVersion read before our write (a watch of it starts there). */
+      since?: string;
+    }
   /** Nothing to write now; look again after this long. */
   | { requeueAfterMs: number }
   /** Something went wrong; outcome.ts decides between retry, requeue and Failed. */

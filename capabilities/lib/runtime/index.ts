@@ -10,6 +10,7 @@ import { createBrokerClient, type BrokerClient } from "../broker/client";
 import type { OperatorConfig } from "../config";
 import { messageOf } from "../errors";
 import { KubeClient, resourcePath, type OperatorKube } from "../kube";
+import { ObjectWatches } from "../kube/object-watch";
 import { createLogger, type Logger } from "../logger";
 import { OperatorMetrics, serveMetrics } from "../metrics";
 import { Pipeline, taskKey } from "../pipeline";
@@ -53,6 +54,7 @@ export class OperatorRuntime {
   readonly log: Logger;
   readonly metrics = new OperatorMetrics();
   private pipeline?: Pipeline;
+  private watches?: ObjectWatches;
   private reaper?: TtlReaper;
   private queue?: WorkQueue;
   private readonly early = new Set<string>();
@@ -92,6 +94,12 @@ export class OperatorRuntime {
       onEventError: () => this.metrics.eventErrors.inc(),
     });
     this.reaper = new TtlReaper({ kube: this.kube, status, log: this.log, metrics: this.metrics });
+    this.watches = c.rolloutWatch
+      ? new ObjectWatches(this.kube, {
+          log: this.log.child({ component: "rollout-watch" }),
+          silentMs: c.watchSilenceMs,
+        })
+      : undefined;
     this.pipeline = new Pipeline({
       kube: this.kube,
       broker: this.broker,
@@ -103,6 +111,7 @@ export class OperatorRuntime {
       // A task waiting in Pending for its target is queued as soon as the holder hands it over
       // (the benchmark found that waiters polling every 5 s and all woken at once halved throughput).
       wake: key => this.queue?.add(key, true),
+      ...(this.watches ? { watches: this.watches } : {}),
     });
     this.queue = new WorkQueue(
       c.workers,
@@ -306,6 +315,7 @@ export class OperatorRuntime {
   async stop(): Promise<void> {
     if (this.sweepTimer) clearInterval(this.sweepTimer);
     this.queue?.stop();
+    await this.watches?.close();
     await new Promise<void>(r => (this.server ? this.server.close(() => r()) : r()));
     await this.broker?.close();
     await this.kube?.close();

@@ -11,6 +11,7 @@ import { markerAnnotations } from "../../../capabilities/lib/action/marker";
 import { parseConfig, type OperatorConfig } from "../../../capabilities/lib/config";
 import { AtbError } from "../../../capabilities/lib/errors";
 import { resourcePath } from "../../../capabilities/lib/kube";
+import { ObjectWatches } from "../../../capabilities/lib/kube/object-watch";
 import { createLogger } from "../../../capabilities/lib/logger";
 import { OperatorMetrics } from "../../../capabilities/lib/metrics";
 import { Pipeline, type PipelineDeps } from "../../../capabilities/lib/pipeline";
@@ -135,6 +136,8 @@ export interface World {
   transitions: { name: string; phase: string; reason: string; detail: string }[];
   /** The current operator process. */
   pipeline: Pipeline;
+  /** The current process's rollout watches (WorldOptions.watches); close them at the end of a test. */
+  watches?: ObjectWatches;
   /** A new process over the same API server: empty memory, new locks. */
   restart(): Pipeline;
   actions: PipelineDeps["actions"];
@@ -148,6 +151,8 @@ export interface WorldOptions {
   noWake?: boolean;
   /** More action modules by name (e.g. the real deploy), over scale, update-config and the probe. */
   actions?: Record<string, unknown>;
+  /** Follow rollouts through the fake's watches (ObjectWatches) instead of polling. */
+  watches?: boolean;
 }
 
 const quiet = (): ReturnType<typeof createLogger> =>
@@ -180,6 +185,7 @@ export function world(o: WorldOptions = {}): World {
     ...o.actions,
   } as unknown as PipelineDeps["actions"];
   const wakes: string[] = [];
+  const holder: { watches?: ObjectWatches } = {};
   const make = (): Pipeline =>
     new Pipeline({
       kube,
@@ -192,8 +198,12 @@ export function world(o: WorldOptions = {}): World {
       now: clock.now,
       sleep: async (ms: number) => clock.advance(ms),
       ...(o.noWake ? {} : { wake: (key: string) => void wakes.push(key) }),
+      ...(o.watches ? { watches: (holder.watches = new ObjectWatches(kube, { lingerMs: 0 })) } : {}),
     });
   const w: World = {
+    get watches() {
+      return holder.watches;
+    },
     clock,
     kube,
     broker,

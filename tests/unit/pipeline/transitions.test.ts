@@ -663,3 +663,70 @@ describe("tasks the pipeline leaves alone", () => {
     expect(taskKey(task(w, key))).toBe("shop/t");
   });
 });
+
+async function eventually(check: () => boolean, ms = 3_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > end) throw new Error("condition not met in time");
+    await new Promise(r => setTimeout(r, 5));
+  }
+}
+
+describe("a rollout followed through a watch (ATB_ROLLOUT_WATCH)", () => {
+  const targetGets = (w: World) => w.kube.audit.filter(e => e.method === "GET" && e.path === deployPath()).length;
+
+  test("GIVEN a watch follows the target THEN its events end the wait: the task is woken, no GET after the plan's", async () => {
+    const w = world({ watches: true });
+    try {
+      deployment(w);
+      const key = submit(w, "t");
+      const first = await w.pipeline.reconcile(key);
+      expect(first.requeueAfterMs).toBeLessThanOrEqual(2_000);
+      expect(w.watches!.stats()).toMatchObject({ streams: 1, interests: 1 });
+      w.kube.completeRollout(deployPath());
+      await eventually(() => w.wakes.includes(key));
+      expect(await w.pipeline.reconcile(key)).toEqual({});
+      expect(task(w, key).status!.phase).toBe("Completed");
+      expect(targetGets(w)).toBe(1);
+      expect(statusWrites(w, key)).toHaveLength(2);
+      // Done: the interest is cancelled and the stream stops.
+      await eventually(() => w.watches!.stats().streams === 0);
+    } finally {
+      await w.watches?.close();
+    }
+  });
+
+  test("GIVEN a rollout that takes a while THEN the task looks again by itself only every 30 s (the watch wakes it), Applied stored after 2 s", async () => {
+    const w = world({ watches: true });
+    try {
+      deployment(w);
+      const key = submit(w, "t");
+      await w.pipeline.reconcile(key);
+      w.clock.advance(2_000);
+      expect(await w.pipeline.reconcile(key)).toEqual({ requeueAfterMs: 30_000 });
+      expect(condition(task(w, key), "Executed")).toMatchObject({ status: "True", reason: "Applied" });
+      expect(targetGets(w)).toBe(1);
+    } finally {
+      await w.watches?.close();
+    }
+  });
+
+  test("GIVEN a ConfigMap (nothing rolls out) THEN no watch at all", async () => {
+    const w = world({ watches: true });
+    try {
+      configMap(w, "flags", { a: "1" });
+      const key = submit(w, "cfg", {
+        action: "update-config",
+        kind: "ConfigMap",
+        target: "flags",
+        payload: { data: { a: "2" } },
+      });
+      await w.pipeline.reconcile(key);
+      expect(task(w, key).status!.phase).toBe("Completed");
+      expect(w.watches!.stats().streams).toBe(0);
+      expect(w.kube.audit.some(e => e.query?.watch === "1")).toBe(false);
+    } finally {
+      await w.watches?.close();
+    }
+  });
+});
