@@ -200,7 +200,8 @@ test("the operator rides out a kube-apiserver restart: watches recover, tasks fi
   }
   for (const t of all) if (executed(t)) expect(t.status?.atbResult?.allowed).toBe(true);
   expect(totalWrites).toBe(total - over.length);
-  expect((await probe(h.stack.metricsPort, "/readyz")).status).toBe(200);
+  const finalReadyz = await probe(h.stack.metricsPort, "/readyz");
+  expect({ status: finalReadyz.status, body: finalReadyz.body }).toEqual({ status: 200, body: "ok" });
 
   const metrics = await metricsOf(h.stack);
   const leaks = await checkNoLeaks(h);
