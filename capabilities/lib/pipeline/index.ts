@@ -22,6 +22,7 @@ import { redactString, type Logger } from "../logger";
 import type { OperatorMetrics } from "../metrics";
 import { conditionOf, isTerminal, type Transition } from "../status/conditions";
 import type { StatusWriter } from "../status/writer";
+import { closeTask } from "../status/close";
 import { approvalTimeout } from "./approvals";
 import { awaitApproval } from "./await-approval";
 import { authorize } from "./authorize";
@@ -282,6 +283,8 @@ export class Pipeline {
     if (t.phase === "AwaitingApproval") this.locks.release(key);
     if (!isTerminal(t.phase)) return { next: updated };
     this.locks.release(key);
+    // A finished task leaves the watch (its open label goes; a failure is logged, the sweep retries).
+    await closeTask(this.deps, updated);
     return { done: true };
   }
 }
