@@ -23,7 +23,6 @@ import { readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { isAbsolute, join } from "node:path";
 import { dump, load, loadAll } from "js-yaml";
 import { MAX_SHARDS, parseConfig } from "../capabilities/lib/config";
-import { LABEL_SHARD } from "../crds/agenttask";
 import { policyParamsConfigMap } from "../capabilities/lib/scope";
 
 export const NAMESPACE = "pepr-system";
@@ -33,6 +32,11 @@ export const TLS_VOLUME = "atb-broker-tls";
 export const METRICS_PORT = 9464;
 export const METRICS_SERVICE = "atb-operator-metrics";
 export const OUTPUT = "atb-operator.yaml";
+/**
+ * LABEL_SHARD of crds/agenttask.ts, written out: that module loads pepr, and tests that import
+ * this one must set Pepr's mode before pepr loads (tests/unit/shard.test.ts checks they agree).
+ */
+export const SHARD_LABEL = "atb.siemens.com/shard";
 const PART_OF = { "app.kubernetes.io/name": "atb-operator", "app.kubernetes.io/part-of": "atb" };
 
 /** The parts of a Kubernetes object this step reads or changes. */
@@ -200,7 +204,7 @@ interface DeploymentSpec {
 export function shardedWatchers(watcher: K8sObject, shards: number): K8sObject[] {
   return Array.from({ length: shards }, (_, i) => {
     const d = structuredClone(watcher);
-    const shard = { [LABEL_SHARD]: String(i) };
+    const shard = { [SHARD_LABEL]: String(i) };
     d.metadata.name = `${watcher.metadata.name}-${i}`;
     d.metadata.labels = { ...d.metadata.labels, ...shard };
     const spec = (d as unknown as { spec: DeploymentSpec }).spec;

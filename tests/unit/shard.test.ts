@@ -287,3 +287,58 @@ describe("the agenttask capability's webhooks and watch", () => {
 
 /** The labels the capability stamps from spec.action and spec.agentId. */
 const agentAndAction = () => ({ "atb.siemens.com/action": "scale", "atb.siemens.com/agent": "agent-a" });
+
+describe("N watcher Deployments from one module (tools/manifests.ts --shards)", () => {
+  const { parseArgs, shardedWatchers, SHARD_LABEL } =
+    require("../../tools/manifests") as typeof import("../../tools/manifests");
+  const watcher = {
+    apiVersion: "apps/v1",
+    kind: "Deployment",
+    metadata: {
+      name: "pepr-atb-operator-watcher",
+      namespace: "pepr-system",
+      labels: { app: "w", "pepr.dev/controller": "watcher" },
+    },
+    spec: {
+      selector: { matchLabels: { app: "w", "pepr.dev/controller": "watcher" } },
+      template: {
+        metadata: { labels: { app: "w", "pepr.dev/controller": "watcher" } },
+        spec: {
+          containers: [
+            {
+              name: "watcher",
+              env: [
+                { name: "ATB_SHARD", value: "9" },
+                { name: "LOG_LEVEL", value: "info" },
+              ],
+            },
+          ],
+        },
+      },
+    },
+  };
+
+  test("one Deployment per shard: its own name, shard env and a selector of its own on top of Pepr's labels", () => {
+    expect(SHARD_LABEL).toBe(LABEL_SHARD);
+    const out = shardedWatchers(watcher, 3) as unknown as (typeof watcher)[];
+    expect(out.map(d => d.metadata.name)).toEqual([0, 1, 2].map(i => `pepr-atb-operator-watcher-${i}`));
+    out.forEach((d, i) => {
+      const own = { app: "w", "pepr.dev/controller": "watcher", [LABEL_SHARD]: String(i) };
+      expect(d.spec.selector.matchLabels).toEqual(own);
+      expect(d.spec.template.metadata.labels).toEqual(own);
+      expect(d.spec.template.spec.containers[0].env).toEqual([
+        { name: "LOG_LEVEL", value: "info" },
+        { name: "ATB_SHARDS", value: "3" },
+        { name: "ATB_SHARD", value: String(i) },
+      ]);
+    });
+    expect(watcher.metadata.name).toBe("pepr-atb-operator-watcher"); // the input is not changed
+  });
+
+  test("the command line", () => {
+    expect(parseArgs(["--shards", "4", "--out", "x.yaml"])).toEqual({ shards: 4, out: "x.yaml" });
+    expect(parseArgs([])).toEqual({});
+    expect(() => parseArgs(["--shards"])).toThrow(/usage: \[--shards N\] \[--out FILE\]/);
+    expect(() => parseArgs(["--shards", "two"])).toThrow(/--shards/);
+  });
+});
