@@ -218,6 +218,16 @@ export function shardedWatchers(watcher: K8sObject, shards: number): K8sObject[]
   });
 }
 
+/** The objects with the watcher as `shards` Deployments and ATB_SHARDS on the admission pods (as they are for 1). */
+function withShards(docs: K8sObject[], watcher: K8sObject, shards: number): K8sObject[] {
+  if (!Number.isInteger(shards) || shards < 1 || shards > MAX_SHARDS)
+    throw new Error(`--shards: must be a whole number from 1 to ${MAX_SHARDS} (got ${shards})`);
+  if (shards === 1) return docs;
+  for (const d of docs.filter(x => controllerOf(x) === "admission"))
+    for (const c of podSpec(d).containers) setEnv(c, "ATB_SHARDS", String(shards));
+  return docs.flatMap(d => (d === watcher ? shardedWatchers(watcher, shards) : [d]));
+}
+
 export interface ManifestOptions {
   /** Watcher shards (1: Pepr's one watcher Deployment). */
   shards?: number;
@@ -225,9 +235,6 @@ export interface ManifestOptions {
 
 /** Pure: Pepr's module objects in, the complete install out (namespace and CRDs first). */
 export function buildManifests(moduleDocs: K8sObject[], extra: ExtraObjects, opts: ManifestOptions = {}): K8sObject[] {
-  const shards = opts.shards ?? 1;
-  if (!Number.isInteger(shards) || shards < 1 || shards > MAX_SHARDS)
-    throw new Error(`--shards: must be a whole number from 1 to ${MAX_SHARDS} (got ${shards})`);
   const docs = structuredClone(moduleDocs.filter(Boolean));
   const watcher = docs.find(d => controllerOf(d) === "watcher");
   if (!watcher)
@@ -247,12 +254,11 @@ export function buildManifests(moduleDocs: K8sObject[], extra: ExtraObjects, opt
   const watcherLabels = (watcher as unknown as { spec: { selector: { matchLabels: Record<string, string> } } }).spec
     .selector.matchLabels;
   const scope = scopeObjects(envOf(podSpec(watcher).containers[0]), extra.scopePolicy);
-  if (shards > 1)
-    for (const d of docs.filter(x => controllerOf(x) === "admission"))
-      for (const c of podSpec(d).containers) setEnv(c, "ATB_SHARDS", String(shards));
-  const rest = docs
-    .filter(d => d !== ns)
-    .flatMap(d => (d === watcher && shards > 1 ? shardedWatchers(watcher, shards) : [d]));
+  const rest = withShards(
+    docs.filter(d => d !== ns),
+    watcher,
+    opts.shards ?? 1,
+  );
   return [
     ns,
     extra.peprStoreCrd,

@@ -27,10 +27,11 @@ export interface ShardScope {
  * is refused by validation; the mutating webhook runs first and must not throw on it).
  */
 export function shardKey(task: Pick<AgentTask, "metadata" | "spec"> | undefined): string {
-  const t = task?.spec?.target as unknown as Record<string, unknown> | undefined;
-  const parts = [t?.kind, t?.namespace, t?.name];
+  const t = (task?.spec?.target ?? {}) as unknown as Record<string, unknown>;
+  const parts = [t.kind, t.namespace, t.name];
   if (parts.every(p => typeof p === "string")) return parts.join("/");
-  return `task/${task?.metadata?.namespace ?? ""}/${task?.metadata?.name ?? ""}`;
+  const m = task?.metadata ?? {};
+  return `task/${m.namespace ?? ""}/${m.name ?? ""}`;
 }
 
 /** A stable hash of the key (the first 32 bits of its SHA-256) modulo the shard count. */

@@ -353,7 +353,8 @@ describe("RBAC of the built manifests", () => {
       ["delete", "", "secrets", "*"],
       ["get", "", "pods", "*"],
       ["create", "", "pods/exec", "*"],
-      ["patch", "atb.siemens.com", "agenttasks", "*"],
+      // patch is granted (the open label's removal, lib/status/close.ts); update (PUT) is not
+      ["update", "atb.siemens.com", "agenttasks", "*"],
       // The operator reaches no target itself, only as the namespace's executor.
       ["get", "apps", "deployments", "*"],
       ["patch", "apps", "deployments", "*"],

@@ -216,9 +216,7 @@ export class OperatorRuntime {
         now: new Date(),
       };
       const started = Date.now();
-      for (const ns of namespaces)
-        for (const query of this.ownedQueries({}))
-          for await (const items of this.pages(ns, query)) this.visit(items, tally);
+      for (const ns of namespaces) await this.listOwned(ns, tally);
       for (const [phase, n] of tally.counts) this.metrics.tasksByPhase.set({ phase }, n);
       this.pipeline!.locks.retain(tally.open);
       this.forgetUnlisted(tally.open, started);
@@ -273,6 +271,12 @@ export class OperatorRuntime {
       for (const t of items) if (unclaimed(t, this.config, now)) this.requeue(taskKey(t));
   }
 
+  /** Visits every task of this watcher in one namespace (or all): one paged listing per selector. */
+  private async listOwned(ns: string | undefined, tally: Tally): Promise<void> {
+    for (const query of this.ownedQueries({}))
+      for await (const items of this.pages(ns, query)) this.visit(items, tally);
+  }
+
   /** The query for each label selector of this watcher's tasks (lib/shard.ts): one listing each. */
   private ownedQueries(query: Record<string, string>): Record<string, string>[] {
     return ownedSelectors(this.config).map(sel => (sel ? { ...query, labelSelector: sel } : query));
@@ -325,27 +329,33 @@ export class OperatorRuntime {
       const phase = t.status?.phase ?? "Pending";
       tally.counts.set(phase, (tally.counts.get(phase) ?? 0) + 1);
       if (isTerminal(t.status?.phase)) {
-        const due = expired(t, this.config.ttlSecondsAfterFinished, tally.now);
-        if (due) tally.expired.push(due);
-        else if (isOpenLabelled(t)) tally.unclosed.push(t);
+        this.visitFinished(t, tally);
         continue;
       }
       const key = taskKey(t);
       tally.open.add(key);
       this.pipeline!.holdTargetIfStarted(t);
       this.requeue(key);
-      // Only a task the watch selects can be missed by it: not one without the open label (older
-      // than the label, or admitted with the webhooks out of the way) nor, on shard 0, one
-      // without a valid shard label. The sweep alone drives those.
-      const watchable = isOpenLabelled(t) && !isOrphan(t, this.config);
-      if (
-        judgeWatch &&
-        watchable &&
-        !this.watched.has(key) &&
-        Date.parse(String(t.metadata?.creationTimestamp)) < grace
-      )
-        tally.missed++;
+      if (judgeWatch && this.missedByWatch(t, key, grace)) tally.missed++;
     }
+  }
+
+  /** A finished task: deleted when its TTL has passed, else closed if it still carries the open label. */
+  private visitFinished(t: AgentTask, tally: Tally): void {
+    const due = expired(t, this.config.ttlSecondsAfterFinished, tally.now);
+    if (due) tally.expired.push(due);
+    else if (isOpenLabelled(t)) tally.unclosed.push(t);
+  }
+
+  /**
+   * Whether the watch should have delivered this open task by now and did not. Only a task the
+   * watch selects can be missed by it: not one without the open label (older than the label, or
+   * admitted with the webhooks out of the way) nor, on shard 0, one without a valid shard label;
+   * the sweep alone drives those.
+   */
+  private missedByWatch(t: AgentTask, key: string, grace: number): boolean {
+    if (!isOpenLabelled(t) || isOrphan(t, this.config) || this.watched.has(key)) return false;
+    return Date.parse(String(t.metadata?.creationTimestamp)) < grace;
   }
 
   /**
