@@ -3,7 +3,7 @@
 import { PeprModule } from "pepr";
 import cfg from "./package.json";
 import { agentTaskCapability } from "./capabilities/agent-task";
-import { loadConfig } from "./capabilities/lib/config";
+import { applyPeprSettings, loadConfig } from "./capabilities/lib/config";
 import { boundAdmissionDepth } from "./capabilities/lib/admission-depth";
 import { redactPeprLogs } from "./capabilities/lib/pepr-log";
 import { OperatorRuntime } from "./capabilities/lib/runtime";
@@ -13,6 +13,9 @@ import { ACTION_MODULES, actions } from "./capabilities/registry";
 // writes every line through our redaction of tokens, attestations and payload values.
 redactPeprLogs();
 const config = loadConfig();
+// Pepr's Reconcile queues: one per kind (PEPR_RECONCILE_STRATEGY, default "kind" here), not one
+// per task name kept forever (Pepr's default); our callbacks only hand keys to the runtime.
+applyPeprSettings(config);
 // The pipeline runs only where Pepr runs watches (the watcher pod, or dev mode); admission pods
 // and `pepr build` get the bindings and nothing else.
 const runtime =

@@ -54,6 +54,17 @@ export type ConditionType = (typeof CONDITION_TYPES)[number];
 /** Labels the mutating webhook stamps on every task (routing and selection). */
 export const LABEL_ACTION = `${GROUP}/action`;
 export const LABEL_AGENT = `${GROUP}/agent`;
+/**
+ * "true" while the task is open (stamped at creation); the operator removes it right after the
+ * terminal status write, so the watch (which selects it) holds open tasks only
+ * (capabilities/lib/status/close.ts).
+ */
+export const LABEL_OPEN = `${GROUP}/open`;
+/**
+ * The watcher shard that owns the task: a stable hash of the task's target modulo ATB_SHARDS,
+ * stamped at creation and never changed (capabilities/lib/shard.ts).
+ */
+export const LABEL_SHARD = `${GROUP}/shard`;
 /** Annotation on a changed target naming the task that changed it (at-most-once marker). */
 export const ANNOTATION_APPLIED_BY = `${GROUP}/applied-by-task`;
 /**

@@ -12,13 +12,17 @@
 //   * hardening Pepr leaves out: seccompProfile RuntimeDefault on both pods, an explicit
 //     readOnlyRootFilesystem: false (see docs/deployment.md: the controller writes /app), and the
 //     Pod Security "restricted" labels on the namespace;
-//   * a Service for the operator's own metrics port and a ServiceMonitor for it.
+//   * a Service for the operator's own metrics port and a ServiceMonitor for it;
+//   * with `--shards N` (N > 1), N watcher Deployments instead of one, `<watcher>-<i>` with
+//     ATB_SHARDS=N and ATB_SHARD=i, each selecting its own pods by the label
+//     atb.siemens.com/shard, and ATB_SHARDS=N on the admission Deployment, which stamps the
+//     tasks' shard label (docs/deployment.md, "Shards"). The metrics Service selects them all.
 // Pepr's own objects (RBAC, Secrets, webhooks, Services) pass through unchanged.
-// Usage: npx pepr build && npm run manifests   (docs/deployment.md)
+// Usage: npx pepr build && npm run manifests [-- --shards N] [--out FILE]   (docs/deployment.md)
 import { readdirSync, readFileSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { isAbsolute, join } from "node:path";
 import { dump, load, loadAll } from "js-yaml";
-import { parseConfig } from "../capabilities/lib/config";
+import { MAX_SHARDS, parseConfig } from "../capabilities/lib/config";
 import { policyParamsConfigMap } from "../capabilities/lib/scope";
 
 export const NAMESPACE = "pepr-system";
@@ -28,6 +32,11 @@ export const TLS_VOLUME = "atb-broker-tls";
 export const METRICS_PORT = 9464;
 export const METRICS_SERVICE = "atb-operator-metrics";
 export const OUTPUT = "atb-operator.yaml";
+/**
+ * LABEL_SHARD of crds/agenttask.ts, written out: that module loads pepr, and tests that import
+ * this one must set Pepr's mode before pepr loads (tests/unit/shard.test.ts checks they agree).
+ */
+export const SHARD_LABEL = "atb.siemens.com/shard";
 const PART_OF = { "app.kubernetes.io/name": "atb-operator", "app.kubernetes.io/part-of": "atb" };
 
 /** The parts of a Kubernetes object this step reads or changes. */
@@ -177,8 +186,55 @@ function watcherConfig(env: Record<string, string | undefined>): ReturnType<type
   }
 }
 
+function setEnv(c: Container, name: string, value: string): void {
+  c.env = [...(c.env ?? []).filter(e => e.name !== name), { name, value }];
+}
+
+interface DeploymentSpec {
+  selector: { matchLabels: Record<string, string> };
+  template: { metadata: { labels?: Record<string, string> } };
+}
+
+/**
+ * The watcher Deployment as `shards` Deployments from the same module: `<name>-<i>` runs shard i
+ * (ATB_SHARDS, ATB_SHARD) and selects its pods by the shard label on top of Pepr's labels, so the
+ * Deployments' selectors do not overlap; Pepr's labels stay, so the metrics Service selects them
+ * all. Pure.
+ */
+export function shardedWatchers(watcher: K8sObject, shards: number): K8sObject[] {
+  return Array.from({ length: shards }, (_, i) => {
+    const d = structuredClone(watcher);
+    const shard = { [SHARD_LABEL]: String(i) };
+    d.metadata.name = `${watcher.metadata.name}-${i}`;
+    d.metadata.labels = { ...d.metadata.labels, ...shard };
+    const spec = (d as unknown as { spec: DeploymentSpec }).spec;
+    spec.selector.matchLabels = { ...spec.selector.matchLabels, ...shard };
+    spec.template.metadata.labels = { ...spec.template.metadata.labels, ...shard };
+    for (const c of podSpec(d).containers) {
+      setEnv(c, "ATB_SHARDS", String(shards));
+      setEnv(c, "ATB_SHARD", String(i));
+    }
+    return d;
+  });
+}
+
+/** The objects with the watcher as `shards` Deployments and ATB_SHARDS on the admission pods (as they are for 1). */
+function withShards(docs: K8sObject[], watcher: K8sObject, shards: number): K8sObject[] {
+  if (!Number.isInteger(shards) || shards < 1 || shards > MAX_SHARDS)
+    throw new Error(`--shards: must be a whole number from 1 to ${MAX_SHARDS} (got ${shards})`);
+  if (shards === 1) return docs;
+  for (const d of docs.filter(x => controllerOf(x) === "admission"))
+    for (const c of podSpec(d).containers) setEnv(c, "ATB_SHARDS", String(shards));
+  return docs.flatMap(d => (d === watcher ? shardedWatchers(watcher, shards) : [d]));
+}
+
+export interface ManifestOptions {
+  /** Watcher shards (1: Pepr's one watcher Deployment). */
+  shards?: number;
+}
+
 /** Pure: Pepr's module objects in, the complete install out (namespace and CRDs first). */
-export function buildManifests(moduleDocs: K8sObject[], extra: ExtraObjects): K8sObject[] {
+export function buildManifests(moduleDocs: K8sObject[], extra: ExtraObjects, opts: ManifestOptions = {}): K8sObject[] {
   const docs = structuredClone(moduleDocs.filter(Boolean));
   const watcher = docs.find(d => controllerOf(d) === "watcher");
   if (!watcher)
@@ -197,8 +253,12 @@ export function buildManifests(moduleDocs: K8sObject[], extra: ExtraObjects): K8
   wireWatcher(watcher);
   const watcherLabels = (watcher as unknown as { spec: { selector: { matchLabels: Record<string, string> } } }).spec
     .selector.matchLabels;
-  const rest = docs.filter(d => d !== ns);
   const scope = scopeObjects(envOf(podSpec(watcher).containers[0]), extra.scopePolicy);
+  const rest = withShards(
+    docs.filter(d => d !== ns),
+    watcher,
+    opts.shards ?? 1,
+  );
   return [
     ns,
     extra.peprStoreCrd,
@@ -378,21 +438,41 @@ export async function peprStoreCrd(): Promise<K8sObject> {
   return structuredClone(m.peprStoreCRD);
 }
 
-export async function main(root = join(__dirname, "..")): Promise<string> {
+/** The command line: `--shards N`, `--out FILE` (default dist/atb-operator.yaml). */
+export function parseArgs(argv: string[]): ManifestOptions & { out?: string } {
+  const out: ManifestOptions & { out?: string } = {};
+  for (let i = 0; i < argv.length; i++) {
+    const [flag, value] = [argv[i], argv[i + 1]];
+    if (flag === "--shards" && value !== undefined && /^\d+$/.test(value)) out.shards = Number(value);
+    else if (flag === "--out" && value) out.out = value;
+    else throw new Error(`unknown or incomplete argument "${flag}" (usage: [--shards N] [--out FILE])`);
+    i++;
+  }
+  return out;
+}
+
+export async function main(
+  root = join(__dirname, ".."),
+  opts: ManifestOptions & { out?: string } = {},
+): Promise<string> {
   const moduleDocs = loadAll(readFileSync(moduleManifestPath(root), "utf8")) as K8sObject[];
   const crdDocs = loadAll(readFileSync(join(root, "crds", "agenttask.yaml"), "utf8")) as K8sObject[];
   const agentTaskCrd = crdDocs.find(d => d?.kind === "CustomResourceDefinition");
   if (!agentTaskCrd) throw new Error("crds/agenttask.yaml holds no CustomResourceDefinition");
   const approvalCrd = load(readFileSync(join(root, "crds", "agenttaskapproval.yaml"), "utf8")) as K8sObject;
   const scopePolicy = loadAll(readFileSync(join(root, "crds", "agenttask-scope.yaml"), "utf8")) as K8sObject[];
-  const out = buildManifests(moduleDocs, {
-    agentTaskCrd,
-    approvalCrd,
-    peprStoreCrd: await peprStoreCrd(),
-    scopePolicy,
-  });
+  const out = buildManifests(
+    moduleDocs,
+    {
+      agentTaskCrd,
+      approvalCrd,
+      peprStoreCrd: await peprStoreCrd(),
+      scopePolicy,
+    },
+    opts,
+  );
   checkRbac(out, readFileSync(join(root, RBAC_DOC), "utf8"));
-  const file = join(root, "dist", OUTPUT);
+  const file = opts.out ? (isAbsolute(opts.out) ? opts.out : join(root, opts.out)) : join(root, "dist", OUTPUT);
   const header =
     "# Generated by tools/manifests.ts from the output of `npx pepr build`; do not edit.\n" +
     "# Install: kubectl apply --server-side -f dist/atb-operator.yaml (docs/deployment.md; the Secret\n" +
@@ -402,11 +482,13 @@ export async function main(root = join(__dirname, "..")): Promise<string> {
 }
 
 if (require.main === module) {
-  main().then(
-    file => console.log(`wrote ${file}`),
-    (err: unknown) => {
-      console.error(`manifests: ${err instanceof Error ? err.message : String(err)}`);
-      process.exit(1);
-    },
-  );
+  Promise.resolve()
+    .then(() => main(undefined, parseArgs(process.argv.slice(2))))
+    .then(
+      file => console.log(`wrote ${file}`),
+      (err: unknown) => {
+        console.error(`manifests: ${err instanceof Error ? err.message : String(err)}`);
+        process.exit(1);
+      },
+    );
 }

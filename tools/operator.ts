@@ -203,6 +203,8 @@ export async function startOperator(o: OperatorOptions): Promise<OperatorHandle>
     SSL_CERT_PATH: serving.cert,
     ATB_PEPR_PORT: String(port),
     PEPR_RESYNC_FAILURE_MAX: "1000",
+    // One Reconcile queue per kind, as the built module's env (package.json "pepr".env) sets it.
+    PEPR_RECONCILE_STRATEGY: "kind",
     PINO_TIME_STAMP: "iso",
     LOG_LEVEL: "info",
     ...(o.mode === "watch" ? { PEPR_WATCH_MODE: "true" } : { PEPR_MODE: "dev", PEPR_API_PATH: apiPath }),

@@ -99,8 +99,23 @@ export interface Stack {
   stopBroker(): Promise<void>;
   /** Stops the operator (SIGTERM, or SIGKILL for crash tests) and starts it again on the same port. */
   restartOperator(signal?: NodeJS.Signals): Promise<OperatorHandle>;
+  /**
+   * One more watcher process (PEPR_WATCH_MODE, no admission: the webhooks stay registered once,
+   * with the first operator) against the same control plane and broker, as the same
+   * ServiceAccount, with the stack's operator environment plus `env` (a shard: ATB_SHARDS and
+   * ATB_SHARD) and a metrics port and Pepr port of its own. Stopped with the stack.
+   */
+  startWatcher(env: Record<string, string>): Promise<Watcher>;
   metrics(): Promise<string>;
   stop(): Promise<void>;
+}
+
+/** A watcher process besides the stack's operator (Stack.startWatcher). */
+export interface Watcher {
+  handle: OperatorHandle;
+  metricsPort: number;
+  metrics(): Promise<string>;
+  stop(signal?: NodeJS.Signals): Promise<void>;
 }
 
 /**
@@ -167,6 +182,7 @@ export async function startStack(o: StackOptions): Promise<Stack> {
     (await import("node:fs")).createWriteStream(o.brokerLogFile ?? join(o.workDir, "broker.log"), { flags: "a" }),
   );
   let broker: RunningBroker | undefined;
+  const watchers = new Set<Watcher>();
   const stack: Stack = {
     cluster: o.cluster,
     bin,
@@ -219,8 +235,31 @@ export async function startStack(o: StackOptions): Promise<Stack> {
       stack.operator = await launch(stack, o, opPort, stack.operator.apiPath);
       return stack.operator;
     },
+    async startWatcher(env) {
+      const port = await freePort();
+      const handle = await startOperator({
+        kubeconfig: stack.operatorIdentity.kubeconfig,
+        workDir: join(o.workDir, "operator"),
+        mode: "watch",
+        entry: o.operatorEntry,
+        nodeArgs: o.operatorNodeArgs,
+        env: { ...operatorEnv(stack, o, port), ...env },
+      });
+      const w: Watcher = {
+        handle,
+        metricsPort: port,
+        metrics: () => httpGet(`http://127.0.0.1:${port}/metrics`),
+        async stop(signal) {
+          watchers.delete(w);
+          await handle.stop(signal);
+        },
+      };
+      watchers.add(w);
+      return w;
+    },
     metrics: () => httpGet(`http://127.0.0.1:${metricsPort}/metrics`),
     async stop() {
+      for (const w of [...watchers]) await w.stop();
       await stack.operator?.stop();
       for (const kind of ["mutatingwebhookconfiguration", "validatingwebhookconfiguration"]) {
         kubectl(bin, o.cluster.kubeconfig, ["delete", kind, webhookName, "--ignore-not-found"]);
@@ -276,19 +315,24 @@ function launch(stack: Stack, o: StackOptions, port: number, apiPath?: string): 
     nodeArgs: o.operatorNodeArgs,
     port,
     apiPath,
-    env: {
-      ATB_BROKER_URL: `https://127.0.0.1:${stack.brokerPort}`,
-      TLS_CERT_FILE: stack.material.client.cert,
-      TLS_KEY_FILE: stack.material.client.key,
-      TLS_CA_FILE: stack.material.ca.cert,
-      ATB_METRICS_PORT: String(stack.metricsPort),
-      ATB_METRICS_HOST: "127.0.0.1",
-      ATB_SWEEP_INTERVAL_SECONDS: "5",
-      WATCH_NAMESPACE: o.namespaces.join(","),
-      ...(o.markOutOfScope ? {} : { ATB_OUT_OF_SCOPE_GRACE_SECONDS: "0" }),
-      ...o.operatorEnv,
-    },
+    env: operatorEnv(stack, o, stack.metricsPort),
   });
+}
+
+/** The environment of the stack's operator processes; each has a metrics port of its own. */
+function operatorEnv(stack: Stack, o: StackOptions, metricsPort: number): Record<string, string> {
+  return {
+    ATB_BROKER_URL: `https://127.0.0.1:${stack.brokerPort}`,
+    TLS_CERT_FILE: stack.material.client.cert,
+    TLS_KEY_FILE: stack.material.client.key,
+    TLS_CA_FILE: stack.material.ca.cert,
+    ATB_METRICS_PORT: String(metricsPort),
+    ATB_METRICS_HOST: "127.0.0.1",
+    ATB_SWEEP_INTERVAL_SECONDS: "5",
+    WATCH_NAMESPACE: o.namespaces.join(","),
+    ...(o.markOutOfScope ? {} : { ATB_OUT_OF_SCOPE_GRACE_SECONDS: "0" }),
+    ...o.operatorEnv,
+  };
 }
 
 /** The API server reaches the webhook once it has loaded the configuration: probe with a dry run. */

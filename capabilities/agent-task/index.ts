@@ -9,7 +9,8 @@ import type { OperatorConfig } from "../lib/config";
 import type { OperatorRuntime } from "../lib/runtime";
 import { depthErrors } from "../lib/admission-depth";
 import { requesterAnnotation } from "../lib/requester";
-import { commonErrors, immutableErrors, agentLabel, requesterErrors } from "./admission";
+import { watchLabels } from "../lib/shard";
+import { commonErrors, immutableErrors, agentLabel, labelErrors, requesterErrors, stampedLabels } from "./admission";
 
 export interface AgentTaskCapabilityOptions {
   actions: ActionRegistry;
@@ -39,6 +40,12 @@ export function agentTaskCapability(o: AgentTaskCapabilityOptions): Capability {
       const stored = req.OldResource?.metadata?.annotations?.[ANNOTATION_REQUESTER];
       if (req.Request.operation === "UPDATE" && stored !== undefined && !req.HasAnnotation(ANNOTATION_REQUESTER))
         req.SetAnnotation(ANNOTATION_REQUESTER, stored);
+      // The routing labels: shard and open at creation (over what the user sent), and put back
+      // when an update drops them; a changed value is refused below.
+      for (const [key, value] of Object.entries(
+        stampedLabels(req.Request.operation, req.OldResource, req.Raw, o.config),
+      ))
+        req.SetLabel(key, value);
     })
     .Validate(function validateTask(req: PeprValidateRequest<AgentTask>) {
       const { operation, userInfo } = req.Request;
@@ -48,15 +55,20 @@ export function agentTaskCapability(o: AgentTaskCapabilityOptions): Capability {
           ? immutableErrors(req.OldResource, req.Raw)
           : commonErrors(req.Raw, o.actions, o.config)),
         ...requesterErrors(operation, userInfo, req.OldResource, req.Raw),
+        ...labelErrors(operation, req.OldResource, req.Raw, o.config),
       ];
       return errors.length ? req.Deny(errors.join("; "), 422) : req.Approve();
     });
 
-  When(AgentTask)
-    .IsCreatedOrUpdated()
-    .Reconcile(async function feedRuntime(task: AgentTask) {
-      o.runtime?.onEvent(task);
-    });
+  // Open tasks only (and, on a shard, only its own), selected by the API server: a finished
+  // task loses the open label and leaves the watch (and kfc's cache), so the watcher's memory
+  // follows the open work, not the history, and a restart does not list finished tasks again.
+  const [[openKey, openValue], ...more] = watchLabels(o.config);
+  let openTasks = When(AgentTask).IsCreatedOrUpdated().WithLabel(openKey, openValue);
+  for (const [key, value] of more) openTasks = openTasks.WithLabel(key, value);
+  openTasks.Reconcile(async function feedRuntime(task: AgentTask) {
+    o.runtime?.onEvent(task);
+  });
 
   // An approval for a task waiting in AwaitingApproval: the task is looked at again (it is
   // decided again only for an approval object its last decision did not include).

@@ -79,7 +79,27 @@ export interface OperatorConfig {
   maxReplicas: number;
   maxPatchBytes: number;
   allowCreate: boolean;
+  /**
+   * How many watcher shards tasks are spread over (ATB_SHARDS): the mutating webhook stamps each
+   * new task's shard label from it (lib/shard.ts). 1: every task gets shard "0".
+   */
+  shards: number;
+  /** This watcher's shard (ATB_SHARD, 0..shards-1); undefined: it serves every task. */
+  shard?: number;
+  /**
+   * Pepr's Reconcile queue key (PEPR_RECONCILE_STRATEGY, which Pepr reads itself): one FIFO per
+   * key, kept forever. Default "kind": two queues (AgentTask, AgentTaskApproval) instead of one per
+   * task name ever seen; our callback only hands keys to the runtime's own work queue.
+   */
+  reconcileStrategy: ReconcileStrategy;
 }
+
+/** The most watcher shards (bounds the label values and shard 0's selector for unlabelled tasks). */
+export const MAX_SHARDS = 256;
+
+/** Pepr 1.1.4's reconcile strategies (node_modules/pepr/src/lib/processors/watch-processor.ts, queueKey). */
+export const RECONCILE_STRATEGIES = ["kind", "kindNs", "kindNsName", "global"] as const;
+export type ReconcileStrategy = (typeof RECONCILE_STRATEGIES)[number];
 
 type Env = Readonly<Record<string, string | undefined>>;
 
@@ -193,6 +213,28 @@ function serviceAccountName(env: Env, key: string, fallback: string): string {
   return value;
 }
 
+/** ATB_SHARDS and ATB_SHARD, checked against each other. */
+function shardSettings(env: Env): { shards: number; shard?: number } {
+  const shards = int(env, "ATB_SHARDS", 1, 1, MAX_SHARDS);
+  const raw = env.ATB_SHARD;
+  if (raw === undefined || raw.trim() === "") return { shards };
+  if (!/^\d+$/.test(raw.trim()) || Number(raw) >= shards)
+    invalid(
+      "ATB_SHARD",
+      `must be a whole number from 0 to ATB_SHARDS-1 (ATB_SHARDS=${shards}), or empty to serve every task`,
+      raw,
+    );
+  return { shards, shard: Number(raw) };
+}
+
+function reconcileStrategy(env: Env): ReconcileStrategy {
+  const raw = env.PEPR_RECONCILE_STRATEGY?.trim();
+  if (!raw) return "kind";
+  if (!(RECONCILE_STRATEGIES as readonly string[]).includes(raw))
+    invalid("PEPR_RECONCILE_STRATEGY", `must be one of ${RECONCILE_STRATEGIES.join(", ")}`, raw);
+  return raw as ReconcileStrategy;
+}
+
 const LEVELS = ["error", "warn", "info", "debug"] as const;
 
 export function parseConfig(env: Env): Readonly<OperatorConfig> {
@@ -247,11 +289,21 @@ export function parseConfig(env: Env): Readonly<OperatorConfig> {
     maxReplicas: int(env, "ATB_MAX_REPLICAS", 1000, 0, 100_000),
     maxPatchBytes: int(env, "ATB_MAX_PATCH_BYTES", 65_536, 64, 1_048_576),
     allowCreate: bool(env, "ATB_ALLOW_CREATE", false),
+    ...shardSettings(env),
+    reconcileStrategy: reconcileStrategy(env),
   };
   return Object.freeze(cfg);
 }
 
 let loaded: Readonly<OperatorConfig> | undefined;
+
+/**
+ * Hands Pepr the reconcile strategy (Pepr reads PEPR_RECONCILE_STRATEGY on every watch event):
+ * unset, Pepr would keep one queue per task name forever. The one write to the environment.
+ */
+export function applyPeprSettings(config: Readonly<OperatorConfig>, env: NodeJS.ProcessEnv = process.env): void {
+  env.PEPR_RECONCILE_STRATEGY = config.reconcileStrategy;
+}
 
 /** The process's configuration, parsed from process.env once (the only read of the environment). */
 export function loadConfig(): Readonly<OperatorConfig> {

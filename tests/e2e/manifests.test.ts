@@ -31,6 +31,7 @@ import {
   rbacGrants,
   rbacWildcards,
   SERVICE_ACCOUNT,
+  SHARD_LABEL,
   TLS_MOUNT,
   TLS_SECRET,
   type Grant,
@@ -246,6 +247,70 @@ describe("dist/atb-operator.yaml", () => {
   });
 });
 
+describe("N shards from the same module (npm run manifests -- --shards 3)", () => {
+  const SHARDED = join(root, "dist", "atb-operator-shards-3.yaml");
+  let sharded: K8sObject[] = [];
+  type Spec = {
+    spec: {
+      selector: { matchLabels: Record<string, string> };
+      template: { metadata: { labels: Record<string, string> } };
+    };
+  };
+  const envOf = (d: K8sObject) => Object.fromEntries(podSpec(d).containers[0].env.map(e => [e.name, e.value]));
+
+  beforeAll(() => {
+    run(
+      join(root, "node_modules", ".bin", "tsx"),
+      [join(root, "tools", "manifests.ts"), "--shards", "3", "--out", SHARDED],
+      120_000,
+    );
+    sharded = (loadAll(readFileSync(SHARDED, "utf8")) as K8sObject[]).filter(Boolean);
+  });
+
+  test("three watcher Deployments, shard i with ATB_SHARDS=3 and ATB_SHARD=i, selectors that do not overlap; the admission pods stamp for 3", () => {
+    const watchers = sharded.filter(
+      d => d.kind === "Deployment" && d.metadata.labels?.["pepr.dev/controller"] === "watcher",
+    );
+    expect(watchers.map(d => d.metadata.name)).toEqual([0, 1, 2].map(i => `${SERVICE_ACCOUNT}-watcher-${i}`));
+    watchers.forEach((d, i) => {
+      expect(envOf(d)).toMatchObject({ ATB_SHARDS: "3", ATB_SHARD: String(i), PEPR_WATCH_MODE: "true" });
+      const { selector, template } = (d as unknown as Spec).spec;
+      expect(selector.matchLabels[SHARD_LABEL]).toBe(String(i));
+      expect(template.metadata.labels).toMatchObject(selector.matchLabels);
+      for (const other of watchers.filter(o => o !== d))
+        expect((other as unknown as Spec).spec.template.metadata.labels).not.toMatchObject(selector.matchLabels);
+    });
+    const admission = sharded.find(
+      d => d.kind === "Deployment" && d.metadata.labels?.["pepr.dev/controller"] === "admission",
+    )!;
+    expect(envOf(admission).ATB_SHARDS).toBe("3");
+    expect(envOf(admission).ATB_SHARD).toBeUndefined();
+    // The metrics Service selects every shard's pods; everything else is the one-watcher install's.
+    const svc = sharded.find(d => d.kind === "Service" && d.metadata.name === METRICS_SERVICE) as unknown as {
+      spec: { selector: Record<string, string> };
+    };
+    for (const w of watchers)
+      expect((w as unknown as Spec).spec.template.metadata.labels).toMatchObject(svc.spec.selector);
+    const rest = (list: K8sObject[]) =>
+      list.filter(d => !(d.kind === "Deployment")).map(d => `${d.kind}/${d.metadata.name}`);
+    expect(rest(sharded)).toEqual(rest(docs));
+  });
+
+  test("every object passes `kubectl apply --server-side --dry-run=server`", () => {
+    const r = kube.try(["apply", "--server-side", "--dry-run=server", "-f", SHARDED]);
+    expect(r.stderr).not.toMatch(/error|forbidden|invalid/i);
+    expect(r.ok).toBe(true);
+    expect(
+      r.stdout
+        .trim()
+        .split("\n")
+        .filter(l => l.endsWith("(server dry run)")),
+    ).toHaveLength(sharded.length);
+    for (let i = 0; i < 3; i++) expect(r.stdout).toContain(`deployment.apps/${SERVICE_ACCOUNT}-watcher-${i} `);
+    expect(r.stderr).not.toMatch(PSS_VIOLATION);
+  });
+});
+
 describe("RBAC of the built manifests", () => {
   const markdown = readFileSync(join(root, "docs", "deployment.md"), "utf8");
 
@@ -288,7 +353,8 @@ describe("RBAC of the built manifests", () => {
       ["delete", "", "secrets", "*"],
       ["get", "", "pods", "*"],
       ["create", "", "pods/exec", "*"],
-      ["patch", "atb.siemens.com", "agenttasks", "*"],
+      // patch is granted (the open label's removal, lib/status/close.ts); update (PUT) is not
+      ["update", "atb.siemens.com", "agenttasks", "*"],
       // The operator reaches no target itself, only as the namespace's executor.
       ["get", "apps", "deployments", "*"],
       ["patch", "apps", "deployments", "*"],

@@ -11,7 +11,7 @@
 // - dryRun computes and validates the result but stores nothing and bumps nothing;
 // - GET of a missing object is 404 (get() answers undefined); POST creates, 409 AlreadyExists on a
 //   clash; DELETE checks DeleteOptions' preconditions (uid, resourceVersion: 409); collections
-//   list {items, metadata.continue} with `limit`, `continue`, equality-based `labelSelector`s
+//   list {items, metadata.continue} with `limit`, `continue`, equality- and set-based `labelSelector`s
 //   and `fieldSelector`s on metadata.name and metadata.namespace; a few
 //   validations the operator meets (replicas ≥ 0, string data and annotations, immutable
 //   ConfigMaps) answer 422 Invalid, plus any a test adds.
@@ -174,11 +174,17 @@ function builtInProblem(obj: KubeObject, old: KubeObject | undefined): string | 
 
 /** `k=v,k2!=v2,k3,!k4`: the equality-based selectors. */
 function selectorMatches(selector: string, labels: Record<string, string> = {}): boolean {
-  return selector
-    .split(",")
+  return (selector.match(/(?:[^,(]|\([^)]*\))+/g) ?? [])
     .map(s => s.trim())
     .filter(Boolean)
     .every(term => {
+      // Set-based: `key in (a,b)`, and `key notin (a,b)`, which a missing key matches too.
+      const set = /^([A-Za-z0-9._/-]+)\s+(in|notin)\s*\(([^)]*)\)$/.exec(term);
+      if (set) {
+        const values = set[3].split(",").map(v => v.trim());
+        const has = set[1] in labels && values.includes(labels[set[1]]);
+        return set[2] === "in" ? has : !has;
+      }
       const m = /^(!?)([A-Za-z0-9._/-]+)(?:\s*(==|=|!=)\s*([A-Za-z0-9._-]*))?$/.exec(term);
       if (!m) throw new KubeError(400, "BadRequest", `unable to parse requirement: ${term}`);
       const [, not, key, op, value] = m;

@@ -377,6 +377,10 @@ describe("lists", () => {
     ["app", ["a/t1", "a/t2", "a/t3", "b/t2"]],
     ["!app", []],
     ["app=x,app!=x", []],
+    ["app in (y,z)", ["a/t1"]],
+    ["app notin (x)", ["a/t1"]],
+    ["tier notin (x,y)", ["a/t1", "a/t2", "a/t3", "b/t2"]],
+    ["app in (x, y),app notin (y)", ["a/t2", "a/t3", "b/t2"]],
   ])("GIVEN labelSelector %s THEN the matching objects", async (labelSelector, want) => {
     const r = await many().request<{ items: KubeObject[] }>({
       method: "GET",
@@ -400,7 +404,7 @@ describe("lists", () => {
   });
 
   test.each([
-    ["a bad selector", { labelSelector: "a in (b)" }],
+    ["a bad selector", { labelSelector: "a in b" }],
     ["a field custom resources cannot select on", { fieldSelector: "status.phase=Pending" }],
     ["a bad continue token", { continue: "!!" }],
   ])("GIVEN %s THEN 400", async (_, query) => {

@@ -4,7 +4,7 @@
 // readiness on the metrics port, and stop(). Real time and timers, kept short.
 import { request } from "node:http";
 import { Writable } from "node:stream";
-import type { AgentTask } from "../../crds/agenttask";
+import { LABEL_OPEN, LABEL_SHARD, type AgentTask } from "../../crds/agenttask";
 import type { ActionRegistry } from "../../capabilities/lib/action";
 import { parseConfig } from "../../capabilities/lib/config";
 import { KubeError, resourcePath } from "../../capabilities/lib/kube";
@@ -59,11 +59,22 @@ function harness(env: Record<string, string> = {}, kube = new FakeKube({ autoRol
   return { rt, kube, broker, lines };
 }
 
-function addTask(kube: FakeKube, name: string, status?: AgentTask["status"], replicas = 2): AgentTask {
+/** A task as admission leaves it: the requester record and the open label (plus `labels`; null drops one). */
+function addTask(
+  kube: FakeKube,
+  name: string,
+  status?: AgentTask["status"],
+  replicas = 2,
+  labels: Record<string, string | null> = {},
+): AgentTask {
+  const all: Record<string, string | null> = { [LABEL_OPEN]: "true", ...labels };
   kube.put(taskPath(name), {
     apiVersion: "atb.siemens.com/v1alpha1",
     kind: "AgentTask",
-    metadata: requesterMetadata(),
+    metadata: {
+      ...requesterMetadata(),
+      labels: Object.fromEntries(Object.entries(all).filter((e): e is [string, string] => e[1] !== null)),
+    },
     spec: {
       agentId: "spiffe://atb.example.com/agent/test",
       poaToken: token(Date.now() + 300_000),
@@ -99,6 +110,15 @@ function http(port: number, path: string): Promise<{ status: number; body: strin
 }
 
 const lists = (kube: FakeKube): AuditEntry[] => kube.audit.filter(e => e.method === "GET" && e.path === TASKS);
+/** Passes of the pipeline over a task (it reads tasks from the watch and the sweep, so GETs no longer tell). */
+function passes(): { of(name: string): number; restore(): void } {
+  const spy = jest.spyOn(Pipeline.prototype, "reconcile");
+  return {
+    of: name => spy.mock.calls.filter(([key]) => key === `${NS}/${name}`).length,
+    restore: () => spy.mockRestore(),
+  };
+}
+
 const readsOf = (kube: FakeKube, name: string) =>
   kube.audit.filter(e => e.method === "GET" && e.path === taskPath(name)).length;
 
@@ -557,5 +577,213 @@ describe("onApproval(): an AgentTaskApproval wakes the task it names", () => {
     rt.onApproval({ metadata: { namespace: NS }, spec: { taskRef: { name: "" }, attestation: "x" } });
     await rt.idle();
     expect(kube.audit.slice(before).filter(e => e.path.includes("/agenttasks/"))).toEqual([]);
+  });
+});
+
+describe("the open label: finished tasks leave the watch", () => {
+  const patchesOf = (kube: FakeKube, name: string) =>
+    kube.audit.filter(e => e.method === "PATCH" && e.path === taskPath(name) && !e.dryRun);
+  const labelsOf = (kube: FakeKube, name: string) => kube.read<AgentTask>(taskPath(name))?.metadata?.labels ?? {};
+
+  test("GIVEN a task driven to Completed THEN the request right after its terminal status write removes the open label", async () => {
+    const { rt, kube } = harness();
+    await rt.start();
+    rt.onEvent(addTask(kube, "t"));
+    await eventually(() => phaseOf(kube, "t") === "Completed" && labelsOf(kube, "t")[LABEL_OPEN] === undefined);
+    const terminal = kube.audit.findIndex(
+      e =>
+        e.path === `${taskPath("t")}/status` && (e.body as { status: { phase?: string } }).status.phase === "Completed",
+    );
+    // The terminal write's Event, then the removal.
+    expect(kube.audit.slice(terminal + 1, terminal + 3).map(e => [e.method, e.path.split("/").at(-1)])).toEqual([
+      ["POST", "events"],
+      ["PATCH", "t"],
+    ]);
+    expect(patchesOf(kube, "t")).toHaveLength(1);
+  });
+
+  test("GIVEN the removal fails after the terminal write THEN the task is Completed anyway; the next sweep removes it, counted", async () => {
+    const { rt, kube } = harness({ ATB_SWEEP_INTERVAL_SECONDS: "60" });
+    let refuse = true;
+    kube.onRequest(r =>
+      refuse && r.method === "PATCH" && r.path === taskPath("t")
+        ? new KubeError(500, "InternalError", "etcd")
+        : undefined,
+    );
+    await rt.start();
+    rt.onEvent(addTask(kube, "t"));
+    await eventually(() => phaseOf(kube, "t") === "Completed" && patchesOf(kube, "t").length === 1);
+    await rt.idle();
+    expect(labelsOf(kube, "t")[LABEL_OPEN]).toBe("true");
+    expect((await rt.metrics.taskCloseErrors.get()).values).toEqual([
+      expect.objectContaining({ labels: { code: "server" }, value: 1 }),
+    ]);
+
+    await rt.sweep(); // still refused: the sweep succeeds and tries again next time
+    expect(labelsOf(kube, "t")[LABEL_OPEN]).toBe("true");
+    expect((await rt.metrics.sweeps.get()).values).toEqual([
+      expect.objectContaining({ labels: { result: "ok" }, value: 2 }),
+    ]);
+    refuse = false;
+    await rt.sweep();
+    expect(labelsOf(kube, "t")[LABEL_OPEN]).toBeUndefined();
+    expect((await rt.metrics.tasksClosedBySweep.get()).values[0].value).toBe(1);
+    await rt.sweep();
+    expect(patchesOf(kube, "t")).toHaveLength(3); // nothing left to remove: no fourth
+  });
+
+  test("GIVEN finished tasks with and without the label, and open ones THEN a sweep patches exactly the labelled finished ones", async () => {
+    const kube = new FakeKube({ autoRollout: true });
+    addTask(kube, "done-labelled", { phase: "Denied" });
+    addTask(kube, "done-closed", { phase: "Completed" }, 2, { [LABEL_OPEN]: null });
+    addTask(kube, "waiting", { phase: "AwaitingApproval", startedAt: new Date().toISOString() });
+    const { rt } = harness({ ATB_SWEEP_INTERVAL_SECONDS: "60" }, kube);
+    await rt.start();
+    await rt.idle();
+    expect(patchesOf(kube, "done-labelled")).toHaveLength(1);
+    expect(labelsOf(kube, "done-labelled")).toEqual({});
+    expect(patchesOf(kube, "done-closed")).toHaveLength(0);
+    expect(patchesOf(kube, "waiting")).toHaveLength(0);
+  });
+
+  test("GIVEN an open task without the open label (older than it) THEN the sweep drives it and it never counts as missed by the watch", async () => {
+    const kube = new FakeKube({ now: () => new Date(Date.now() - 3_600_000) });
+    const { rt } = harness({ ATB_TASK_DEADLINE_SECONDS: "86400" }, kube);
+    addTask(kube, "older", startedStatus(new Date(), { applied: true }), 2, { [LABEL_OPEN]: null });
+    kube.mutate(DEPLOY, o => (o.spec!.replicas = 2)); // never rolled out: the task stays open
+    const p = passes();
+    await rt.start();
+    const real = Date.now.bind(Date);
+    jest.spyOn(Date, "now").mockImplementation(() => real() + 12_500);
+    await rt.sweep();
+    expect(await http(rt.metricsPort()!, "/readyz")).toEqual({ status: 200, body: "ok" });
+    expect(p.of("older")).toBeGreaterThan(0);
+    p.restore();
+  });
+
+  test("GIVEN a watched open task deleted while open THEN the sweep forgets it (its key is not kept forever)", async () => {
+    const kube = new FakeKube(); // no rollout: the task stays open, applied
+    const { rt } = harness({ ATB_SWEEP_INTERVAL_SECONDS: "60", ATB_PENDING_CLAIM_SECONDS: "0" }, kube);
+    await rt.start();
+    rt.onEvent(addTask(kube, "gone"));
+    await eventually(() => kube.read<AgentTask>(taskPath("gone"))?.status?.conditions?.length === 2);
+    rt.onEvent(addTask(kube, "kept")); // waits in Pending for the target
+    await eventually(() => phaseOf(kube, "kept") === "Pending");
+    const watched = (rt as unknown as { watched: Map<string, number> }).watched;
+    expect([...watched.keys()].sort()).toEqual([`${NS}/gone`, `${NS}/kept`]);
+    kube.remove(taskPath("gone"));
+    await rt.sweep();
+    expect([...watched.keys()]).toEqual([`${NS}/kept`]);
+  });
+
+  test("GIVEN watch events THEN the objects Pepr's cache holds lose managedFields and kubectl's last-applied copy, and are counted", async () => {
+    const { rt, kube } = harness();
+    await rt.start();
+    const t = addTask(kube, "t", { phase: "Completed" });
+    t.metadata!.managedFields = [{ manager: "kubectl", operation: "Update" }];
+    t.metadata!.annotations = { ...t.metadata!.annotations, "kubectl.kubernetes.io/last-applied-configuration": "{}" };
+    const requester = t.metadata!.annotations["atb.siemens.com/requester"];
+    rt.onEvent(t);
+    expect(t.metadata!.managedFields).toBeUndefined();
+    expect(t.metadata!.annotations).toEqual({ "atb.siemens.com/requester": requester });
+    const a = {
+      metadata: { namespace: NS, managedFields: [{}] },
+      spec: { taskRef: { name: "x" }, attestation: "h.p.s" },
+    };
+    rt.onApproval(a as never);
+    expect(a.metadata.managedFields).toBeUndefined();
+    const events = Object.fromEntries(
+      (await rt.metrics.watchEvents.get()).values.map(v => [String(v.labels.kind), v.value]),
+    );
+    expect(events).toEqual({ AgentTask: 1, AgentTaskApproval: 1 });
+  });
+});
+
+describe("shards (ATB_SHARDS, ATB_SHARD)", () => {
+  const shardOfTask = (kube: FakeKube, name: string, shard: string | null) =>
+    addTask(kube, name, undefined, 2, { [LABEL_SHARD]: shard });
+
+  test("GIVEN shard 1 of 2 THEN its sweep lists and drives only tasks labelled 1; the others are never read", async () => {
+    const kube = new FakeKube({ autoRollout: true });
+    shardOfTask(kube, "mine", "1");
+    shardOfTask(kube, "theirs", "0");
+    shardOfTask(kube, "unlabelled", null);
+    const { rt } = harness({ ATB_SHARDS: "2", ATB_SHARD: "1" }, kube);
+    await rt.start();
+    await eventually(() => phaseOf(kube, "mine") === "Completed");
+    await rt.idle();
+    expect(lists(kube).map(e => e.query?.labelSelector)).toEqual([`${LABEL_SHARD}=1`]);
+    expect(readsOf(kube, "theirs") + readsOf(kube, "unlabelled")).toBe(0);
+    expect(phaseOf(kube, "theirs")).toBeUndefined();
+  });
+
+  test("GIVEN shard 0 of 2 THEN it also owns the tasks without a valid shard label (driven by its sweep, not missed by its watch)", async () => {
+    const kube = new FakeKube({ autoRollout: true });
+    shardOfTask(kube, "mine", "0");
+    shardOfTask(kube, "theirs", "1");
+    shardOfTask(kube, "unlabelled", null);
+    addTask(kube, "stale-label", undefined, 2, { [LABEL_SHARD]: "7" });
+    const { rt } = harness({ ATB_SHARDS: "2", ATB_SHARD: "0" }, kube);
+    await rt.start();
+    await eventually(() => ["mine", "unlabelled", "stale-label"].every(n => phaseOf(kube, n) === "Completed"));
+    expect(lists(kube).map(e => e.query?.labelSelector)).toEqual([`${LABEL_SHARD}=0`, `${LABEL_SHARD} notin (0,1)`]);
+    expect(readsOf(kube, "theirs")).toBe(0);
+  });
+
+  test("GIVEN a watch event of a task labelled for another shard THEN it costs nothing", async () => {
+    const { rt, kube } = harness({ ATB_SHARDS: "2", ATB_SHARD: "1" });
+    await rt.start();
+    const before = kube.audit.length;
+    rt.onEvent(shardOfTask(kube, "theirs", "0"));
+    await rt.idle();
+    expect(kube.audit.length).toBe(before);
+  });
+
+  test("GIVEN approvals THEN a shard takes those of its own tasks (watched or swept) and leaves the others to their shard", async () => {
+    const waiting = { phase: "AwaitingApproval", startedAt: new Date().toISOString() } as AgentTask["status"];
+    const kube = new FakeKube({ autoRollout: true });
+    addTask(kube, "swept", waiting, 2, { [LABEL_SHARD]: "1" });
+    addTask(kube, "theirs", waiting, 2, { [LABEL_SHARD]: "0" });
+    const { rt } = harness({ ATB_SHARDS: "2", ATB_SHARD: "1", ATB_SWEEP_INTERVAL_SECONDS: "60" }, kube);
+    await rt.start();
+    await rt.idle();
+    const approval = (task: string) => ({
+      metadata: { namespace: NS },
+      spec: { taskRef: { name: task }, attestation: "h.p.s" },
+    });
+    const p = passes();
+    rt.onApproval(approval("theirs") as never);
+    rt.onApproval(approval("swept") as never);
+    await rt.idle();
+    expect(p.of("theirs")).toBe(0);
+    expect(p.of("swept")).toBeGreaterThan(0);
+    // One its watch delivered after the sweep.
+    const later = addTask(kube, "watched", waiting, 2, { [LABEL_SHARD]: "1" });
+    rt.onEvent(later);
+    await rt.idle();
+    const before = p.of("watched");
+    rt.onApproval(approval("watched") as never);
+    await rt.idle();
+    expect(p.of("watched")).toBeGreaterThan(before);
+    p.restore();
+  });
+
+  test("GIVEN a scoped shard THEN its out-of-scope listing is of its own shard too", async () => {
+    const kube = new FakeKube();
+    const { rt } = harness({ WATCH_NAMESPACE: NS, ATB_SHARDS: "3", ATB_SHARD: "2" }, kube);
+    await rt.start();
+    expect(kube.audit.filter(e => e.method === "GET").map(e => [e.path, e.query?.labelSelector])).toEqual([
+      [resourcePath("AgentTask", NS), `${LABEL_SHARD}=2`],
+      [TASKS, `${LABEL_SHARD}=2`],
+    ]);
+  });
+
+  test("GIVEN a shard THEN its start-up line names it", async () => {
+    const { rt, lines } = harness({ ATB_SHARDS: "4", ATB_SHARD: "3" });
+    await rt.start();
+    expect(JSON.parse(lines.find(l => l.includes("operator runtime started"))!)).toMatchObject({
+      shard: "shard 3/4",
+      reconcileStrategy: "kind",
+    });
   });
 });

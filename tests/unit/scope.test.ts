@@ -16,9 +16,9 @@ import {
   scopeRule,
 } from "../../capabilities/lib/scope";
 import { scopeObjects, type K8sObject } from "../../tools/manifests";
-import { REQUESTER_MESSAGES } from "../../capabilities/agent-task/admission";
+import { LABEL_MESSAGES, REQUESTER_MESSAGES } from "../../capabilities/agent-task/admission";
 import { REQUESTER_LIMITS } from "../../capabilities/lib/requester";
-import { ANNOTATION_REQUESTER } from "../../crds/agenttask";
+import { ANNOTATION_REQUESTER, LABEL_SHARD } from "../../crds/agenttask";
 
 const FILE = join(__dirname, "..", "..", "crds", "agenttask-scope.yaml");
 const docs = (loadAll(readFileSync(FILE, "utf8")) as K8sObject[]).filter(Boolean);
@@ -99,10 +99,19 @@ describe("crds/agenttask-scope.yaml", () => {
     ]);
   });
 
-  test("the scope rules apply at creation only; the requester rules at creation and on update", () => {
-    const [prot, unwatched, userSet, changed] = policy.validations;
+  test("the scope rules apply at creation only; the requester rules at creation and on update; the shard rule on update", () => {
+    const [prot, unwatched, userSet, changed, shard] = policy.validations;
     for (const v of [prot, unwatched, userSet]) expect(v.expression).toMatch(/^request\.operation != 'CREATE' \|\| /);
-    expect(changed.expression).toMatch(/^request\.operation != 'UPDATE' \|\| /);
+    for (const v of [changed, shard]) expect(v.expression).toMatch(/^request\.operation != 'UPDATE' \|\| /);
+  });
+
+  test("its shard rule says the webhook's words: the label of the stored task, unchanged (not added, changed or removed)", () => {
+    const shard = policy.validations[4] as unknown as { expression: string; message: string };
+    expect(shard.message).toBe(LABEL_MESSAGES.shardChanged);
+    expect(shard.expression).toBe("request.operation != 'UPDATE' || variables.shard == variables.oldShard");
+    const vars = Object.fromEntries(policy.variables.map(v => [v.name, v.expression]));
+    expect(vars.shard).toContain(`object.metadata.labels['${LABEL_SHARD}'] : ''`);
+    expect(vars.oldShard).toContain(`oldObject.metadata.labels['${LABEL_SHARD}'] : ''`);
   });
 
   test("its requester rules say the webhook's words and read the webhook's annotation within its bounds", () => {
@@ -126,7 +135,7 @@ describe("crds/agenttask-scope.yaml", () => {
     const [prot, unwatched] = policy.validations;
     expect(template(prot.messageExpression, "protected")).toBe(SCOPE_MESSAGES.protected);
     expect(template(unwatched.messageExpression, "watched")).toBe(SCOPE_MESSAGES.unwatched);
-    expect(policy.validations.map(v => v.reason)).toEqual(["Forbidden", "Forbidden", "Forbidden", "Forbidden"]);
+    expect(policy.validations.map(v => v.reason)).toEqual(Array(5).fill("Forbidden"));
   });
 
   test("its fallback when the ConfigMap lacks the key is the default protected list", () => {

@@ -95,6 +95,8 @@ export interface KubeClientOptions {
   /** Per-request timeout. */
   timeoutMs?: number;
   kubeconfig?: KubeConfig;
+  /** Appended to USER_AGENT in parentheses (a watcher's shard), so the audit log tells shards apart. */
+  userAgentSuffix?: string;
 }
 
 /** How long a watch's answer may take to start (its headers); the stream itself may be quiet for minutes. */
@@ -188,7 +190,7 @@ export class KubeClient implements OperatorKube {
     const qs = query.toString();
     const headers: Record<string, string> = {
       accept: "application/json",
-      "user-agent": USER_AGENT,
+      "user-agent": this.opts.userAgentSuffix ? `${USER_AGENT} (${this.opts.userAgentSuffix})` : USER_AGENT,
       ...(await this.authHeaders()),
       ...extra,
     };

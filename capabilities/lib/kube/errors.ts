@@ -38,6 +38,17 @@ export function withoutObjectDump(message: string): string {
   return message.replace(/Invalid value: "\{(?:[^"\\]|\\.)*\}"/g, "Invalid value: (the patched object)");
 }
 
+/** A bounded label for a failed call (metrics): network, forbidden, conflict, throttled, server, other. */
+export function errorClass(err: unknown): string {
+  if (!(err instanceof KubeError)) return "other";
+  if (err.status === 0) return "network";
+  if (err.status === 403) return "forbidden";
+  if (err.status === 409) return "conflict";
+  if (err.status === 429) return "throttled";
+  if (err.status >= 500) return "server";
+  return "other";
+}
+
 export function isNotFound(err: unknown): boolean {
   return err instanceof KubeError && err.status === 404;
 }

@@ -34,6 +34,7 @@ import { redactString, type Logger } from "../logger";
 import type { OperatorMetrics } from "../metrics";
 import { conditionOf, isTerminal, nextStatus, type Transition } from "../status/conditions";
 import type { StatusWriter } from "../status/writer";
+import { closeTask } from "../status/close";
 import { approvalTimeout } from "./approvals";
 import { awaitApproval } from "./await-approval";
 import { authorize } from "./authorize";
@@ -589,6 +590,8 @@ export class Pipeline {
       return { next: updated };
     }
     this.forget(key, uid);
+    // A finished task leaves the watch (its open label goes; a failure is logged, the sweep retries).
+    await closeTask(this.deps, updated);
     return { done: true };
   }
 }

@@ -16,17 +16,22 @@ import { OperatorMetrics, serveMetrics } from "../metrics";
 import { Pipeline, taskKey } from "../pipeline";
 import { unclaimed } from "../pipeline/out-of-scope";
 import { watches } from "../scope";
+import { isOrphan, isOpenLabelled, owns, ownedSelectors, shardName } from "../shard";
+import { closeTask } from "../status/close";
 import { isTerminal } from "../status/conditions";
 import { createStatusWriter } from "../status/writer";
 import { WorkQueue } from "./work-queue";
 import { expired, TtlReaper, type ExpiredTask } from "./ttl";
 import { PHASES } from "../../../crds/agenttask";
+import { lighten } from "./memory";
 
 /** A task counts as missed by the watch only once it and this process are older than this many sweeps plus WATCH_GRACE_MS. */
 const WATCH_GRACE_SWEEPS = 2;
 const WATCH_GRACE_MS = 10_000;
 /** Not ready once this many sweep intervals passed without a successful sweep. */
 const STALE_SWEEPS = 3;
+/** Open labels of finished tasks one sweep removes at most (their removal after the terminal write failed). */
+export const MAX_CLOSES_PER_SWEEP = 100;
 
 /** The runtime's connections to the outside, made at start(); tests pass in-memory fakes. */
 export interface RuntimePorts {
@@ -41,6 +46,8 @@ interface Tally {
   missed: number;
   /** Finished tasks past their TTL, deleted after the listing. */
   expired: ExpiredTask[];
+  /** Finished tasks that still carry the open label, closed after the listing. */
+  unclosed: AgentTask[];
   /** The sweep's clock for the TTLs. */
   now: Date;
 }
@@ -66,8 +73,13 @@ export class OperatorRuntime {
   private lastSweep = 0;
   private readonly startedAt = Date.now();
   private sweepError = "no sweep yet";
-  /** Non-terminal tasks the watch has delivered; the sweep compares it with what it lists. */
-  private readonly watched = new Set<string>();
+  /**
+   * Non-terminal tasks the watch has delivered (key → when last delivered); the sweep compares it
+   * with what it lists, and forgets keys it no longer lists (tasks deleted while open).
+   */
+  private readonly watched = new Map<string, number>();
+  /** Open tasks this watcher owns, as of the last sweep (a sharded watcher takes approvals for these and the watched). */
+  private owned = new Set<string>();
   /** Non-terminal tasks the last sweep found that the watch never delivered. */
   private missed = 0;
   /** When the sweep last looked for tasks outside WATCH_NAMESPACE that nobody picked up. */
@@ -137,8 +149,14 @@ export class OperatorRuntime {
       workers: c.workers,
       apiQps: c.apiQps,
       watchNamespaces: c.watchNamespaces,
+      shard: shardName(c) ?? "all",
+      reconcileStrategy: c.reconcileStrategy,
       metricsPort: this.metricsPort(),
     });
+    if (c.reconcileStrategy === "kindNsName")
+      this.log.warn(
+        "PEPR_RECONCILE_STRATEGY=kindNsName: Pepr keeps one reconcile queue per task name for the life of the process",
+      );
   }
 
   metricsPort(): number | undefined {
@@ -153,14 +171,18 @@ export class OperatorRuntime {
    * ones nobody picks up.
    */
   onEvent(task: AgentTask): void {
+    this.metrics.watchEvents.inc({ kind: "AgentTask" });
+    // The same object stays in kfc's watch cache until the task leaves the watch.
+    lighten(task);
     const key = taskKey(task);
-    if (!watches(task.metadata?.namespace ?? "", this.config)) return;
+    // The API server already selects this shard's tasks; a label that says otherwise is not ours.
+    if (!watches(task.metadata?.namespace ?? "", this.config) || !owns(task, this.config)) return;
     this.pipeline?.observe(task);
     if (isTerminal(task.status?.phase)) {
       this.watched.delete(key);
       return;
     }
-    this.watched.add(key);
+    this.watched.set(key, Date.now());
     if (this.pipeline?.lastWritten.get(key) === task.metadata?.resourceVersion) return;
     if (!this.sweptOnce) this.early.add(key);
     else this.queue!.add(key);
@@ -168,10 +190,16 @@ export class OperatorRuntime {
 
   /** An AgentTaskApproval was created or changed: the task it names is looked at (lib/pipeline/await-approval.ts). */
   onApproval(approval: AgentTaskApproval): void {
+    this.metrics.watchEvents.inc({ kind: "AgentTaskApproval" });
+    lighten(approval);
     const ns = approval.metadata?.namespace ?? "";
     const name = approval.spec?.taskRef?.name;
     if (typeof name !== "string" || !name || !watches(ns, this.config)) return;
     const key = `${ns}/${name}`;
+    // The approval watch is not sharded (approvals carry no shard): a shard takes approvals of
+    // the tasks it owns (its watch delivered them, or its last sweep listed them) and leaves the
+    // rest to theirs. An approval that arrives before either is seen by the next sweep's pass.
+    if (this.config.shard !== undefined && !this.watched.has(key) && !this.owned.has(key)) return;
     if (!this.sweptOnce) this.early.add(key);
     else this.queue!.add(key, true);
   }
@@ -194,15 +222,19 @@ export class OperatorRuntime {
         open: new Set<string>(),
         missed: 0,
         expired: [],
+        unclosed: [],
         now: new Date(),
       };
-      for (const ns of namespaces) for await (const items of this.pages(ns, {})) this.visit(items, tally);
+      const started = Date.now();
+      for (const ns of namespaces) await this.listOwned(ns, tally);
       for (const [phase, n] of tally.counts) this.metrics.tasksByPhase.set({ phase }, n);
       this.pipeline!.retain(tally.open);
+      this.forgetUnlisted(tally.open, started);
       if (tally.missed > 0)
         this.log.warn("the watch has not delivered some tasks; the sweep is driving them", { missed: tally.missed });
       this.missed = tally.missed;
       await this.reaper!.reap(tally.expired);
+      await this.closeLeftovers(tally.unclosed);
       await this.sweepOutOfScope();
       this.lastSweep = Date.now();
       this.metrics.sweeps.inc({ result: "ok" });
@@ -236,7 +268,8 @@ export class OperatorRuntime {
         ];
     const now = new Date();
     try {
-      for (const { ns, query } of where) await this.queueUnclaimed(ns, query, now);
+      for (const { ns, query } of where)
+        for (const q of this.ownedQueries(query)) await this.queueUnclaimed(ns, q, now);
     } catch (err) {
       throw new Error(`out-of-scope check: ${messageOf(err)}`);
     }
@@ -246,6 +279,38 @@ export class OperatorRuntime {
   private async queueUnclaimed(ns: string | undefined, query: Record<string, string>, now: Date): Promise<void> {
     for await (const items of this.pages(ns, query))
       for (const t of items) if (unclaimed(t, this.config, now)) this.requeue(taskKey(t));
+  }
+
+  /** Visits every task of this watcher in one namespace (or all): one paged listing per selector. */
+  private async listOwned(ns: string | undefined, tally: Tally): Promise<void> {
+    for (const query of this.ownedQueries({}))
+      for await (const items of this.pages(ns, query)) this.visit(items, tally);
+  }
+
+  /** The query for each label selector of this watcher's tasks (lib/shard.ts): one listing each. */
+  private ownedQueries(query: Record<string, string>): Record<string, string>[] {
+    return ownedSelectors(this.config).map(sel => (sel ? { ...query, labelSelector: sel } : query));
+  }
+
+  /**
+   * Keys of open tasks the watch delivered that this sweep did not list and that were not
+   * delivered again since it started: deleted while open (the watch passes no deletions on).
+   */
+  private forgetUnlisted(open: Set<string>, started: number): void {
+    for (const [key, at] of this.watched) if (!open.has(key) && at < started) this.watched.delete(key);
+    this.owned = open;
+  }
+
+  /**
+   * Finished tasks that still carry the open label: the removal after their terminal write
+   * failed (or the process stopped in between). Not those the queue still works on: the
+   * pipeline closes them itself.
+   */
+  private async closeLeftovers(tasks: AgentTask[]): Promise<void> {
+    const due = tasks.filter(t => !this.queue!.tracks(taskKey(t))).slice(0, MAX_CLOSES_PER_SWEEP);
+    for (const t of due)
+      if (await closeTask({ kube: this.kube!, log: this.log, metrics: this.metrics }, t))
+        this.metrics.tasksClosedBySweep.inc();
   }
 
   /** One collection of tasks, in pages of ATB_SWEEP_PAGE_SIZE. */
@@ -274,8 +339,7 @@ export class OperatorRuntime {
       const phase = t.status?.phase ?? "Pending";
       tally.counts.set(phase, (tally.counts.get(phase) ?? 0) + 1);
       if (isTerminal(t.status?.phase)) {
-        const due = expired(t, this.config.ttlSecondsAfterFinished, tally.now);
-        if (due) tally.expired.push(due);
+        this.visitFinished(t, tally);
         continue;
       }
       const key = taskKey(t);
@@ -283,9 +347,26 @@ export class OperatorRuntime {
       this.pipeline!.observe(t);
       this.pipeline!.holdTargetIfStarted(t);
       this.requeue(key);
-      if (judgeWatch && !this.watched.has(key) && Date.parse(String(t.metadata?.creationTimestamp)) < grace)
-        tally.missed++;
+      if (judgeWatch && this.missedByWatch(t, key, grace)) tally.missed++;
     }
+  }
+
+  /** A finished task: deleted when its TTL has passed, else closed if it still carries the open label. */
+  private visitFinished(t: AgentTask, tally: Tally): void {
+    const due = expired(t, this.config.ttlSecondsAfterFinished, tally.now);
+    if (due) tally.expired.push(due);
+    else if (isOpenLabelled(t)) tally.unclosed.push(t);
+  }
+
+  /**
+   * Whether the watch should have delivered this open task by now and did not. Only a task the
+   * watch selects can be missed by it: not one without the open label (older than the label, or
+   * admitted with the webhooks out of the way) nor, on shard 0, one without a valid shard label;
+   * the sweep alone drives those.
+   */
+  private missedByWatch(t: AgentTask, key: string, grace: number): boolean {
+    if (!isOpenLabelled(t) || isOrphan(t, this.config) || this.watched.has(key)) return false;
+    return Date.parse(String(t.metadata?.creationTimestamp)) < grace;
   }
 
   /**
@@ -325,7 +406,7 @@ export class OperatorRuntime {
 /** The real connections: the kubeconfig's (or the pod's) API server and the broker over mTLS. */
 function realPorts(c: Readonly<OperatorConfig>): RuntimePorts {
   return {
-    kube: () => KubeClient.fromEnvironment({ qps: c.apiQps }),
+    kube: () => KubeClient.fromEnvironment({ qps: c.apiQps, userAgentSuffix: shardName(c) }),
     broker: log =>
       createBrokerClient(
         {

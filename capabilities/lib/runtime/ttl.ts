@@ -10,7 +10,7 @@
 // network) is logged and counted and tried again by the next sweep; it never fails the sweep.
 import type { AgentTask } from "../../../crds/agenttask";
 import { messageOf } from "../errors";
-import { KubeError, resourcePath, type KubeApi } from "../kube";
+import { errorClass, KubeError, resourcePath, type KubeApi } from "../kube";
 import type { Logger } from "../logger";
 import type { OperatorMetrics } from "../metrics";
 import { isTerminal } from "../status/conditions";
@@ -79,15 +79,7 @@ export function expired(task: AgentTask, defaultTtlSeconds: number, now: Date): 
 }
 
 /** A bounded label for a failed deletion. */
-export function deleteErrorCode(err: unknown): string {
-  if (!(err instanceof KubeError)) return "other";
-  if (err.status === 0) return "network";
-  if (err.status === 403) return "forbidden";
-  if (err.status === 409) return "conflict";
-  if (err.status === 429) return "throttled";
-  if (err.status >= 500) return "server";
-  return "other";
-}
+export const deleteErrorCode = errorClass;
 
 export interface TtlReaperDeps {
   kube: KubeApi;
