@@ -196,16 +196,6 @@ export class Pipeline {
     for (const key of this.seen.keys()) if (!open.has(key)) this.seen.delete(key);
   }
 
-  /** A newer copy of a task's target (a watch event after our write); verify judges it instead of a GET. */
-  observeTarget(uid: string, target: KubeObject | null): void {
-    this.observedTargets.set(uid, target);
-  }
-
-  /** How many open tasks are held in memory (the benchmark and tests read it). */
-  get remembered(): number {
-    return this.seen.size;
-  }
-
   /** Runs the task as far as it can go now. Returns when to look again, if ever. */
   async reconcile(key: string): Promise<{ requeueAfterMs?: number }> {
     try {
