@@ -102,7 +102,13 @@ test("the operator rides out a kube-apiserver restart: watches recover, tasks fi
   await startApiserver(state, bin);
   const outageMs = Date.now() - outageStart;
 
-  // Tasks created after the restart: ordinary ones, and one that stays open for a while.
+  // Tasks created after the restart: ordinary ones, and one that stays open for a while. Their
+  // tokens are minted once the API server answers again, so waiting for it does not eat into their
+  // 300 s (under heavy load a late task's token once expired before the broker was asked: the
+  // operator then fails it PoAExpired, nothing written, but it is not the denial this test checks).
+  await eventually("the API server answers again", 120_000, () =>
+    h.kube.try(["get", "--raw", "/readyz"]).ok ? true : undefined,
+  );
   const late = await scaleTasks("late", LATE, 7);
   const stuckToken = await h.stack.mint({
     agent: AGENT,
