@@ -21,9 +21,9 @@ export interface OperatorConfig {
   /** Where that check looks; empty: every namespace outside WATCH_NAMESPACE. */
   outOfScopeNamespaces: readonly string[];
   /**
-   * A task is Pending (no status) until its first write; one still waiting for its target this
-   * long after creation gets Pending stored once, so other instances' out-of-scope check and
-   * `kubectl get` see that it is served. Keep it well below other instances' outOfScopeGraceMs.
+   * A task is Pending (no status) until its first write; in a scoped operator (WATCH_NAMESPACE),
+   * one still waiting for its target this long after creation gets Pending stored once, so other
+   * scoped instances' out-of-scope check sees that it is served. Below outOfScopeGraceMs.
    */
   pendingClaimMs: number;
   /** Whether a task may target another namespace than its own. Deny by default. */

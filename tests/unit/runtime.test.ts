@@ -419,8 +419,8 @@ describe("onEvent", () => {
 
   test("GIVEN an open task THEN it is run; GIVEN the echo of our own last write THEN it is not", async () => {
     const kube = new FakeKube(); // no rollout controller: the holder stays applied, waiting
-    // Pending stored at once, so the waiter's echo exists.
-    const { rt } = harness({ ATB_PENDING_CLAIM_SECONDS: "0" }, kube);
+    // Pending stored at once (a scoped operator claims waiting tasks), so the waiter's echo exists.
+    const { rt } = harness({ ATB_PENDING_CLAIM_SECONDS: "0", WATCH_NAMESPACE: NS }, kube);
     const runs = jest.spyOn(Pipeline.prototype, "reconcile");
     await rt.start();
     rt.onEvent(addTask(kube, "holder"));
@@ -663,7 +663,10 @@ describe("the open label: finished tasks leave the watch", () => {
 
   test("GIVEN a watched open task deleted while open THEN the sweep forgets it (its key is not kept forever)", async () => {
     const kube = new FakeKube(); // no rollout: the task stays open, applied
-    const { rt } = harness({ ATB_SWEEP_INTERVAL_SECONDS: "60", ATB_PENDING_CLAIM_SECONDS: "0" }, kube);
+    const { rt } = harness(
+      { ATB_SWEEP_INTERVAL_SECONDS: "60", ATB_PENDING_CLAIM_SECONDS: "0", WATCH_NAMESPACE: NS },
+      kube,
+    );
     await rt.start();
     rt.onEvent(addTask(kube, "gone"));
     await eventually(() => kube.read<AgentTask>(taskPath("gone"))?.status?.conditions?.length === 2);

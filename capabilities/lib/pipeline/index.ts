@@ -395,16 +395,20 @@ export class Pipeline {
    */
   private async leavePending(task: AgentTask, now: Date): Promise<Next> {
     if (this.locks.acquire(targetKey(task), taskKey(task))) return this.write(task, authorizing());
-    // Pending is not stored while a task waits briefly; one that has waited this long is stored
-    // once, so other operator instances (and `kubectl get`) see that it is served.
-    const claimAt = createdAt(task) + this.deps.config.pendingClaimMs;
+    // Pending is not stored while a task waits. A scoped operator (WATCH_NAMESPACE) stores it
+    // once the task has waited pendingClaimMs, so other scoped instances' out-of-scope check sees
+    // that it is served; an operator serving every namespace has no such neighbours.
+    const scoped = this.deps.config.watchNamespaces.length > 0;
+    const claimAt = scoped ? createdAt(task) + this.deps.config.pendingClaimMs : Number.POSITIVE_INFINITY;
     const key = taskKey(task);
     const stored = this.unwritten.get(key)?.stored ?? task;
     if (!stored.status?.phase && now.getTime() >= claimAt) {
       await this.flush(key);
       return { requeueAfterMs: Math.min(LOCK_RECHECK_MS, this.deadline(task) - now.getTime() + DEADLINE_SLACK_MS) };
     }
-    const wake = stored.status?.phase ? LOCK_RECHECK_MS : Math.max(0, claimAt - now.getTime());
+    const wake = stored.status?.phase
+      ? LOCK_RECHECK_MS
+      : Math.min(LOCK_RECHECK_MS, Math.max(0, claimAt - now.getTime()));
     return { requeueAfterMs: Math.min(wake, this.deadline(task) - now.getTime() + DEADLINE_SLACK_MS) };
   }
 

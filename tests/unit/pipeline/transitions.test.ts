@@ -432,7 +432,7 @@ describe("Processing → Denied", () => {
 
 describe("Pending: one task per target", () => {
   test("GIVEN a task holding the target WHEN a second task arrives THEN it waits in Pending, unasked, until the holder finishes and wakes it", async () => {
-    const w = world();
+    const w = world({ env: { WATCH_NAMESPACE: "shop" } }); // scoped: a long wait stores Pending
     deployment(w, "web", 2);
     const a = submit(w, "a", { payload: { replicas: 3 } });
     const b = submit(w, "b", { payload: { replicas: 4 } });
@@ -460,6 +460,18 @@ describe("Pending: one task per target", () => {
     await drive(w, b, { between: () => w.kube.completeRollout(deployPath()) });
     expect(task(w, b).status!.phase).toBe("Completed");
     expect(w.kube.read(deployPath())!.spec!.replicas).toBe(4);
+  });
+
+  test("GIVEN an operator serving every namespace THEN a waiting task's Pending is never stored (no scoped neighbour to tell)", async () => {
+    const w = world();
+    deployment(w);
+    await w.pipeline.reconcile(submit(w, "a"));
+    const b = submit(w, "b");
+    expect(await w.pipeline.reconcile(b)).toEqual({ requeueAfterMs: 60_000 });
+    w.clock.advance(60_000);
+    expect(await w.pipeline.reconcile(b)).toEqual({ requeueAfterMs: 60_000 });
+    expect(task(w, b).status).toBeUndefined();
+    expect(statusWrites(w, b)).toHaveLength(0);
   });
 
   test("GIVEN a waiter close to its deadline THEN it looks again just after the deadline, and then fails", async () => {
