@@ -164,16 +164,20 @@ export async function e2eRun(env: BenchEnv, kind: E2eKind, spec: RunSpec): Promi
       conflicts: limit1.conflicts - limit0.conflicts,
     };
   }
+  logRun(spec, r);
+  await deleteTasks(env.api, ns);
+  return r;
+}
+
+function logRun(spec: RunSpec, r: RunResult): void {
   log(
-    `${spec.label ?? spec.name} ${side.padEnd(8)} ${r.mode.padEnd(6)} #${spec.repeat}: ${r.throughput} tasks/s, ` +
+    `${spec.label ?? spec.name} ${spec.side.padEnd(8)} ${r.mode.padEnd(6)} #${spec.repeat}: ${r.throughput} tasks/s, ` +
       `p50 ${r.latencyS.p50}s p99 ${r.latencyS.p99}s, ${r.requestsPerTask} requests/task ` +
       `(status writes ${r.statusWritesPerCompletedTask}, events ${r.eventsPerTask}), cpu ${r.cpuSecondsPer1000}s/1000, ` +
-      `rss ${peakRssMiB} MiB, phases ${JSON.stringify(r.phases)}` +
+      `rss ${r.peakRssMiB} MiB, phases ${JSON.stringify(r.phases)}` +
       (r.stagesS ? `, stages ${JSON.stringify(r.stagesS)}` : "") +
       (r.limitClient ? `, conflicts ${r.limitClient.conflicts}` : ""),
   );
-  await deleteTasks(env.api, ns);
-  return r;
 }
 
 interface Measured {
