@@ -14,6 +14,7 @@ import {
   type LatencySpread,
   type ModeSummary,
   type RestartResult,
+  type ShardsResult,
   type Target,
 } from "./results";
 import { E2E_SCENARIOS, type E2eScenarioName } from "./settings";
@@ -60,14 +61,35 @@ function e2eResults(r: Pick<BenchResults, E2eScenarioName>): E2eResults {
 }
 
 /** The benchmark's targets (docs/benchmarks.md), for the scenarios that ran and did not fail. */
-export function targets(r: Pick<BenchResults, "broker" | "restart" | E2eScenarioName>): Target[] {
+export function targets(r: Pick<BenchResults, "broker" | "restart" | "shards" | E2eScenarioName>): Target[] {
   const broker = succeeded(r.broker);
   const restart = succeeded(r.restart);
+  const shards = succeeded(r.shards);
   return [
     ...e2eTargets(e2eResults(r)),
     ...(broker ? brokerTargets(broker) : []),
+    ...(shards ? shardTargets(shards) : []),
     ...(restart ? restartTargets(restart) : []),
   ];
+}
+
+/** Sharding never lets two watchers write one target or task, and each writes only its own. */
+function shardTargets(s: ShardsResult): Target[] {
+  return s.runs.map(r => {
+    const bad =
+      r.targetsWrittenByTwoShards.length +
+      r.tasksWrittenByTwoShards.length +
+      r.targetsWrittenByAnotherShard.length +
+      r.tasksWrittenByAnotherShard.length;
+    return {
+      target: `shards ${r.shards}: no target or task written by two shards or by another shard than its own (audit log)`,
+      value:
+        `${r.targetsWrittenByTwoShards.length} targets and ${r.tasksWrittenByTwoShards.length} tasks by two shards, ` +
+        `${r.targetsWrittenByAnotherShard.length} and ${r.tasksWrittenByAnotherShard.length} by another; ` +
+        `targets by shard ${JSON.stringify(r.targetsByShard)}`,
+      met: bad === 0 && Object.keys(r.tasksByShard).length > 0,
+    };
+  });
 }
 
 /** The highest median of a figure over the modes, with the mode it was seen in. */
@@ -184,7 +206,7 @@ export function headline(r: Pick<BenchResults, E2eScenarioName>): HeadlineRow[] 
 export function printSummary(d: BenchResults): void {
   console.log("\n==================== ATB operator benchmark ====================");
   console.log(`machine: ${JSON.stringify(d.machine)}`);
-  for (const k of ["broker", ...E2E_SCENARIOS, "restart"] as const) {
+  for (const k of ["broker", ...E2E_SCENARIOS, "shards", "restart"] as const) {
     const o = d[k];
     if (failed(o)) console.log(`\n${k}: FAILED: ${o.error}`);
   }
@@ -203,6 +225,8 @@ export function printSummary(d: BenchResults): void {
   const restart = succeeded(d.restart);
   if (broker) printBroker(broker);
   for (const [name, e] of Object.entries(e2eResults(d))) printE2e(name, e);
+  const shards = succeeded(d.shards);
+  if (shards) printShards(shards);
   if (restart) printRestart(restart);
   console.log("\ntargets");
   for (const t of d.targets)
@@ -246,6 +270,22 @@ function printMode(mode: string, s: ModeSummary): void {
   console.log(`      operator ${JSON.stringify(s.operatorApiRequestsPerTask)}`);
   console.log(`      limit    ${JSON.stringify(s.limitApiRequestsPerTask)}`);
   console.log(`    stages operator ${JSON.stringify(s.operatorStagesS)}`);
+}
+
+function printShards(s: ShardsResult): void {
+  console.log(
+    `\nshards: a burst of ${s.tasks} scale tasks over ${s.targets} Deployments; limit ${s.limit.throughput} tasks/s`,
+  );
+  console.log(
+    "| shards | tasks/s | ratio to limit | p50 s | p99 s | requests/task | CPU s/1000 | tasks by shard | written by two shards |",
+  );
+  console.log("|---|---|---|---|---|---|---|---|---|");
+  for (const r of s.runs)
+    console.log(
+      `| ${r.shards} | ${r.throughput} | ${r.ratioToLimit} | ${r.run.latencyS.p50} | ${r.run.latencyS.p99} | ` +
+        `${r.run.requestsPerTask} | ${r.run.cpuSecondsPer1000} | ${JSON.stringify(r.tasksByShard)} | ` +
+        `${r.targetsWrittenByTwoShards.length + r.tasksWrittenByTwoShards.length} |`,
+    );
 }
 
 function printRestart(r: RestartResult): void {

@@ -176,6 +176,39 @@ export interface RestartResult extends RestartSeries {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Shards
+
+/** One shard count of the shards scenario: the burst through n watcher processes. */
+export interface ShardRun {
+  shards: number;
+  throughput: number;
+  /** throughput / the limit's throughput (the same burst, this scenario's limit run). */
+  ratioToLimit: number;
+  /** The operator side's run (CPU summed over the n processes; peak RSS is the first process's). */
+  run: RunResult;
+  /** Tasks written (status or labels) by each shard "i/N", from the API server's audit log. */
+  tasksByShard: Record<string, number>;
+  /** Deployments written by each shard. */
+  targetsByShard: Record<string, number>;
+  /** Must be empty: targets and tasks written by more than one shard. */
+  targetsWrittenByTwoShards: string[];
+  tasksWrittenByTwoShards: string[];
+  /** Must be empty: written by a shard other than the one the target hashes to. */
+  targetsWrittenByAnotherShard: string[];
+  tasksWrittenByAnotherShard: string[];
+  /** VmHWM of each watcher process (shard 0 first), MiB. */
+  processHwmMiB: number[];
+}
+
+export interface ShardsResult {
+  tasks: number;
+  targets: number;
+  /** The limit's run of the same burst (once, before the shard counts). */
+  limit: RunResult;
+  runs: ShardRun[];
+}
+
+// ---------------------------------------------------------------------------------------------
 // The whole file
 
 /** Each scenario's result type, by the scenario's name (settings.ts lists the names). */
@@ -183,6 +216,7 @@ export interface ScenarioResultOf {
   broker: BrokerResult;
   scale: E2eResult;
   "update-config": E2eResult;
+  shards: ShardsResult;
   restart: RestartResult;
 }
 

@@ -5,7 +5,7 @@
 //   settings.ts       every ATB_BENCH_* variable (parseSettings)
 //   environment.ts    control plane, broker, operator, the limit process; machine facts
 //   fixtures.ts       the Deployments, tasks, finished statuses and PoAs the scenarios create
-//   scenarios/        broker.ts, e2e.ts (the scenarios scale and update-config), restart.ts
+//   scenarios/        broker.ts, e2e.ts (the scenarios scale and update-config), shards.ts, restart.ts
 //   limit/            the same-run limit, the least API work a task needs: worker.ts (its
 //                     process), driver.ts (our side), protocol.ts, identity.ts (who it is)
 //   audit.ts          the API server's audit log: each side's requests per task
@@ -25,6 +25,7 @@ import type { BenchResults, ScenarioResultOf, ScenarioResults } from "./results"
 import { brokerScenario } from "./scenarios/broker";
 import { e2eScenario } from "./scenarios/e2e";
 import { restartScenario } from "./scenarios/restart";
+import { shardsScenario } from "./scenarios/shards";
 import { parseSettings, SCENARIOS, type ScenarioName, type Settings } from "./settings";
 
 type Runners = { [K in ScenarioName]: (env: BenchEnv) => Promise<ScenarioResultOf[K]> };
@@ -33,6 +34,7 @@ const RUNNERS: Runners = {
   broker: brokerScenario,
   scale: e2eScenario("scale"),
   "update-config": e2eScenario("update-config"),
+  shards: shardsScenario,
   restart: restartScenario,
 };
 

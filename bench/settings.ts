@@ -4,7 +4,7 @@
 import { join } from "node:path";
 
 /** The scenarios, in the order they run (ATB_BENCH_SCENARIOS only selects among them). */
-export const SCENARIOS = ["broker", "scale", "update-config", "restart"] as const;
+export const SCENARIOS = ["broker", "scale", "update-config", "shards", "restart"] as const;
 export type ScenarioName = (typeof SCENARIOS)[number];
 /** The end-to-end scenarios (operator and limit side by side); "e2e" in ATB_BENCH_SCENARIOS selects both. */
 export const E2E_SCENARIOS = ["scale", "update-config"] as const;
@@ -19,8 +19,12 @@ export interface Settings {
   readonly repeats: number;
   /** Fixed creation rates (tasks/s) run besides the burst; empty: the burst only. */
   readonly rates: readonly number[];
-  /** Finished tasks for the restart scenario. */
+  /** Finished tasks for the restart scenario (at most MAX_FINISHED). */
   readonly finished: number;
+  /** Shard counts of the shards scenario: watcher processes on one control plane (each <= MAX_BENCH_SHARDS). */
+  readonly shardCounts: readonly number[];
+  /** Tasks per shard count in the shards scenario (a burst of scale tasks over the same targets). */
+  readonly shardTasks: number;
   /** bulk: statuses written by the benchmark; operator: tasks the broker denies, through the pipeline. */
   readonly fill: "bulk" | "operator";
   /** Operator restarts measured. */
@@ -60,11 +64,36 @@ function raw(env: Env, name: string): string | undefined {
   return v === undefined || v === "" ? undefined : v;
 }
 
-function int(env: Env, name: string, def: number, min = 1): number {
+/** A whole number within [min, max] (default: at least 1). */
+function int(env: Env, name: string, def: number, [min, max] = [1, Number.MAX_SAFE_INTEGER]): number {
   const v = raw(env, name);
   if (v === undefined) return def;
-  if (!/^\d+$/.test(v) || Number(v) < min) invalid(name, `must be a whole number >= ${min}`, v);
+  if (!/^\d+$/.test(v) || Number(v) < min || Number(v) > max)
+    invalid(
+      name,
+      max === Number.MAX_SAFE_INTEGER
+        ? `must be a whole number >= ${min}`
+        : `must be a whole number from ${min} to ${max}`,
+      v,
+    );
   return Number(v);
+}
+
+/** The most finished tasks the restart scenario fills (ATB_BENCH_FINISHED). */
+export const MAX_FINISHED = 100_000;
+/** The most watcher processes the shards scenario starts at once (ATB_BENCH_SHARDS). */
+export const MAX_BENCH_SHARDS = 8;
+
+/** Shard counts, comma-separated, each from 1 to MAX_BENCH_SHARDS, each once, ascending. */
+function shardCounts(env: Env): number[] {
+  const v = raw(env, "ATB_BENCH_SHARDS");
+  if (v === undefined) return [1, 2, 4];
+  const counts = list(v).map(c => {
+    if (!/^\d+$/.test(c) || Number(c) < 1 || Number(c) > MAX_BENCH_SHARDS)
+      invalid("ATB_BENCH_SHARDS", `must be comma-separated shard counts from 1 to ${MAX_BENCH_SHARDS}`, c);
+    return Number(c);
+  });
+  return [...new Set(counts)].sort((a, b) => a - b);
 }
 
 function flag(env: Env, name: string): boolean {
@@ -122,7 +151,9 @@ export function parseSettings(env: Env): Settings {
     targets: int(env, "ATB_BENCH_TARGETS", 50),
     repeats: int(env, "ATB_BENCH_REPEATS", 1),
     rates: Object.freeze(rates(env)),
-    finished: int(env, "ATB_BENCH_FINISHED", 10_000, 0),
+    finished: int(env, "ATB_BENCH_FINISHED", 10_000, [0, MAX_FINISHED]),
+    shardCounts: Object.freeze(shardCounts(env)),
+    shardTasks: int(env, "ATB_BENCH_SHARD_TASKS", 300),
     fill: oneOf(env, "ATB_BENCH_FILL", ["bulk", "operator"] as const),
     restarts: int(env, "ATB_BENCH_RESTARTS", 3),
     qps: int(env, "ATB_BENCH_QPS", 1000),

@@ -97,8 +97,12 @@ export interface Stack {
   mint(o: Omit<MintOptions, "key"> & StackMintChange): Promise<string>;
   startBroker(): Promise<RunningBroker>;
   stopBroker(): Promise<void>;
-  /** Stops the operator (SIGTERM, or SIGKILL for crash tests) and starts it again on the same port. */
-  restartOperator(signal?: NodeJS.Signals): Promise<OperatorHandle>;
+  /**
+   * Stops the operator (SIGTERM, or SIGKILL for crash tests) and starts it again on the same port.
+   * `env`, when given, is added over the stack's operator environment from now on (this and later
+   * restarts; `{}` goes back to the stack's own), e.g. ATB_SHARDS and ATB_SHARD for the benchmark.
+   */
+  restartOperator(signal?: NodeJS.Signals, env?: Record<string, string>): Promise<OperatorHandle>;
   /**
    * One more watcher process (PEPR_WATCH_MODE, no admission: the webhooks stay registered once,
    * with the first operator) against the same control plane and broker, as the same
@@ -183,6 +187,8 @@ export async function startStack(o: StackOptions): Promise<Stack> {
   );
   let broker: RunningBroker | undefined;
   const watchers = new Set<Watcher>();
+  /** What restartOperator(signal, env) added over the operator environment. */
+  let overrides: Record<string, string> = {};
   const stack: Stack = {
     cluster: o.cluster,
     bin,
@@ -230,9 +236,10 @@ export async function startStack(o: StackOptions): Promise<Stack> {
       broker = undefined;
       stack.broker = undefined;
     },
-    async restartOperator(signal = "SIGTERM") {
+    async restartOperator(signal = "SIGTERM", env) {
       await stack.operator.stop(signal);
-      stack.operator = await launch(stack, o, opPort, stack.operator.apiPath);
+      if (env) overrides = { ...env };
+      stack.operator = await launch(stack, o, opPort, { apiPath: stack.operator.apiPath, overrides });
       return stack.operator;
     },
     async startWatcher(env) {
@@ -306,7 +313,12 @@ export async function startStack(o: StackOptions): Promise<Stack> {
   return stack;
 }
 
-function launch(stack: Stack, o: StackOptions, port: number, apiPath?: string): Promise<OperatorHandle> {
+function launch(
+  stack: Stack,
+  o: StackOptions,
+  port: number,
+  { apiPath, overrides = {} }: { apiPath?: string; overrides?: Record<string, string> } = {},
+): Promise<OperatorHandle> {
   return startOperator({
     kubeconfig: stack.operatorIdentity.kubeconfig,
     workDir: join(o.workDir, "operator"),
@@ -315,7 +327,7 @@ function launch(stack: Stack, o: StackOptions, port: number, apiPath?: string): 
     nodeArgs: o.operatorNodeArgs,
     port,
     apiPath,
-    env: operatorEnv(stack, o, stack.metricsPort),
+    env: { ...operatorEnv(stack, o, stack.metricsPort), ...overrides },
   });
 }
 

@@ -35,26 +35,39 @@ interface E2eKind {
   targetKind: "Deployment" | "ConfigMap";
   targetPrefix: string;
   createTargets(env: BenchEnv, namespace: string): Promise<void>;
-  /** The tasks of run number `run` in `namespace`. */
-  tasks(env: BenchEnv, namespace: string, run: number): Promise<AgentTaskObject[]>;
+  /** `count` tasks of run number `run` in `namespace`. */
+  tasks(env: BenchEnv, namespace: string, run: number, count: number): Promise<AgentTaskObject[]>;
 }
 
-const KINDS: Record<E2eScenarioName, E2eKind> = {
+/**
+ * The replicas each Deployment was last asked for, by namespace/name (they are created with 2):
+ * the next task for it asks for the other of 2 and 3, so every task changes its Deployment, in
+ * every run and scenario, whatever the number of tasks per target.
+ */
+const lastReplicas = new Map<string, number>();
+function nextReplicas(namespace: string, name: string): number {
+  const key = `${namespace}/${name}`;
+  const next = (lastReplicas.get(key) ?? 2) === 2 ? 3 : 2;
+  lastReplicas.set(key, next);
+  return next;
+}
+
+export const KINDS: Record<E2eScenarioName, E2eKind> = {
   scale: {
     action: "scale",
     targetKind: "Deployment",
     targetPrefix: "app",
     createTargets: (env, namespace) =>
       createDeployments(env.api, { namespace, prefix: "app", count: env.settings.targets, replicas: 2 }),
-    tasks: (env, namespace, run) =>
+    tasks: (env, namespace, run, count) =>
       scaleTasks(env.stack, {
         namespace,
         prefix: `r${run}`,
-        count: env.settings.tasks,
+        count,
         targets: env.settings.targets,
         targetPrefix: "app",
-        // 2 ↔ 3 replicas: each task changes its Deployment, and the run ends where the next begins.
-        replicasOf: i => 2 + ((Math.floor(i / env.settings.targets) + (run % 2)) % 2),
+        // 2 ↔ 3 replicas (scaleTasks asks in task order; task i is for target i mod targets).
+        replicasOf: i => nextReplicas(namespace, `app-${i % env.settings.targets}`),
         maxReplicas: 10,
       }),
   },
@@ -64,11 +77,11 @@ const KINDS: Record<E2eScenarioName, E2eKind> = {
     targetPrefix: "cfg",
     createTargets: (env, namespace) =>
       createConfigMaps(env.api, { namespace, prefix: "cfg", count: env.settings.targets }),
-    tasks: (env, namespace, run) =>
+    tasks: (env, namespace, run, count) =>
       configTasks(env.stack, {
         namespace,
         prefix: `c${run}`,
-        count: env.settings.tasks,
+        count,
         targets: env.settings.targets,
         targetPrefix: "cfg",
         valueOf: i => `run-${run}-task-${i}`,
@@ -99,8 +112,14 @@ export function e2eScenario(name: E2eScenarioName): (env: BenchEnv) => Promise<E
   };
 }
 
-interface RunSpec {
+export interface RunSpec {
   name: E2eScenarioName;
+  /** Tasks of the run (default ATB_BENCH_TASKS). */
+  tasks?: number;
+  /** The operator side's processes (default: the stack's operator): their CPU is summed. */
+  pids?: () => number[];
+  /** Names the run in the progress line (default: the scenario's name). */
+  label?: string;
   side: Side;
   rate: Rate;
   repeat: number;
@@ -108,25 +127,28 @@ interface RunSpec {
   run: number;
 }
 
-async function e2eRun(env: BenchEnv, kind: E2eKind, spec: RunSpec): Promise<RunResult> {
+export async function e2eRun(env: BenchEnv, kind: E2eKind, spec: RunSpec): Promise<RunResult> {
   const { settings } = env;
   const { side, rate } = spec;
   const ns = side === "operator" ? NS : NS_LIMIT;
   const tracker = env.trackers[side];
   tracker.forget();
-  const tasks = await kind.tasks(env, ns, spec.run);
+  const n = spec.tasks ?? settings.tasks;
+  const tasks = await kind.tasks(env, ns, spec.run, n);
   const names = tasks.map(t => t.metadata.name);
   const pid = side === "operator" ? env.stack.operator.process.pid! : env.limit.pid;
   const user = side === "operator" ? env.stack.operatorIdentity.username : env.limitIdentity.username;
   const limit0 = side === "limit" ? await env.limit.stats() : undefined;
   const audit0 = auditOffset(env.dataDir);
-  const cpu0 = cpuSeconds(pid);
+  const pids = side === "operator" && spec.pids ? spec.pids() : [pid];
+  const cpuOf = () => pids.reduce((sum, p) => sum + cpuSeconds(p), 0);
+  const cpu0 = cpuOf();
   const rss = new RssSampler(() => pid, 200);
   const t0 = Date.now();
   const createErrors = await createTasks(env.api, tracker, tasks, { rate, concurrency: settings.createConcurrency });
   const createSeconds = (Date.now() - t0) / 1000;
-  await tracker.waitTerminal(names, Math.max(300_000, rate ? (settings.tasks / rate) * 3000 : 0));
-  const cpu = cpuSeconds(pid) - cpu0;
+  await tracker.waitTerminal(names, Math.max(300_000, rate ? (n / rate) * 3000 : 0));
+  const cpu = cpuOf() - cpu0;
   const peakRssMiB = rss.max();
   rss.stop();
   // What a side still sends after its last status write (an Event), and the audit log's writer.
@@ -134,24 +156,28 @@ async function e2eRun(env: BenchEnv, kind: E2eKind, spec: RunSpec): Promise<RunR
   const requests = countRequests(auditSince(env.dataDir, audit0), user);
   const limit1 = side === "limit" ? await env.limit.stats() : undefined;
   const times = names.map(n => tracker.tasks.get(n)!);
-  const r = runResult(spec, settings.tasks, times, { createErrors, createSeconds, cpu, peakRssMiB, requests });
+  const r = runResult(spec, n, times, { createErrors, createSeconds, cpu, peakRssMiB, requests });
   if (limit0 && limit1) {
     const sum = (o: Record<string, number>) => Object.values(o).reduce((a, b) => a + b, 0);
     r.limitClient = {
-      requestsPerTask: round((sum(limit1.requests) - sum(limit0.requests)) / settings.tasks, 3),
+      requestsPerTask: round((sum(limit1.requests) - sum(limit0.requests)) / n, 3),
       conflicts: limit1.conflicts - limit0.conflicts,
     };
   }
+  logRun(spec, r);
+  await deleteTasks(env.api, ns);
+  return r;
+}
+
+function logRun(spec: RunSpec, r: RunResult): void {
   log(
-    `${spec.name} ${side.padEnd(8)} ${r.mode.padEnd(6)} #${spec.repeat}: ${r.throughput} tasks/s, ` +
+    `${spec.label ?? spec.name} ${spec.side.padEnd(8)} ${r.mode.padEnd(6)} #${spec.repeat}: ${r.throughput} tasks/s, ` +
       `p50 ${r.latencyS.p50}s p99 ${r.latencyS.p99}s, ${r.requestsPerTask} requests/task ` +
       `(status writes ${r.statusWritesPerCompletedTask}, events ${r.eventsPerTask}), cpu ${r.cpuSecondsPer1000}s/1000, ` +
-      `rss ${peakRssMiB} MiB, phases ${JSON.stringify(r.phases)}` +
+      `rss ${r.peakRssMiB} MiB, phases ${JSON.stringify(r.phases)}` +
       (r.stagesS ? `, stages ${JSON.stringify(r.stagesS)}` : "") +
       (r.limitClient ? `, conflicts ${r.limitClient.conflicts}` : ""),
   );
-  await deleteTasks(env.api, ns);
-  return r;
 }
 
 interface Measured {

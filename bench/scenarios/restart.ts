@@ -198,7 +198,7 @@ async function measureRestart(env: BenchEnv, i: number): Promise<RestartMeasurem
   };
 }
 
-function readyz(port: number): Promise<number> {
+export function readyz(port: number): Promise<number> {
   return new Promise(resolve => {
     const req = httpRequest({ host: "127.0.0.1", port, path: "/readyz", timeout: 1000 }, res => {
       res.resume();
