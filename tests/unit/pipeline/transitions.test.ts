@@ -502,7 +502,8 @@ describe("Pending: one task per target", () => {
     expect([task(w, a).status!.phase, task(w, b).status!.phase]).toEqual(["Completed", "Completed"]);
   });
 
-  test("GIVEN the holder is deleted WHEN a sweep no longer lists it THEN the target goes to the waiter, and its key reads it (gone)", async () => {
+  /** Task a holds the target (applied, rolling out), b waits for it; then a is deleted. */
+  async function holderDeleted(): Promise<{ w: World; a: string; b: string }> {
     const w = world();
     deployment(w);
     const a = submit(w, "a");
@@ -510,6 +511,11 @@ describe("Pending: one task per target", () => {
     const b = submit(w, "b");
     await w.pipeline.reconcile(b);
     w.kube.remove(taskPath("a"));
+    return { w, a, b };
+  }
+
+  test("GIVEN the holder is deleted WHEN a sweep no longer lists it THEN the target goes to the waiter, and its key reads it (gone)", async () => {
+    const { w, a, b } = await holderDeleted();
 
     w.pipeline.retain(new Set([b]));
     expect(w.wakes).toEqual([b]);
@@ -518,13 +524,7 @@ describe("Pending: one task per target", () => {
   });
 
   test("GIVEN the holder is deleted WHEN its next status write finds it gone THEN it is read again and forgotten", async () => {
-    const w = world();
-    deployment(w);
-    const a = submit(w, "a");
-    await w.pipeline.reconcile(a);
-    const b = submit(w, "b");
-    await w.pipeline.reconcile(b);
-    w.kube.remove(taskPath("a"));
+    const { w, a, b } = await holderDeleted();
     w.kube.completeRollout(deployPath());
 
     const r = await w.pipeline.reconcile(a); // Completed: the write answers 404
