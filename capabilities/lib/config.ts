@@ -23,9 +23,10 @@ export interface OperatorConfig {
   /**
    * A task is Pending (no status) until its first write; in a scoped operator (WATCH_NAMESPACE),
    * one still waiting for its target this long after creation gets Pending stored once, so other
-   * scoped instances' out-of-scope check sees that it is served. Below outOfScopeGraceMs.
+   * scoped instances' out-of-scope check sees that it is served. Below outOfScopeGraceMs;
+   * default a third of it, undefined (never) when that check is off (the grace is 0).
    */
-  pendingClaimMs: number;
+  pendingClaimMs: number | undefined;
   /** Whether a task may target another namespace than its own. Deny by default. */
   allowCrossNamespace: boolean;
   /**
@@ -173,9 +174,15 @@ function scopeSettings(env: Env) {
   if (served.length)
     invalid("ATB_OUT_OF_SCOPE_NAMESPACES", `must not name a namespace in WATCH_NAMESPACE (${served.join(", ")})`);
   const grace = int(env, "ATB_OUT_OF_SCOPE_GRACE_SECONDS", 60, 0, 86_400);
-  // Instances serving a namespace store Pending well inside other instances' grace.
-  const claim = int(env, "ATB_PENDING_CLAIM_SECONDS", grace > 0 ? Math.min(10, Math.floor(grace / 3)) : 10, 0, 3_600);
-  if (grace > 0 && claim >= grace)
+  // Scoped instances store Pending well inside each other's grace (they share this setting);
+  // with the check off (grace 0) nobody marks a task without status, so nothing is claimed.
+  const explicit = env.ATB_PENDING_CLAIM_SECONDS !== undefined && env.ATB_PENDING_CLAIM_SECONDS !== "";
+  const claim = explicit
+    ? int(env, "ATB_PENDING_CLAIM_SECONDS", 0, 0, 3_600)
+    : grace > 0
+      ? Math.floor(grace / 3)
+      : undefined;
+  if (grace > 0 && claim !== undefined && claim >= grace)
     invalid(
       "ATB_PENDING_CLAIM_SECONDS",
       `must be less than ATB_OUT_OF_SCOPE_GRACE_SECONDS (${grace}): a task waiting for its target would be marked OutOfScope by a scoped instance before it shows Pending`,
@@ -186,7 +193,7 @@ function scopeSettings(env: Env) {
     protectedNamespaces,
     outOfScopeGraceMs: grace * 1000,
     outOfScopeNamespaces,
-    pendingClaimMs: claim * 1000,
+    pendingClaimMs: claim === undefined ? undefined : claim * 1000,
   };
 }
 

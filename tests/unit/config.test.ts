@@ -120,12 +120,12 @@ describe("parseConfig", () => {
 
 describe("ATB_PENDING_CLAIM_SECONDS", () => {
   test.each([
-    [{}, 10_000],
+    [{}, 20_000],
     [{ ATB_OUT_OF_SCOPE_GRACE_SECONDS: "3" }, 1_000],
-    [{ ATB_OUT_OF_SCOPE_GRACE_SECONDS: "0" }, 10_000],
+    [{ ATB_OUT_OF_SCOPE_GRACE_SECONDS: "0" }, undefined],
     [{ ATB_OUT_OF_SCOPE_GRACE_SECONDS: "0", ATB_PENDING_CLAIM_SECONDS: "600" }, 600_000],
     [{ ATB_PENDING_CLAIM_SECONDS: "0" }, 0],
-  ])("%p gives %p ms (default: 10 s, at most a third of the out-of-scope grace)", (env, ms) => {
+  ])("%p gives %p ms (default: a third of the out-of-scope grace; never when that check is off)", (env, ms) => {
     expect(parseConfig(env).pendingClaimMs).toBe(ms);
   });
 

@@ -398,8 +398,11 @@ export class Pipeline {
     // Pending is not stored while a task waits. A scoped operator (WATCH_NAMESPACE) stores it
     // once the task has waited pendingClaimMs, so other scoped instances' out-of-scope check sees
     // that it is served; an operator serving every namespace has no such neighbours.
-    const scoped = this.deps.config.watchNamespaces.length > 0;
-    const claimAt = scoped ? createdAt(task) + this.deps.config.pendingClaimMs : Number.POSITIVE_INFINITY;
+    const { watchNamespaces, pendingClaimMs } = this.deps.config;
+    const claimAt =
+      watchNamespaces.length > 0 && pendingClaimMs !== undefined
+        ? createdAt(task) + pendingClaimMs
+        : Number.POSITIVE_INFINITY;
     const key = taskKey(task);
     const stored = this.unwritten.get(key)?.stored ?? task;
     if (!stored.status?.phase && now.getTime() >= claimAt) {

@@ -440,11 +440,12 @@ describe("Pending: one task per target", () => {
 
     const waiting = await w.pipeline.reconcile(b);
 
-    // Pending is implied (nothing stored) until the task has waited ATB_PENDING_CLAIM_SECONDS.
-    expect(waiting.requeueAfterMs).toBe(10_000);
+    // Pending is implied (nothing stored) until the task has waited ATB_PENDING_CLAIM_SECONDS
+    // (a third of the default 60 s out-of-scope grace).
+    expect(waiting.requeueAfterMs).toBe(20_000);
     expect(task(w, b).status).toBeUndefined();
     expect(w.broker.callsFor(uidOf(w, b))).toHaveLength(0);
-    w.clock.advance(10_000);
+    w.clock.advance(20_000);
     expect(await w.pipeline.reconcile(b)).toEqual({ requeueAfterMs: 60_000 }); // still held: Pending stored
     expect(task(w, b).status).toMatchObject({ phase: "Pending", message: "Task received; waiting for a worker" });
     expect(statusWrites(w, b)).toHaveLength(1);
