@@ -337,8 +337,9 @@ describe("N watcher Deployments from one module (tools/manifests.ts --shards)", 
 
   test("the command line", () => {
     expect(parseArgs(["--shards", "4", "--out", "x.yaml"])).toEqual({ shards: 4, out: "x.yaml" });
+    expect(parseArgs(["--dist", "/tmp/build"])).toEqual({ dist: "/tmp/build" });
     expect(parseArgs([])).toEqual({});
-    expect(() => parseArgs(["--shards"])).toThrow(/usage: \[--shards N\] \[--out FILE\]/);
+    expect(() => parseArgs(["--shards"])).toThrow(/usage: \[--shards N\] \[--dist DIR\] \[--out FILE\]/);
     expect(() => parseArgs(["--shards", "two"])).toThrow(/--shards/);
   });
 });
