@@ -123,6 +123,24 @@ export interface Watcher {
 }
 
 /**
+ * Stack.mint for a control plane and a signing key: the change a payload makes is looked up in the
+ * cluster as the operator will look it up.
+ */
+export function minter(bin: Binaries, kubeconfig: string, signingKey: string): Stack["mint"] {
+  return async ({ payload, resolved, ...m }) => {
+    if (payload === undefined || m.changeSha256 !== undefined) return mintPoa({ key: signingKey, ...m } as MintOptions);
+    const target = typeof m.target === "string" ? parseTarget(m.target) : m.target;
+    const reader = kubectlReader(bin, kubeconfig);
+    // A payload without a change (a rollback to a revision that does not exist, a malformed
+    // patch) mints an unbound token: the operator refuses such a task before it asks the broker.
+    const changeSha256 = await taskChangeSha256({ action: m.action, target, payload, resolved }, reader).catch(
+      () => undefined,
+    );
+    return mintPoa({ key: signingKey, ...m, changeSha256 } as MintOptions);
+  };
+}
+
+/**
  * Installs what the stack needs on a fresh control plane (the AgentTask and AgentTaskApproval
  * CRDs, Pepr's store CRD and pepr-system, and the scope admission policy with its default
  * parameters: the default protected namespaces refused, every other namespace allowed, since each
@@ -198,18 +216,7 @@ export async function startStack(o: StackOptions): Promise<Stack> {
     auditFile,
     operator: undefined as unknown as OperatorHandle,
     operatorIdentity: undefined as unknown as OperatorIdentity,
-    async mint({ payload, resolved, ...m }) {
-      if (payload === undefined || m.changeSha256 !== undefined)
-        return mintPoa({ key: signingKey, ...m } as MintOptions);
-      const target = typeof m.target === "string" ? parseTarget(m.target) : m.target;
-      const reader = kubectlReader(bin, o.cluster.kubeconfig);
-      // A payload without a change (a rollback to a revision that does not exist, a malformed
-      // patch) mints an unbound token: the operator refuses such a task before it asks the broker.
-      const changeSha256 = await taskChangeSha256({ action: m.action, target, payload, resolved }, reader).catch(
-        () => undefined,
-      );
-      return mintPoa({ key: signingKey, ...m, changeSha256 } as MintOptions);
-    },
+    mint: minter(bin, o.cluster.kubeconfig, signingKey),
     async startBroker() {
       broker = await startBroker({
         port: brokerPort,

@@ -30,6 +30,21 @@ export interface ClusterState {
   outlivesCaller?: boolean;
   /** UpOptions.auditRules, kept so that a restarted API server audits the same. */
   auditRules?: AuditRule[];
+  /** UpOptions.apiserver, kept so that a restarted API server listens and admits the same. */
+  apiserver?: ApiserverOptions;
+}
+
+/** How the API server listens and admits, beyond the defaults (127.0.0.1 only). */
+export interface ApiserverOptions {
+  /** --bind-address (default 127.0.0.1); only inside a network namespace of its own, e.g. 0.0.0.0. */
+  bindAddress?: string;
+  /** --advertise-address (the `kubernetes` Service's endpoint; default 127.0.0.1). */
+  advertiseAddress?: string;
+  /** More IP addresses in the serving certificate. */
+  ips?: string[];
+  /** The ServiceAccount admission plugin (a pod's token volume); off by default (KWOK's pods need none). */
+  serviceAccountAdmission?: boolean;
+  extraArgs?: string[];
 }
 
 /** One rule of an audit policy (audit.k8s.io/v1 PolicyRule, the fields used here). */
@@ -56,6 +71,12 @@ export interface UpOptions {
    * benchmark records every request of the identities it measures. Default: none.
    */
   auditRules?: AuditRule[];
+  apiserver?: ApiserverOptions;
+  /**
+   * Namespaces whose pods KWOK leaves alone (they stay Pending on its nodes unless something else,
+   * such as tools/pods/runner.ts, runs them).
+   */
+  kwokUnmanagedNamespaces?: string[];
 }
 
 export function statePath(dataDir: string): string {
@@ -95,13 +116,19 @@ export async function freePort(): Promise<number> {
   });
 }
 
-function pki(dataDir: string) {
+function pki(dataDir: string, extraIps: string[] = []) {
   const dir = join(dataDir, "pki");
   const ca = ensureCA(dir);
   const apiserver = issueCert(dir, ca, "apiserver", {
     cn: "kube-apiserver",
-    dns: ["localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc"],
-    ips: ["127.0.0.1", "10.96.0.1"],
+    dns: [
+      "localhost",
+      "kubernetes",
+      "kubernetes.default",
+      "kubernetes.default.svc",
+      "kubernetes.default.svc.cluster.local",
+    ],
+    ips: ["127.0.0.1", "10.96.0.1", ...extraIps],
     usage: "server",
   });
   const admin = issueCert(dir, ca, "admin", { cn: "atb-admin", org: "system:masters", usage: "client" });
@@ -189,14 +216,15 @@ export function auditLogPath(dataDir: string): string {
 function apiserverArgs(s: ClusterState, k: ReturnType<typeof pki>): string[] {
   const policy = join(s.dataDir, "audit-policy.yaml");
   writeFileSync(policy, auditPolicy(s.auditRules));
+  const a = s.apiserver ?? {};
   return [
     `--audit-policy-file=${policy}`,
     `--audit-log-path=${auditLogPath(s.dataDir)}`,
     "--audit-log-format=json",
     "--audit-log-maxsize=500",
     `--etcd-servers=http://127.0.0.1:${s.ports.etcd}`,
-    "--bind-address=127.0.0.1",
-    "--advertise-address=127.0.0.1",
+    `--bind-address=${a.bindAddress ?? "127.0.0.1"}`,
+    `--advertise-address=${a.advertiseAddress ?? "127.0.0.1"}`,
     `--secure-port=${s.ports.apiserver}`,
     `--cert-dir=${k.dir}`,
     `--tls-cert-file=${k.apiserver.cert}`,
@@ -208,15 +236,16 @@ function apiserverArgs(s: ClusterState, k: ReturnType<typeof pki>): string[] {
     `--service-account-key-file=${k.sa.pub}`,
     `--service-account-signing-key-file=${k.sa.key}`,
     `--service-cluster-ip-range=${SERVICE_CIDR}`,
-    "--disable-admission-plugins=ServiceAccount",
+    ...(a.serviceAccountAdmission ? [] : ["--disable-admission-plugins=ServiceAccount"]),
     "--profiling=false",
     "--v=0",
+    ...(a.extraArgs ?? []),
   ];
 }
 
 /** Starts (or restarts, keeping etcd) the API server of an existing plane and waits for /readyz. */
 export async function startApiserver(s: ClusterState, b: Binaries): Promise<void> {
-  const k = pki(s.dataDir);
+  const k = pki(s.dataDir, s.apiserver?.ips);
   s.pids["kube-apiserver"] = startProcess(s, "kube-apiserver", b.kubeApiserver, apiserverArgs(s, k));
   writeState(s);
   await waitFor(
@@ -254,7 +283,30 @@ function startEtcd(s: ClusterState, b: Binaries): void {
 // benchmark wait for.
 const CONTROLLER_CLIENT_FLAGS = ["--kube-api-qps=500", "--kube-api-burst=1000"];
 
-function startControllers(s: ClusterState, b: Binaries, k: ReturnType<typeof pki>): void {
+/**
+ * KWOK's stages with the pods of `namespaces` left out of every pod stage but deletion: KWOK
+ * neither readies nor completes them, and still finishes their deletion.
+ */
+export function kwokStagesWithout(stages: string, namespaces: string[]): string {
+  if (!namespaces.length) return stages;
+  const rule = [
+    "    - key: '.metadata.namespace'",
+    "      operator: 'NotIn'",
+    "      values:",
+    ...namespaces.map(n => `      - ${JSON.stringify(n)}`),
+  ].join("\n");
+  const docs = stages.split(/^---$/m);
+  let changed = 0;
+  const out = docs.map(doc => {
+    if (!/^\s*kind: Pod$/m.test(doc) || !/^\s*name: pod-(ready|complete)$/m.test(doc)) return doc;
+    changed++;
+    return doc.replace(/^(  selector:\n    matchExpressions:\n)/m, `$1${rule}\n`);
+  });
+  if (changed !== 2) throw new Error(`KWOK stages: expected the pod-ready and pod-complete stages, changed ${changed}`);
+  return out.join("---");
+}
+
+function startControllers(s: ClusterState, b: Binaries, k: ReturnType<typeof pki>, o: UpOptions): void {
   s.pids["kube-controller-manager"] = startProcess(s, "kube-controller-manager", b.kubeControllerManager, [
     `--kubeconfig=${s.kubeconfig}`,
     "--leader-elect=false",
@@ -274,9 +326,14 @@ function startControllers(s: ClusterState, b: Binaries, k: ReturnType<typeof pki
     "--secure-port=0",
     ...CONTROLLER_CLIENT_FLAGS,
   ]);
+  let stages = b.kwokStages;
+  if (o.kwokUnmanagedNamespaces?.length) {
+    stages = join(s.dataDir, "kwok-stages.yaml");
+    writeFileSync(stages, kwokStagesWithout(readFileSync(b.kwokStages, "utf8"), o.kwokUnmanagedNamespaces));
+  }
   s.pids.kwok = startProcess(s, "kwok", b.kwok, [
     `--kubeconfig=${s.kubeconfig}`,
-    `--config=${b.kwokStages}`,
+    `--config=${stages}`,
     "--manage-all-nodes=false",
     "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
     "--node-lease-duration-seconds=40",
@@ -319,7 +376,7 @@ export async function up(o: UpOptions): Promise<ClusterState> {
   rmSync(o.dataDir, { recursive: true, force: true });
   mkdirSync(o.dataDir, { recursive: true });
   const t0 = Date.now();
-  const k = pki(o.dataDir);
+  const k = pki(o.dataDir, o.apiserver?.ips);
   const ports = { etcd: await freePort(), etcdPeer: await freePort(), apiserver: await freePort() };
   const server = `https://127.0.0.1:${ports.apiserver}`;
   const kubeconfig = join(o.dataDir, "kubeconfig");
@@ -335,12 +392,13 @@ export async function up(o: UpOptions): Promise<ClusterState> {
     startedAt: new Date().toISOString(),
     ...(o.outliveCaller ? { outlivesCaller: true } : {}),
     ...(o.auditRules?.length ? { auditRules: o.auditRules } : {}),
+    ...(o.apiserver ? { apiserver: o.apiserver } : {}),
   };
   try {
     startEtcd(s, b);
     writeState(s);
     await startApiserver(s, b);
-    startControllers(s, b, k);
+    startControllers(s, b, k, o);
     writeState(s);
     await waitUsable(s, b, o.nodes ?? 3);
   } catch (err) {
