@@ -4,7 +4,9 @@
 //                        required payload fields) and the payload field schemas (marked regions)
 //   package.json         pepr.rbac: no rules for target kinds (the operator's ClusterRole)
 //   docs/deployment.md   the executor Roles: GET + PATCH per target kind and the actions' extra
-//                        grants, in three bounds (tools/executor.ts)
+//                        grants, in three bounds (tools/executor.ts); and, not from the registry,
+//                        the Helm chart's values file and its differences from the generated
+//                        manifests (tools/helm-chart.ts, which tests/e2e/helm-chart.test.ts asserts)
 //   README.md            the table of supported actions (marked region)
 //   policies/actions.rego the default risk tier per action
 // `npm run generate -- --check` writes nothing and exits 1 when a file is out of date;
@@ -16,6 +18,7 @@ import { actionEnum, kindEnum, payloadFields, rules } from "./generate/crd";
 import { packageJson, policyTiers, readmeTable } from "./generate/others";
 import { replaceRegion } from "./generate/regions";
 import { executorRolesDoc } from "./executor";
+import { helmDifferencesDoc, helmValuesDoc } from "./helm-chart";
 
 export const ROOT = join(__dirname, "..");
 export const CRD = "crds/agenttask.yaml";
@@ -45,12 +48,18 @@ function crd(text: string, modules: readonly ActionModule[]): string {
   return replaceRegion(out, CRD, "payload-fields", indent => payloadFields(modules, indent));
 }
 
+function deployment(text: string, modules: readonly ActionModule[]): string {
+  let out = replaceRegion(text, DEPLOYMENT, "executor-roles", () => executorRolesDoc(modules));
+  out = replaceRegion(out, DEPLOYMENT, "helm-values", () => helmValuesDoc());
+  return replaceRegion(out, DEPLOYMENT, "helm-differences", () => helmDifferencesDoc());
+}
+
 /** Every generated file as the registry `modules` makes it (path → content). */
 export function generate(modules: readonly ActionModule[], read: Reader = readRepo): Map<string, string> {
   return new Map([
     [CRD, crd(read(CRD), modules)],
     [PACKAGE, packageJson(read(PACKAGE))],
-    [DEPLOYMENT, replaceRegion(read(DEPLOYMENT), DEPLOYMENT, "executor-roles", () => executorRolesDoc(modules))],
+    [DEPLOYMENT, deployment(read(DEPLOYMENT), modules)],
     [README, replaceRegion(read(README), README, "actions-table", () => readmeTable(modules))],
     [POLICY, policyTiers(modules)],
   ]);

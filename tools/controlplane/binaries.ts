@@ -14,6 +14,8 @@ export interface Binaries {
   kwok: string;
   kwokStages: string;
   opa: string;
+  /** Not part of the control plane: renders and lints the Helm chart Pepr generates (tests/e2e/helm-chart.test.ts). */
+  helm: string;
 }
 
 function printPaths(): Record<string, string> {
@@ -49,6 +51,7 @@ export function ensureBinaries(log: (line: string) => void = line => console.err
     kwok: p["kwok"],
     kwokStages: p["kwok-stages.yaml"],
     opa: p["opa"],
+    helm: p["helm"],
   };
 }
 

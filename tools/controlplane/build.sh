@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the local control plane's binaries (etcd, kube-apiserver, kube-controller-manager,
-# kube-scheduler, kubectl, kwok, opa) from the pinned wrapper modules in ./go into a versioned
-# cache outside the repository. A complete cache entry means no rebuild; every entry is built in
+# kube-scheduler, kubectl, kwok, opa, helm) from the pinned wrapper modules in ./go into a versioned
+# cache outside the repository. helm is not part of the control plane: it is built here, the same
+# way, so the tests can lint and render the Helm chart Pepr generates (tests/e2e/helm-chart.test.ts). A complete cache entry means no rebuild; every entry is built in
 # a temporary folder and renamed into place, so an interrupted build never leaves half a cache.
 #
 #   tools/controlplane/build.sh            build what is missing, print the cache root
@@ -30,7 +31,7 @@ entry() {
 version_of() {
   case $1 in
     k8s) echo "$K8S_VERSION" ;; etcd) echo "$ETCD_VERSION" ;;
-    kwok) echo "$KWOK_VERSION" ;; opa) echo "$OPA_VERSION" ;;
+    kwok) echo "$KWOK_VERSION" ;; opa) echo "$OPA_VERSION" ;; helm) echo "$HELM_VERSION" ;;
     *) die "unknown component $1" ;;
   esac
 }
@@ -38,6 +39,7 @@ binaries_of() {
   case $1 in
     k8s) echo "kube-apiserver kube-controller-manager kube-scheduler kubectl" ;;
     etcd) echo "etcd" ;; kwok) echo "kwok kwok-stages.yaml" ;; opa) echo "opa" ;;
+    helm) echo "helm" ;;
   esac
 }
 complete() {
@@ -46,7 +48,7 @@ complete() {
   for b in $(binaries_of "$comp"); do [ -s "$dir/$b" ] || return 1; done
 }
 
-components="etcd kwok opa k8s"
+components="etcd kwok opa helm k8s"
 
 if [ "${1:-}" = "--print" ]; then
   for c in $components; do
@@ -104,6 +106,20 @@ build_one() {
 
 build_etcd() { go build -trimpath -v -ldflags "-s -w" -o "$1/etcd" go.etcd.io/etcd/server/v3; }
 build_opa() { go build -trimpath -v -ldflags "-s -w" -o "$1/opa" github.com/open-policy-agent/opa; }
+build_helm() {
+  # The ldflags of helm's own Makefile: the release version (else `helm version` says "unreleased")
+  # and the Kubernetes version helm assumes without a cluster (lint, template), which the Makefile
+  # derives from the client-go it is built with (v0.37 -> 1.37); the tests pass --kube-version.
+  local cg major minor ld="-s -w"
+  cg=$(go list -m -f '{{.Version}}' k8s.io/client-go | sed 's/^v//')
+  major=$(( $(echo "$cg" | cut -d. -f1) + 1 ))
+  minor=$(echo "$cg" | cut -d. -f2)
+  ld+=" -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION -X helm.sh/helm/v3/internal/version.metadata="
+  ld+=" -X helm.sh/helm/v3/internal/version.gitTreeState=clean"
+  ld+=" -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=$major -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=$minor"
+  ld+=" -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=$major -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$minor"
+  go build -trimpath -v -ldflags "$ld" -o "$1/helm" helm.sh/helm/v3/cmd/helm
+}
 build_kwok() {
   go build -trimpath -v -ldflags "-s -w" -o "$1/kwok" sigs.k8s.io/kwok/cmd/kwok
   # Standalone kwok needs Stage objects: take the ones kwokctl injects by default from the module source.
