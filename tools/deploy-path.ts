@@ -37,7 +37,7 @@ import { startBroker, type RunningBroker } from "../broker/server";
 import { createLogger } from "../capabilities/lib/logger";
 import { ensureBinaries, type Binaries } from "./controlplane/binaries";
 import { auditLogPath, down, kubectl, logTail, up, type ClusterState } from "./controlplane/cluster";
-import type { PodReport } from "./pods/runner";
+import type { PodReport, ProcessFacts } from "./pods/runner";
 import { memoryBytes } from "./pods/spec";
 import { tieGroup, tiePath, untieGroup } from "./reaper";
 import { LOCAL_ADMIN_BINDING, writeDataWithBinding } from "./requester-binding";
@@ -94,7 +94,10 @@ function parseArgs(argv: string[]): Args {
     else if (flag === "--keep") {
       out.keep = true;
       continue;
-    } else throw new Error(`unknown or incomplete argument "${flag}" (usage: [--dist DIR] [--report FILE] [--rollout-timeout SECONDS] [--keep])`);
+    } else
+      throw new Error(
+        `unknown or incomplete argument "${flag}" (usage: [--dist DIR] [--report FILE] [--rollout-timeout SECONDS] [--keep])`,
+      );
     i++;
   }
   return out;
@@ -270,6 +273,14 @@ async function probeChecks(b: Binaries, kubeconfig: string, pods: PodReport[]): 
   const m = metrics[0]
     ? await get(`http://${metrics[0]}:9464/metrics`).catch((e: Error) => ({ status: 0, body: e.message }))
     : { status: 0, body: "the metrics Service has no ready endpoint" };
+  const ready = metrics[0]
+    ? await get(`http://${metrics[0]}:9464/readyz`).catch((e: Error) => ({ status: 0, body: e.message }))
+    : { status: 0, body: "no endpoint" };
+  out.push({
+    name: "readiness: the watcher's /readyz on the metrics port (its sweep lists AgentTasks)",
+    ok: ready.status === 200,
+    detail: `HTTP ${ready.status} ${ready.body.slice(0, 200)}`,
+  });
   const completed = /atb_operator_tasks_total\{[^}]*\}\s+[1-9]/.test(m.body);
   out.push({
     name: "metrics: the watcher's port 9464 through the atb-operator-metrics Service",
@@ -344,6 +355,34 @@ interface PodTemplate {
 
 const SA_MOUNT = "/var/run/secrets/kubernetes.io/serviceaccount";
 
+type ContainerSpec = PodTemplate["spec"]["template"]["spec"]["containers"][number];
+
+/** How a container's process differs from what its Deployment says. */
+function containerProblems(
+  f: ProcessFacts,
+  c: ContainerSpec,
+  ps: NonNullable<PodTemplate["spec"]["template"]["spec"]["securityContext"]>,
+): string[] {
+  const problems: string[] = [];
+  const cs = c.securityContext ?? {};
+  const want = { uid: cs.runAsUser ?? ps.runAsUser, gid: cs.runAsGroup ?? ps.runAsGroup };
+  if (f.uid !== want.uid) problems.push(`uid ${f.uid}, Deployment says ${want.uid}`);
+  if (f.gid !== want.gid) problems.push(`gid ${f.gid}, Deployment says ${want.gid}`);
+  if (ps.fsGroup !== undefined && !f.groups.includes(ps.fsGroup))
+    problems.push(`groups ${f.groups.join(",")} lack fsGroup ${ps.fsGroup}`);
+  if (cs.allowPrivilegeEscalation === false && !f.noNewPrivs) problems.push("no_new_privs not set");
+  if (!/^0+$/.test(f.capEff)) problems.push(`effective capabilities ${f.capEff}`);
+  for (const m of [...(c.volumeMounts ?? []), { mountPath: SA_MOUNT, readOnly: true }]) {
+    const seen = f.mounts.find(x => x.path === m.mountPath);
+    if (!seen) problems.push(`${m.mountPath} not mounted`);
+    else if (m.readOnly && !seen.readOnly) problems.push(`${m.mountPath} mounted read-write`);
+  }
+  const limit = c.resources?.limits?.memory;
+  if (limit && f.memoryLimit !== memoryBytes(limit))
+    problems.push(`memory limit ${f.memoryLimit ?? "none"}, Deployment says ${limit}`);
+  return problems;
+}
+
 /**
  * Each running container as the kernel sees it against its generated Deployment: user, group,
  * fsGroup, no-new-privileges, no capabilities, every volumeMount (and the ServiceAccount token)
@@ -363,26 +402,7 @@ function processChecks(dist: string, pods: PodReport[]): Check[] {
     const ps = d.spec.template.spec.securityContext ?? {};
     for (const c of d.spec.template.spec.containers) {
       const f = p.processes.find(x => x.container === c.name);
-      const problems: string[] = [];
-      if (!f) problems.push("no running process");
-      else {
-        const cs = c.securityContext ?? {};
-        const want = { uid: cs.runAsUser ?? ps.runAsUser, gid: cs.runAsGroup ?? ps.runAsGroup };
-        if (f.uid !== want.uid) problems.push(`uid ${f.uid}, Deployment says ${want.uid}`);
-        if (f.gid !== want.gid) problems.push(`gid ${f.gid}, Deployment says ${want.gid}`);
-        if (ps.fsGroup !== undefined && !f.groups.includes(ps.fsGroup))
-          problems.push(`groups ${f.groups.join(",")} lack fsGroup ${ps.fsGroup}`);
-        if (cs.allowPrivilegeEscalation === false && !f.noNewPrivs) problems.push("no_new_privs not set");
-        if (!/^0+$/.test(f.capEff)) problems.push(`effective capabilities ${f.capEff}`);
-        for (const m of [...(c.volumeMounts ?? []), { mountPath: SA_MOUNT, readOnly: true }]) {
-          const seen = f.mounts.find(x => x.path === m.mountPath);
-          if (!seen) problems.push(`${m.mountPath} not mounted`);
-          else if (m.readOnly && !seen.readOnly) problems.push(`${m.mountPath} mounted read-write`);
-        }
-        const limit = c.resources?.limits?.memory;
-        if (limit && f.memoryLimit !== memoryBytes(limit))
-          problems.push(`memory limit ${f.memoryLimit ?? "none"}, Deployment says ${limit}`);
-      }
+      const problems = f ? containerProblems(f, c, ps) : ["no running process"];
       out.push({
         name: `process: ${p.name}/${c.name} runs as its Deployment says`,
         ok: problems.length === 0,
@@ -523,13 +543,21 @@ async function check(args: Args): Promise<DeployReport> {
     for (const d of ["pepr-atb-operator-watcher", "pepr-atb-operator"]) {
       const r = spawnSync(
         b.kubectl,
-        [`--kubeconfig=${s.kubeconfig}`, "rollout", "status", `deployment/${d}`, "-n", NAMESPACE, `--timeout=${args.rolloutSeconds}s`],
+        [
+          `--kubeconfig=${s.kubeconfig}`,
+          "rollout",
+          "status",
+          `deployment/${d}`,
+          "-n",
+          NAMESPACE,
+          `--timeout=${args.rolloutSeconds}s`,
+        ],
         { encoding: "utf8" },
       );
       checks.push({
         name: `rollout: deployment/${d} (kubectl rollout status)`,
         ok: r.status === 0,
-        detail: (r.stdout || r.stderr).trim().split("\n").pop() ?? "",
+        detail: `${r.stdout.trim().split("\n").pop() ?? ""} ${r.stderr.trim()}`.trim(),
       });
       if (r.status !== 0) return report();
     }

@@ -1,5 +1,6 @@
 // The pod runner's plan (tools/pods/spec.ts): what it makes of the generated pods, and that it
 // refuses, naming the field, everything it cannot honour without a container engine.
+/* eslint-disable @typescript-eslint/no-explicit-any -- pods and manifests as arbitrary JSON */
 import { cpuMillis, expand, memoryBytes, planPod, PodRefused } from "../../tools/pods/spec";
 import { PEPR_IMAGE, productionClosure, type ImageFs } from "../../tools/pods/image";
 

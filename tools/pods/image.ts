@@ -10,7 +10,7 @@
 import { createHash } from "node:crypto";
 import { cpSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { homedir } from "node:os";
-import { join, sep } from "node:path";
+import { dirname, join, sep } from "node:path";
 
 export const PEPR_IMAGE = /^ghcr\.io\/defenseunicorns\/pepr\/controller:v(\d+\.\d+\.\d+)$/;
 
@@ -72,6 +72,28 @@ function cacheRoot(): string {
   );
 }
 
+/** Copies the closure's packages (each without its nested node_modules) into a new cache entry. */
+function buildEntry(root: string, packages: Record<string, LockPackage>, closure: string[], dir: string): void {
+  const tmp = `${dir}.tmp-${process.pid}`;
+  rmSync(tmp, { recursive: true, force: true });
+  for (const p of closure) {
+    const src = join(root, p);
+    if (!existsSync(src) && packages[p].optional) continue; // not for this platform (e.g. fsevents)
+    if (!existsSync(src)) throw new Error(`${src} is missing: run npm ci`);
+    const nested = `${src}${sep}node_modules`;
+    cpSync(src, join(tmp, p), {
+      recursive: true,
+      dereference: false,
+      filter: s => s !== nested && !s.startsWith(`${nested}${sep}`),
+    });
+  }
+  mkdirSync(tmp, { recursive: true });
+  writeFileSync(join(tmp, ".complete"), `${closure.length} packages\n`);
+  rmSync(dir, { recursive: true, force: true });
+  mkdirSync(dirname(dir), { recursive: true });
+  renameSync(tmp, dir);
+}
+
 /**
  * The filesystem of `image`, building the cache entry on first use. Throws, naming the image,
  * for any image but Pepr's controller at the version this project installs.
@@ -98,28 +120,7 @@ export function imageFs(image: string, root: string): ImageFs {
     .digest("hex")
     .slice(0, 12);
   const dir = join(cacheRoot(), `pepr-controller-${pepr}-${key}`);
-  if (!existsSync(join(dir, ".complete"))) {
-    const tmp = `${dir}.tmp-${process.pid}`;
-    rmSync(tmp, { recursive: true, force: true });
-    for (const p of closure) {
-      const src = join(root, p);
-      if (!existsSync(src)) {
-        if (lock.packages[p].optional) continue; // not for this platform (e.g. fsevents)
-        throw new Error(`${src} is missing: run npm ci`);
-      }
-      const nested = `${src}${sep}node_modules`;
-      cpSync(src, join(tmp, p), {
-        recursive: true,
-        dereference: false,
-        filter: s => s !== nested && !s.startsWith(`${nested}${sep}`),
-      });
-    }
-    mkdirSync(tmp, { recursive: true });
-    writeFileSync(join(tmp, ".complete"), `${closure.length} packages\n`);
-    rmSync(dir, { recursive: true, force: true });
-    mkdirSync(cacheRoot(), { recursive: true });
-    renameSync(tmp, dir);
-  }
+  if (!existsSync(join(dir, ".complete"))) buildEntry(root, lock.packages, closure, dir);
   return {
     image,
     entrypoint: ["node"],

@@ -3,7 +3,7 @@
 // each container as a local process the way the kubelet would (tools/pods/spec.ts makes the plan,
 // or refuses the pod naming every field it cannot honour):
 //
-// - a pod sandbox: a "pause" process in new network, mount and PID namespaces; a veth pair joins
+// - a pod sandbox: a "pause" process in new network, mount, PID and UTS namespaces (hostname = pod name); a veth pair joins
 //   its eth0 (the pod IP) to a bridge in the runner's own network namespace, where the API server
 //   listens too (so the API server reaches webhooks at pod IPs, and pods reach the API server at
 //   the bridge's address);
@@ -292,18 +292,19 @@ export class PodRunner {
       for (const pod of (list?.items ?? []) as Obj[]) {
         const key = `${pod.metadata.namespace}/${pod.metadata.name}/${pod.metadata.uid}`;
         seen.add(key);
-        const run = this.pods.get(key);
-        if (pod.metadata.deletionTimestamp) {
-          if (run) void this.terminate(run, pod);
-          else this.forget(pod);
-          continue;
-        }
-        if (!run && pod.spec.nodeName && !this.refused.has(`${pod.metadata.namespace}/${pod.metadata.name}`)) {
-          await this.startPod(pod).catch(err => this.failStart(pod, err));
-        } else if (run) await this.writeStatus(run);
+        await this.syncPod(pod, this.pods.get(key));
       }
     }
     for (const [key, run] of this.pods) if (!seen.has(key)) void this.terminate(run);
+  }
+
+  private async syncPod(pod: Obj, run: PodRun | undefined): Promise<void> {
+    if (pod.metadata.deletionTimestamp) {
+      if (run) void this.terminate(run, pod);
+      else this.forget(pod);
+    } else if (run) await this.writeStatus(run);
+    else if (pod.spec.nodeName && !this.refused.has(`${pod.metadata.namespace}/${pod.metadata.name}`))
+      await this.startPod(pod).catch(err => this.failStart(pod, err));
   }
 
   /** Deletes a terminating pod nobody runs (as the kubelet does once its containers are gone). */
@@ -572,32 +573,30 @@ export class PodRunner {
     }))
       env.set(k, v);
     for (const e of c.env) {
-      const f = e.from;
-      let value: string;
-      if ("value" in f) value = expand(f.value, env);
-      else if ("secretKeyRef" in f) {
-        const d = this.secretData(plan.namespace, f.secretKeyRef.name, !!f.secretKeyRef.optional, `env ${e.name}`);
-        if (!(f.secretKeyRef.key in d)) {
-          if (f.secretKeyRef.optional) continue;
-          throw new Error(`env ${e.name}: key ${f.secretKeyRef.key} not in secret ${f.secretKeyRef.name}`);
-        }
-        value = d[f.secretKeyRef.key].toString("utf8");
-      } else if ("configMapKeyRef" in f) {
-        const d = this.configMapData(
-          plan.namespace,
-          f.configMapKeyRef.name,
-          !!f.configMapKeyRef.optional,
-          `env ${e.name}`,
-        );
-        if (!(f.configMapKeyRef.key in d)) {
-          if (f.configMapKeyRef.optional) continue;
-          throw new Error(`env ${e.name}: key ${f.configMapKeyRef.key} not in configmap ${f.configMapKeyRef.name}`);
-        }
-        value = d[f.configMapKeyRef.key].toString("utf8");
-      } else value = this.fieldValue(f.fieldRef.fieldPath, plan, pod, ip);
-      env.set(e.name, value);
+      const value = this.envValue(e, plan, pod, ip, env);
+      if (value !== undefined) env.set(e.name, value);
     }
     return Object.fromEntries(env);
+  }
+
+  /** One env entry's value; undefined for an optional reference that is not there. */
+  private envValue(
+    e: ContainerPlan["env"][number],
+    plan: PodPlan,
+    pod: Obj,
+    ip: string,
+    env: Map<string, string>,
+  ): string | undefined {
+    const f = e.from;
+    if ("value" in f) return expand(f.value, env);
+    if ("fieldRef" in f) return this.fieldValue(f.fieldRef.fieldPath, plan, pod, ip);
+    const [kind, ref] =
+      "secretKeyRef" in f ? (["secret", f.secretKeyRef] as const) : (["configmap", f.configMapKeyRef] as const);
+    const read = kind === "secret" ? this.secretData.bind(this) : this.configMapData.bind(this);
+    const d = read(plan.namespace, ref.name, !!ref.optional, `env ${e.name}`);
+    if (ref.key in d) return d[ref.key].toString("utf8");
+    if (ref.optional) return undefined;
+    throw new Error(`env ${e.name}: key ${ref.key} not in ${kind} ${ref.name}`);
   }
 
   /** /etc/hosts: the pod, and every Service of the cluster at a ready endpoint (no cluster DNS here). */
@@ -628,7 +627,7 @@ export class PodRunner {
   ): Promise<{ pause: ChildProcess; sandboxPid: number }> {
     const pause = spawn(
       "unshare",
-      ["--net", "--mount", "--pid", "--fork", "--propagation", "private", "--kill-child", "sleep", "infinity"],
+      ["--net", "--mount", "--pid", "--uts", "--fork", "--propagation", "private", "--kill-child", "sleep", "infinity"],
       {
         detached: true,
         stdio: "ignore",
@@ -649,6 +648,8 @@ export class PodRunner {
     sh("ip", ["link", "set", host, "master", this.o.bridge.name, "up"]);
     sh("ip", ["link", "set", peer, "netns", String(sandboxPid)]);
     const inNet = (args: string[]) => sh("nsenter", ["-t", String(sandboxPid), "-n", "ip", ...args]);
+    // The pod's hostname is its name, as the kubelet sets it.
+    sh("nsenter", ["-t", String(sandboxPid), "-u", "hostname", plan.name.slice(0, 63)]);
     inNet(["link", "set", "lo", "up"]);
     inNet(["link", "set", peer, "name", "eth0"]);
     inNet(["addr", "add", `${ip}/24`, "dev", "eth0"]);

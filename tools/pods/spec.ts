@@ -150,6 +150,38 @@ function keyPaths(items: Obj[] | undefined): KeyPath[] | undefined {
   return items?.map(i => ({ key: i.key, path: i.path, ...(i.mode !== undefined ? { mode: i.mode } : {}) }));
 }
 
+function projectedSource(s: Obj, where: string, problems: string[]): ProjectedSource[] {
+  if (s.serviceAccountToken) {
+    const t = s.serviceAccountToken as Obj;
+    return [
+      {
+        serviceAccountToken: { path: t.path, audience: t.audience, expirationSeconds: t.expirationSeconds ?? 3600 },
+      },
+    ];
+  }
+  if (s.configMap)
+    return [
+      { configMap: { name: s.configMap.name, items: keyPaths(s.configMap.items), optional: !!s.configMap.optional } },
+    ];
+  if (s.secret)
+    return [{ secret: { name: s.secret.name, items: keyPaths(s.secret.items), optional: !!s.secret.optional } }];
+  if (s.downwardAPI) {
+    const items = (s.downwardAPI.items ?? []) as Obj[];
+    if (items.some(it => !it.fieldRef)) problems.push(`${where}.downwardAPI: only fieldRef items are supported`);
+    return [
+      {
+        downwardAPI: {
+          items: items
+            .filter(it => it.fieldRef)
+            .map(it => ({ path: it.path, fieldPath: it.fieldRef.fieldPath, mode: it.mode })),
+        },
+      },
+    ];
+  }
+  problems.push(`${where}: unsupported source ${Object.keys(s).join(",")}`);
+  return [];
+}
+
 function volume(v: Obj, problems: string[]): VolumeSource | undefined {
   const where = `spec.volumes[${v.name}]`;
   if (v.secret)
@@ -170,38 +202,9 @@ function volume(v: Obj, problems: string[]): VolumeSource | undefined {
     };
   if (v.emptyDir) return { kind: "emptyDir", medium: v.emptyDir.medium };
   if (v.projected) {
-    const sources: ProjectedSource[] = [];
-    for (const [i, s] of ((v.projected.sources ?? []) as Obj[]).entries()) {
-      if (s.serviceAccountToken)
-        sources.push({
-          serviceAccountToken: {
-            path: s.serviceAccountToken.path,
-            audience: s.serviceAccountToken.audience,
-            expirationSeconds: s.serviceAccountToken.expirationSeconds ?? 3600,
-          },
-        });
-      else if (s.configMap)
-        sources.push({
-          configMap: { name: s.configMap.name, items: keyPaths(s.configMap.items), optional: !!s.configMap.optional },
-        });
-      else if (s.secret)
-        sources.push({
-          secret: { name: s.secret.name, items: keyPaths(s.secret.items), optional: !!s.secret.optional },
-        });
-      else if (s.downwardAPI) {
-        const items = (s.downwardAPI.items ?? []) as Obj[];
-        for (const it of items)
-          if (!it.fieldRef)
-            problems.push(`${where}.projected.sources[${i}].downwardAPI: only fieldRef items are supported`);
-        sources.push({
-          downwardAPI: {
-            items: items
-              .filter(it => it.fieldRef)
-              .map(it => ({ path: it.path, fieldPath: it.fieldRef.fieldPath, mode: it.mode })),
-          },
-        });
-      } else problems.push(`${where}.projected.sources[${i}]: unsupported source ${Object.keys(s).join(",")}`);
-    }
+    const sources = ((v.projected.sources ?? []) as Obj[]).flatMap((s, i) =>
+      projectedSource(s, `${where}.projected.sources[${i}]`, problems),
+    );
     return { kind: "projected", defaultMode: v.projected.defaultMode ?? 0o644, sources };
   }
   const kind = Object.keys(v).filter(k => k !== "name");
