@@ -42,7 +42,7 @@ function parse(argv: string[]) {
 
 async function main(): Promise<void> {
   const o = parse(process.argv.slice(2));
-  mkdirSync(o.state, { recursive: true });
+  mkdirSync(o.state, { recursive: true, mode: 0o700 });
   const runner = new PodRunner({
     root: join(__dirname, "..", ".."),
     kubectl: ensureBinaries().kubectl,

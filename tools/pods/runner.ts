@@ -369,14 +369,18 @@ export class PodRunner {
   private async startPod(pod: Obj): Promise<void> {
     const plan = planPod(pod, i => this.image(i));
     const key = `${plan.namespace}/${plan.name}/${plan.uid}`;
-    const index = this.nextIndex++;
-    if (index > 250) throw new Error("the node's pod range is exhausted");
-    const ip = `${this.o.bridge.prefix}.${index}`;
     const dir = join(this.o.stateDir, `${plan.namespace}_${plan.name}_${plan.uid.slice(0, 8)}`);
     rmSync(dir, { recursive: true, force: true });
-    mkdirSync(dir, { recursive: true });
+    // The pod's volumes hold Secret values: only root may look in (the kubelet's pods folder is 0750).
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    chmodSync(dir, 0o700);
+    // Volumes and env first: a missing Secret is retried on the next pass without using an address.
     const volumes = this.materializeVolumes(plan, pod, dir);
+    const index = this.nextIndex;
+    if (index > 250) throw new Error("the node's pod range is exhausted");
+    const ip = `${this.o.bridge.prefix}.${index}`;
     const envs = plan.containers.map(c => this.environment(c, plan, pod, ip));
+    this.nextIndex++;
     writeFileSync(join(dir, "hosts"), this.hosts(plan, ip));
     for (const line of plan.notes) this.log(`[pods] ${plan.namespace}/${plan.name}: note: ${line}`);
     const { pause, sandboxPid } = await this.sandbox(plan, index, ip);
