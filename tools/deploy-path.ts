@@ -41,15 +41,7 @@ import type { PodReport, ProcessFacts } from "./pods/runner";
 import { memoryBytes } from "./pods/spec";
 import { tieGroup, tiePath, untieGroup } from "./reaper";
 import { LOCAL_ADMIN_BINDING, writeDataWithBinding } from "./requester-binding";
-import {
-  applyTasks,
-  approverKeys,
-  approverTrust,
-  rollOut,
-  SAMPLE_BROKER_DATA,
-  SAMPLE_NAMESPACES,
-  waitForSamples,
-} from "./samples";
+import * as samples from "./samples";
 import { minter } from "./stack";
 
 const root = join(__dirname, "..");
@@ -236,7 +228,7 @@ function auditChecks(s: ClusterState, watcherPods: string[]): Check[] {
     e =>
       e.impersonatedUser &&
       ["patch", "update", "create"].includes(e.verb) &&
-      SAMPLE_NAMESPACES.includes(e.objectRef?.namespace ?? ""),
+      samples.SAMPLE_NAMESPACES.includes(e.objectRef?.namespace ?? ""),
   );
   const targetUsers = [...new Set(targets.map(e => `${e.user.username} as ${e.impersonatedUser!.username}`))];
   const wantTarget = (ns: string) => `${operator} as system:serviceaccount:${ns}:${EXECUTOR}`;
@@ -253,7 +245,7 @@ function auditChecks(s: ClusterState, watcherPods: string[]): Check[] {
     },
     {
       name: "audit: targets written as the namespace's executor, impersonated by the operator",
-      ok: targets.length > 0 && targetUsers.every(u => SAMPLE_NAMESPACES.some(ns => u === wantTarget(ns))),
+      ok: targets.length > 0 && targetUsers.every(u => samples.SAMPLE_NAMESPACES.some(ns => u === wantTarget(ns))),
       detail: `${targets.length} target writes by ${targetUsers.join("; ") || "nobody"}`,
     },
   ];
@@ -424,12 +416,12 @@ function webhookChecks(b: Binaries, kubeconfig: string): Check[] {
   const bad = {
     apiVersion: "atb.siemens.com/v1alpha1",
     kind: "AgentTask",
-    metadata: { name: "deploy-check-cross-namespace", namespace: SAMPLE_NAMESPACES[0] },
+    metadata: { name: "deploy-check-cross-namespace", namespace: samples.SAMPLE_NAMESPACES[0] },
     spec: {
       agentId: "spiffe://atb.example.com/agent/deploy-check",
       poaToken: "e30.e30.e30",
       action: "scale",
-      target: { kind: "Deployment", name: "web-frontend", namespace: SAMPLE_NAMESPACES[1] },
+      target: { kind: "Deployment", name: "web-frontend", namespace: samples.SAMPLE_NAMESPACES[1] },
       payload: { replicas: 2 },
     },
   };
@@ -475,7 +467,7 @@ function install(b: Binaries, s: ClusterState, dist: string, tls: { cert: string
   k(["apply", "--server-side", "-f", join(root, "tests", "fixtures", "servicemonitor-crd.yaml")]);
   k(["wait", "--for=condition=Established", "--timeout=60s", "crd/servicemonitors.monitoring.coreos.com"]);
   k(["apply", "--server-side", "-f", join(dist, "atb-operator.yaml")]);
-  for (const ns of SAMPLE_NAMESPACES) {
+  for (const ns of samples.SAMPLE_NAMESPACES) {
     k(["create", "namespace", ns]);
     // The README's command, as written: npm run -s executor -- <ns> --bound all-actions | kubectl apply -f -
     const r = spawnSync("npm", ["run", "-s", "executor", "--", ns, "--bound", "all-actions"], {
@@ -527,15 +519,19 @@ async function check(args: Args): Promise<DeployReport> {
   };
   try {
     const material = await ensureDevMaterial(join(dataDir, "pki"));
-    const keys = await approverKeys(dataDir);
+    const keys = await samples.approverKeys(dataDir);
     broker = await startBroker({
       host: NODE_IP,
       port: BROKER.port,
       tls: { certFile: material.server.cert, keyFile: material.server.key, clientCaFile: material.ca.cert },
-      poa: { publicKeyFiles: [material.poaPublicKey], preset: "dev", ...approverTrust(keys) },
+      poa: { publicKeyFiles: [material.poaPublicKey], preset: "dev", ...samples.approverTrust(keys) },
       audit: join(dataDir, "broker-audit.log"),
       logger: createLogger("info", "broker", createWriteStream(join(dataDir, "broker.log"), { flags: "a" })),
-      dataFile: writeDataWithBinding(SAMPLE_BROKER_DATA, [LOCAL_ADMIN_BINDING], join(dataDir, "broker-data.json")),
+      dataFile: writeDataWithBinding(
+        samples.SAMPLE_BROKER_DATA,
+        [LOCAL_ADMIN_BINDING],
+        join(dataDir, "broker-data.json"),
+      ),
     });
     brokerService(b, s.kubeconfig);
     install(b, s, args.dist, { cert: material.client.cert, key: material.client.key, ca: material.ca.cert });
@@ -570,10 +566,15 @@ async function check(args: Args): Promise<DeployReport> {
       ok: true,
       detail: admission.join(", "),
     });
-    rollOut(b, s.kubeconfig, "workloads");
-    rollOut(b, s.kubeconfig, "releases");
-    await applyTasks(minter(b, s.kubeconfig, readFileSync(material.poaPrivateKey, "utf8")), b, s.kubeconfig, keys);
-    const samplesOk = await waitForSamples(b, s, 240_000);
+    samples.rollOut(b, s.kubeconfig, "workloads");
+    samples.rollOut(b, s.kubeconfig, "releases");
+    await samples.applyTasks(
+      minter(b, s.kubeconfig, readFileSync(material.poaPrivateKey, "utf8")),
+      b,
+      s.kubeconfig,
+      keys,
+    );
+    const samplesOk = await samples.waitForSamples(b, s, 240_000);
     checks.push({
       name: "samples: every sample task reached its expected phase and risk tier through the generated pods",
       ok: samplesOk,

@@ -418,6 +418,18 @@ export class PodRunner {
     await this.writeStatus(run);
   }
 
+  private objectData(
+    kind: "secret" | "configmap",
+    namespace: string,
+    name: string,
+    optional: boolean,
+    what: string,
+  ): Record<string, Buffer> {
+    return kind === "secret"
+      ? this.secretData(namespace, name, optional, what)
+      : this.configMapData(namespace, name, optional, what);
+  }
+
   private secretData(namespace: string, name: string, optional: boolean, what: string): Record<string, Buffer> {
     const obj = this.getJson(["secret", name, "-n", namespace]);
     if (!obj) {
@@ -535,20 +547,15 @@ export class PodRunner {
             ]).trim();
             return [{ path: t.path, data: Buffer.from(token), mode: v.defaultMode }];
           }
-          if ("configMap" in s)
+          if ("configMap" in s || "secret" in s) {
+            const [kind, ref] = "secret" in s ? (["secret", s.secret] as const) : (["configmap", s.configMap] as const);
             return pick(
-              this.configMapData(plan.namespace, s.configMap.name, s.configMap.optional, what),
-              s.configMap.items,
+              this.objectData(kind, plan.namespace, ref.name, ref.optional, what),
+              ref.items,
               v.defaultMode,
               what,
             );
-          if ("secret" in s)
-            return pick(
-              this.secretData(plan.namespace, s.secret.name, s.secret.optional, what),
-              s.secret.items,
-              v.defaultMode,
-              what,
-            );
+          }
           return s.downwardAPI.items.map(i => ({
             path: i.path,
             data: Buffer.from(this.fieldValue(i.fieldPath, plan, pod, "")),
@@ -596,8 +603,7 @@ export class PodRunner {
     if ("fieldRef" in f) return this.fieldValue(f.fieldRef.fieldPath, plan, pod, ip);
     const [kind, ref] =
       "secretKeyRef" in f ? (["secret", f.secretKeyRef] as const) : (["configmap", f.configMapKeyRef] as const);
-    const read = kind === "secret" ? this.secretData.bind(this) : this.configMapData.bind(this);
-    const d = read(plan.namespace, ref.name, !!ref.optional, `env ${e.name}`);
+    const d = this.objectData(kind, plan.namespace, ref.name, !!ref.optional, `env ${e.name}`);
     if (ref.key in d) return d[ref.key].toString("utf8");
     if (ref.optional) return undefined;
     throw new Error(`env ${e.name}: key ${ref.key} not in ${kind} ${ref.name}`);

@@ -184,22 +184,13 @@ function projectedSource(s: Obj, where: string, problems: string[]): ProjectedSo
 
 function volume(v: Obj, problems: string[]): VolumeSource | undefined {
   const where = `spec.volumes[${v.name}]`;
-  if (v.secret)
-    return {
-      kind: "secret",
-      secretName: v.secret.secretName,
-      defaultMode: v.secret.defaultMode ?? 0o644,
-      optional: v.secret.optional ?? false,
-      items: keyPaths(v.secret.items),
-    };
-  if (v.configMap)
-    return {
-      kind: "configMap",
-      name: v.configMap.name,
-      defaultMode: v.configMap.defaultMode ?? 0o644,
-      optional: v.configMap.optional ?? false,
-      items: keyPaths(v.configMap.items),
-    };
+  const keyed = (src: Obj) => ({
+    defaultMode: (src.defaultMode as number | undefined) ?? 0o644,
+    optional: (src.optional as boolean | undefined) ?? false,
+    items: keyPaths(src.items),
+  });
+  if (v.secret) return { kind: "secret", secretName: v.secret.secretName, ...keyed(v.secret) };
+  if (v.configMap) return { kind: "configMap", name: v.configMap.name, ...keyed(v.configMap) };
   if (v.emptyDir) return { kind: "emptyDir", medium: v.emptyDir.medium };
   if (v.projected) {
     const sources = ((v.projected.sources ?? []) as Obj[]).flatMap((s, i) =>
