@@ -228,7 +228,10 @@ export class OperatorRuntime {
       const started = Date.now();
       for (const ns of namespaces) await this.listOwned(ns, tally);
       for (const [phase, n] of tally.counts) this.metrics.tasksByPhase.set({ phase }, n);
-      this.pipeline!.retain(tally.open);
+      // Tasks the watch delivered after the listing began are open too, though it could not list
+      // them: without them, their target locks would be released and their waits dropped (a
+      // second task on a target still being changed, a waiter left to its one-minute recheck).
+      this.pipeline!.retain(this.openSince(tally.open, started));
       this.forgetUnlisted(tally.open, started);
       if (tally.missed > 0)
         this.log.warn("the watch has not delivered some tasks; the sweep is driving them", { missed: tally.missed });
@@ -290,6 +293,13 @@ export class OperatorRuntime {
   /** The query for each label selector of this watcher's tasks (lib/shard.ts): one listing each. */
   private ownedQueries(query: Record<string, string>): Record<string, string>[] {
     return ownedSelectors(this.config).map(sel => (sel ? { ...query, labelSelector: sel } : query));
+  }
+
+  /** The listing's open tasks plus those the watch delivered since `started`. */
+  private openSince(listed: Set<string>, started: number): Set<string> {
+    const open = new Set(listed);
+    for (const [key, at] of this.watched) if (at >= started) open.add(key);
+    return open;
   }
 
   /**
