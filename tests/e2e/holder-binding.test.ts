@@ -297,13 +297,15 @@ describe("(4) the record of who created a task is admission's alone", () => {
       },
     });
     const probe = { ...scaleTask("probe", SPIFFE("a"), "a.b.c"), metadata: { name: "probe", namespace: MARK } };
-    await eventually("this file's binding in force", 30_000, () =>
-      admin
-        .try(["create", "--dry-run=server", "-f", "-"], JSON.stringify(probe))
-        .stderr.includes(`with binding '${BINDING}'`)
-        ? true
-        : undefined,
-    );
+    // In force with its parameters: until the API server's informer has the ConfigMap, the binding
+    // denies everything with "no params found" (which names the binding too). While scope.test.ts
+    // deletes and re-creates bindings of the same policy (jest may run it alongside), the API
+    // server kept answering so for over 30 s here: its churn is over within about a minute.
+    await eventually("this file's binding in force with its parameters", 150_000, () => {
+      const err = admin.try(["create", "--dry-run=server", "-f", "-"], JSON.stringify(probe)).stderr;
+      if (err.includes(`with binding '${BINDING}'`) && !err.includes("no params found")) return true;
+      throw new Error(`the probe's answer: ${err.trim() || "allowed"}`);
+    });
     const bare = (name: string, annotations?: Record<string, string>) => ({
       ...scaleTask(name, "spiffe://atb.example.com/agent/x", "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln"),
       metadata: { name, namespace: BARE, ...(annotations ? { annotations } : {}) },

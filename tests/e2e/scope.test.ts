@@ -73,9 +73,15 @@ function dryRun(namespace: string): { ok: boolean; stderr: string } {
   return kube.try(["create", "--dry-run=server", "-f", "-"], JSON.stringify(task(namespace, "probe")));
 }
 
-/** Policies and bindings reach admission through an informer: wait until a dry run shows the change. */
+/**
+ * Policies, bindings and their parameters reach admission through informers: wait until a dry run
+ * shows the change (a refusal for want of parameters not yet seen is not the policy's answer).
+ */
 function untilAdmission(what: string, namespace: string, refused: boolean): Promise<boolean> {
-  return eventually(what, 30_000, () => (dryRun(namespace).ok === !refused ? true : undefined));
+  return eventually(what, 30_000, () => {
+    const r = dryRun(namespace);
+    return r.ok === !refused && !r.stderr.includes("no params found") ? true : undefined;
+  });
 }
 
 function restoreShippedBinding(): void {

@@ -48,7 +48,7 @@ export interface Condition {
 }
 
 export interface Task {
-  metadata: { name: string; uid: string; creationTimestamp: string };
+  metadata: { name: string; uid: string; creationTimestamp: string; labels?: Record<string, string> };
   spec: { action: Action; target: { kind: Kind; name: string; namespace: string } };
   status?: {
     phase?: string;
