@@ -29,6 +29,14 @@ const WATCHED = `scope-w-${ID}`;
 const UNWATCHED = `scope-u-${ID}`;
 const LABEL = "atb.siemens.com/e2e-scope";
 const BINDING = `agenttask-scope-e2e-${ID}`;
+/**
+ * A binding of the policy that matches no namespace, kept while this file deletes the others.
+ * kube-apiserver 1.36 stops the shared ConfigMap informer behind a policy's paramKind for good
+ * (until it restarts) once no binding names that paramKind for one refresh (kubernetes/kubernetes
+ * #133827, #141015): every binding whose ConfigMap is created later then denies with "no params
+ * found", as tests/e2e/holder-binding.test.ts saw for 150 s in CI.
+ */
+const KEEPER = `agenttask-scope-keep-${ID}`;
 const PARAMS = "atb-scope-params";
 const KS_TASK = `e2e-scope-${ID}`;
 const GRACE_SECONDS = 3;
@@ -89,6 +97,20 @@ function restoreShippedBinding(): void {
   shippedBindingDeleted = false;
 }
 
+function keeperBinding() {
+  return {
+    apiVersion: "admissionregistration.k8s.io/v1",
+    kind: "ValidatingAdmissionPolicyBinding",
+    metadata: { name: KEEPER },
+    spec: {
+      policyName: POLICY_NAME,
+      validationActions: ["Deny"],
+      paramRef: { name: PARAMS, namespace: WATCHED, parameterNotFoundAction: "Deny" },
+      matchResources: { namespaceSelector: { matchLabels: { [LABEL]: `none-${ID}` } } },
+    },
+  };
+}
+
 const stored = (namespace: string, name: string) => kube.get<Task>("agenttask", name, namespace);
 
 beforeAll(async () => {
@@ -131,7 +153,7 @@ afterAll(async () => {
   if (kube) {
     if (shippedBindingDeleted) restoreShippedBinding();
     kube.try(["delete", "agenttask", KS_TASK, "-n", "kube-system", "--ignore-not-found"]);
-    kube.try(["delete", "validatingadmissionpolicybinding", BINDING, "--ignore-not-found"]);
+    kube.try(["delete", "validatingadmissionpolicybinding", BINDING, KEEPER, "--ignore-not-found"]);
     kube.try(["delete", "namespace", WATCHED, UNWATCHED, "--ignore-not-found", "--wait=false"]);
   }
   await stack?.stop();
@@ -163,6 +185,8 @@ describe("admission refuses, with the operator's words", () => {
 
 describe("without the policy, the sweep marks them Failed/OutOfScope", () => {
   beforeAll(async () => {
+    // The keeper first: never a moment with no binding of this policy (see KEEPER).
+    kube.applyObject(keeperBinding());
     kube.run(["delete", "validatingadmissionpolicybinding", BINDING]);
     shippedBindingDeleted = true;
     kube.run(["delete", "validatingadmissionpolicybinding", POLICY_NAME]);
