@@ -63,6 +63,11 @@ export interface OperatorConfig {
   /** Tasks per page when the sweep lists them. */
   sweepPageSize: number;
   /**
+   * Every how many sweeps one also lists the finished tasks (TTL deletion, the finished phases'
+   * counts); the others list the open tasks only (lib/runtime/index.ts). 1: every sweep.
+   */
+  sweepFinishedEvery: number;
+  /**
    * Seconds a finished task is kept before the sweep deletes it, for tasks without their own
    * spec.ttlSecondsAfterFinished; 0 keeps them forever (lib/runtime/ttl.ts).
    */
@@ -284,6 +289,7 @@ export function parseConfig(env: Env): Readonly<OperatorConfig> {
     maxTaskAttempts: int(env, "ATB_TASK_MAX_ATTEMPTS", 5, 1, 100),
     sweepIntervalMs: int(env, "ATB_SWEEP_INTERVAL_SECONDS", 30, 1, 3_600) * 1000,
     sweepPageSize: int(env, "ATB_SWEEP_PAGE_SIZE", 500, 1, 10_000),
+    sweepFinishedEvery: int(env, "ATB_SWEEP_FINISHED_EVERY", 10, 1, 1_000),
     ttlSecondsAfterFinished: int(env, "ATB_TTL_SECONDS_AFTER_FINISHED", 86_400, 0, MAX_TTL_SECONDS),
     workers: int(env, "ATB_WORKERS", 8, 1, 256),
     apiQps: int(env, "ATB_API_QPS", 50, 1, 10_000),

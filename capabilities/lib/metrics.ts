@@ -59,7 +59,7 @@ export class OperatorMetrics {
   });
   readonly tasksByPhase = new Gauge({
     name: "atb_operator_tasks",
-    help: "Tasks by phase, as of the last sweep",
+    help: "Tasks by phase: open phases as of the last sweep, finished ones as of the last sweep that listed them",
     labelNames: ["phase"],
     registers: [this.registry],
   });

@@ -32,7 +32,8 @@ interface KubeEvent {
 }
 
 beforeAll(async () => {
-  await h.start({ LOG_LEVEL: "debug", ATB_SWEEP_INTERVAL_SECONDS: String(SWEEP_S) });
+  // Every sweep lists the finished tasks (by default every tenth does).
+  await h.start({ LOG_LEVEL: "debug", ATB_SWEEP_INTERVAL_SECONDS: String(SWEEP_S), ATB_SWEEP_FINISHED_EVERY: "1" });
   h.secrets.push(VALUE);
 });
 afterAll(() => h.stop());

@@ -12,7 +12,7 @@
 // - GET of a missing object is 404 (get() answers undefined); POST creates, 409 AlreadyExists on a
 //   clash; DELETE checks DeleteOptions' preconditions (uid, resourceVersion: 409); collections
 //   list {items, metadata.continue} with `limit`, `continue`, equality- and set-based `labelSelector`s
-//   and `fieldSelector`s on metadata.name and metadata.namespace; a few
+//   and `fieldSelector`s on metadata.name, metadata.namespace (and an AgentTask's status.phase); a few
 //   validations the operator meets (replicas ≥ 0, string data and annotations, immutable
 //   ConfigMaps) answer 422 Invalid, plus any a test adds.
 // Failures are the real `KubeError`. Every request is audited; a fault hook sees each request
@@ -88,6 +88,8 @@ export interface FakeKubeOptions {
   autoRollout?: boolean;
   /** Events kept for watches that start from a resourceVersion (default 1000; older: 410). */
   watchHistory?: number;
+  /** false: the AgentTask CRD declares no selectable fields (a status.phase field selector is refused). */
+  phaseSelectable?: boolean;
 }
 
 /** One stored change as watches see it. */
@@ -195,21 +197,36 @@ function selectorMatches(selector: string, labels: Record<string, string> = {}):
 
 /**
  * `metadata.namespace!=a,metadata.name=b`: the field selectors the API server supports on every
- * resource (custom resources have no others unless their CRD declares selectable fields).
+ * resource (custom resources have no others unless their CRD declares selectable fields), and
+ * `status.phase`, the AgentTask CRD's selectable field (an absent phase is ""), unless the fake
+ * was told the CRD lacks it.
  */
-function fieldsMatch(selector: string, obj: KubeObject): boolean {
-  return selector
+function fieldsMatcher(selector: string, phaseSelectable: boolean): (obj: KubeObject) => boolean {
+  // phaseSelectable: the collection is AgentTasks and their CRD declares status.phase selectable.
+  const terms = selector
     .split(",")
     .map(s => s.trim())
     .filter(Boolean)
-    .every(term => {
-      const m = /^(metadata\.name|metadata\.namespace)\s*(==|=|!=)\s*([A-Za-z0-9._-]*)$/.exec(term);
-      if (!m) throw new KubeError(400, "BadRequest", `field label not supported: ${term.split(/[!=]/)[0]}`);
-      const [, field, op, value] = m;
-      const actual = field === "metadata.name" ? obj.metadata.name : obj.metadata.namespace;
+    .map(term => {
+      const m = /^(metadata\.name|metadata\.namespace|status\.phase)\s*(==|=|!=)\s*([A-Za-z0-9._-]*)$/.exec(term);
+      if (!m || (m[1] === "status.phase" && !phaseSelectable))
+        throw new KubeError(400, "BadRequest", `field label not supported: ${term.split(/[!=]/)[0]}`);
+      return { field: m[1], op: m[2], value: m[3] };
+    });
+  return obj =>
+    terms.every(({ field, op, value }) => {
+      const actual =
+        field === "metadata.name"
+          ? obj.metadata.name
+          : field === "metadata.namespace"
+            ? obj.metadata.namespace
+            : String((obj as { status?: { phase?: unknown } }).status?.phase ?? "");
       return op === "!=" ? actual !== value : actual === value;
     });
 }
+
+/** Whether a path or store key is of the AgentTask collection. */
+const isTaskPath = (path: string): boolean => /\/agenttasks(\/|$)/.test(path);
 
 const encodeContinue = (key: string): string => Buffer.from(JSON.stringify({ after: key })).toString("base64url");
 function decodeContinue(token: string): string {
@@ -245,6 +262,10 @@ export class FakeKube implements OperatorKube {
 
   constructor(private readonly opts: FakeKubeOptions = {}) {
     this.now = opts.now ?? (() => new Date());
+  }
+
+  private get phaseSelectable(): boolean {
+    return this.opts.phaseSelectable ?? true;
   }
 
   /** Whether a crash was injected and restart() has not been called since. */
@@ -420,7 +441,10 @@ export class FakeKube implements OperatorKube {
   /** Whether a watch sees the object at `key`: its collection, its selectors. */
   private watches(w: Watcher, key: string, o: KubeObject): boolean {
     if (!this.inCollection(key, w.p, w.base)) return false;
-    return selectorMatches(w.req.labelSelector ?? "", o.metadata.labels) && fieldsMatch(w.req.fieldSelector ?? "", o);
+    return (
+      selectorMatches(w.req.labelSelector ?? "", o.metadata.labels) &&
+      fieldsMatcher(w.req.fieldSelector ?? "", this.phaseSelectable && isTaskPath(w.req.path))(o)
+    );
   }
 
   private enqueue(w: Watcher, e: WatchEvent | Change): void {
@@ -613,10 +637,11 @@ export class FakeKube implements OperatorKube {
     const base = `${p.prefix}${p.namespace === undefined ? "" : `/namespaces/${p.namespace}`}`;
     const selector = query.labelSelector ?? "";
     const after = query.continue ? decodeContinue(query.continue) : "";
+    const fields = fieldsMatcher(query.fieldSelector ?? "", this.phaseSelectable && p.plural === "agenttasks");
     const keys = [...this.store.keys()]
       .filter(k => this.inCollection(k, p, base) && k > after)
       .filter(k => selectorMatches(selector, this.store.get(k)!.metadata.labels))
-      .filter(k => fieldsMatch(query.fieldSelector ?? "", this.store.get(k)!))
+      .filter(k => fields(this.store.get(k)!))
       .sort();
     const limit = Number(query.limit) > 0 ? Number(query.limit) : keys.length;
     const page = keys.slice(0, limit);

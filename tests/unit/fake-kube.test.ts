@@ -394,8 +394,15 @@ describe("lists", () => {
     ["metadata.namespace!=a", ["b/t2"]],
     ["metadata.namespace!=a,metadata.namespace!=b", []],
     ["metadata.namespace=a,metadata.name==t2", ["a/t2"]],
+    // The AgentTask CRD's selectable field; a task without a phase has "" (t3, t2 in b).
+    ["status.phase=Completed", ["a/t2"]],
+    ["status.phase!=Completed,status.phase!=Denied", ["a/t3", "b/t2"]],
+    ["status.phase=", ["a/t3", "b/t2"]],
   ])("GIVEN fieldSelector %s THEN the matching objects", async (fieldSelector, want) => {
-    const r = await many().request<{ items: KubeObject[] }>({
+    const kube = many();
+    kube.mutate(resourcePath("AgentTask", "a", "t1"), o => Object.assign(o, { status: { phase: "Denied" } }));
+    kube.mutate(resourcePath("AgentTask", "a", "t2"), o => Object.assign(o, { status: { phase: "Completed" } }));
+    const r = await kube.request<{ items: KubeObject[] }>({
       method: "GET",
       path: resourcePath("AgentTask"),
       query: { fieldSelector },
@@ -405,11 +412,25 @@ describe("lists", () => {
 
   test.each([
     ["a bad selector", { labelSelector: "a in b" }],
-    ["a field custom resources cannot select on", { fieldSelector: "status.phase=Pending" }],
+    ["a field custom resources cannot select on", { fieldSelector: "spec.action=scale" }],
     ["a bad continue token", { continue: "!!" }],
   ])("GIVEN %s THEN 400", async (_, query) => {
     const err = await rejection(many().request({ method: "GET", path: resourcePath("AgentTask"), query }));
     expect(err.status).toBe(400);
+  });
+
+  test.each([
+    ["a Deployment's status.phase", new FakeKube(), resourcePath("Deployment", "a")],
+    [
+      "a task's status.phase where the CRD declares no selectable field",
+      new FakeKube({ phaseSelectable: false }),
+      resourcePath("AgentTask"),
+    ],
+  ])("GIVEN %s THEN 400 field label not supported", async (_, kube, path) => {
+    const err = await rejection(
+      kube.request({ method: "GET", path, query: { fieldSelector: "status.phase=Pending" } }),
+    );
+    expect([err.status, err.message]).toEqual([400, "field label not supported: status.phase"]);
   });
 });
 

@@ -109,6 +109,13 @@ function http(port: number, path: string): Promise<{ status: number; body: strin
   });
 }
 
+/** The start-up sweep's second listing: open tasks without the open label, by phase. */
+const UNLABELLED_OPEN = {
+  labelSelector: `!${LABEL_OPEN}`,
+  fieldSelector: "status.phase!=Completed,status.phase!=Denied,status.phase!=Failed,status.phase!=Planned",
+};
+const OPEN = { labelSelector: `${LABEL_OPEN}=true` };
+
 const lists = (kube: FakeKube): AuditEntry[] => kube.audit.filter(e => e.method === "GET" && e.path === TASKS);
 /** Passes of the pipeline over a task (it reads tasks from the watch and the sweep, so GETs no longer tell). */
 function passes(): { of(name: string): number; restore(): void } {
@@ -123,7 +130,7 @@ const readsOf = (kube: FakeKube, name: string) =>
   kube.audit.filter(e => e.method === "GET" && e.path === taskPath(name)).length;
 
 describe("start(): the first sweep", () => {
-  test("GIVEN 7 tasks and pages of 3 THEN three listing requests joined by continue tokens", async () => {
+  test("GIVEN 7 tasks labelled open and pages of 3 THEN three listing requests joined by continue tokens, then the unlabelled open ones", async () => {
     const kube = new FakeKube({ autoRollout: true });
     for (let i = 0; i < 7; i++) addTask(kube, `t${i}`, { phase: "Completed" });
     const { rt } = harness({ ATB_SWEEP_PAGE_SIZE: "3" }, kube);
@@ -132,10 +139,66 @@ describe("start(): the first sweep", () => {
 
     const pages = lists(kube);
     expect(pages.map(p => p.query)).toEqual([
-      { limit: "3" },
-      { limit: "3", continue: expect.any(String) },
-      { limit: "3", continue: expect.any(String) },
+      { ...OPEN, limit: "3" },
+      { ...OPEN, limit: "3", continue: expect.any(String) },
+      { ...OPEN, limit: "3", continue: expect.any(String) },
+      { ...UNLABELLED_OPEN, limit: "3" },
     ]);
+  });
+
+  test("GIVEN 10,000 finished tasks without the open label THEN the start-up sweep lists none of them; the next sweep lists them all in pages and counts them", async () => {
+    const kube = new FakeKube({ autoRollout: true });
+    for (let i = 0; i < 10_000; i++)
+      addTask(kube, `t${String(i).padStart(5, "0")}`, { phase: "Completed" }, 2, { [LABEL_OPEN]: null });
+    addTask(kube, "open-unlabelled", undefined, 3, { [LABEL_OPEN]: null });
+    const { rt } = harness({ ATB_SWEEP_PAGE_SIZE: "500", ATB_SWEEP_FINISHED_EVERY: "3" }, kube);
+
+    await rt.start();
+
+    // Two requests: the open label (none), then the one open task without it.
+    expect(lists(kube).map(p => p.query)).toEqual([
+      { ...OPEN, limit: "500" },
+      { ...UNLABELLED_OPEN, limit: "500" },
+    ]);
+    await eventually(() => phaseOf(kube, "open-unlabelled") === "Completed");
+    const gauge = async () =>
+      Object.fromEntries((await rt.metrics.tasksByPhase.get()).values.map(v => [String(v.labels.phase), v.value]));
+    expect((await gauge()).Completed).toBe(0);
+
+    const before = lists(kube).length;
+    await rt.sweep(); // the first after start-up lists the finished tasks too
+    const full = lists(kube).slice(before);
+    expect(full).toHaveLength(21); // 10,001 tasks in pages of 500
+    expect(full.every(e => e.query?.labelSelector === undefined && e.query?.fieldSelector === undefined)).toBe(true);
+    expect((await gauge()).Completed).toBe(10_001);
+
+    // The next two list the open tasks only, and keep the finished counts; the third lists them all again.
+    for (const want of [2, 2, 21]) {
+      const n = lists(kube).length;
+      await rt.sweep();
+      expect(lists(kube).length - n).toBe(want);
+      expect((await gauge()).Completed).toBe(10_001);
+    }
+  });
+
+  test("GIVEN an API server that cannot select tasks by status.phase THEN the sweep lists the unlabelled tasks and filters them itself, and says so once", async () => {
+    const kube = new FakeKube({ autoRollout: true, phaseSelectable: false });
+    addTask(kube, "done", { phase: "Completed" }, 2, { [LABEL_OPEN]: null });
+    addTask(kube, "open-unlabelled", undefined, 3, { [LABEL_OPEN]: null });
+    const { rt, lines } = harness({}, kube);
+
+    await rt.start();
+    await eventually(() => phaseOf(kube, "open-unlabelled") === "Completed");
+    await rt.sweep();
+    await rt.sweep();
+
+    expect(readsOf(kube, "done")).toBe(0);
+    expect(phaseOf(kube, "done")).toBe("Completed");
+    const said = lines.filter(l => l.includes("cannot select AgentTasks by status.phase"));
+    expect(said).toHaveLength(1);
+    expect(JSON.parse(said[0])).toMatchObject({ level: "warn", error: "field label not supported: status.phase" });
+    // After the refusal, no further attempt with the field selector.
+    expect(lists(kube).filter(e => e.query?.fieldSelector)).toHaveLength(1);
   });
 
   test("GIVEN tasks in every phase THEN the gauge counts them (no status counts as Pending)", async () => {
@@ -151,6 +214,7 @@ describe("start(): the first sweep", () => {
     const { rt } = harness({}, kube);
 
     await rt.start();
+    await rt.sweep(); // the start-up sweep lists the open tasks only; the next one, every task
 
     const values = Object.fromEntries(
       (await rt.metrics.tasksByPhase.get()).values.map(v => [String(v.labels.phase), v.value]),
@@ -166,7 +230,7 @@ describe("start(): the first sweep", () => {
       Planned: 0,
     });
     expect((await rt.metrics.sweeps.get()).values).toEqual([
-      expect.objectContaining({ labels: { result: "ok" }, value: 1 }),
+      expect.objectContaining({ labels: { result: "ok" }, value: 2 }),
     ]);
   });
 
@@ -229,7 +293,9 @@ describe("start(): the first sweep", () => {
     await rt.start();
     expect(kube.audit.filter(e => e.method === "GET").map(e => [e.path, e.query?.fieldSelector])).toEqual([
       [resourcePath("AgentTask", "shop"), undefined],
+      [resourcePath("AgentTask", "shop"), UNLABELLED_OPEN.fieldSelector],
       [resourcePath("AgentTask", "other"), undefined],
+      [resourcePath("AgentTask", "other"), UNLABELLED_OPEN.fieldSelector],
       [TASKS, "metadata.namespace!=shop,metadata.namespace!=other"],
     ]);
   });
@@ -377,7 +443,7 @@ describe("tasks the operator never processes (Failed/OutOfScope)", () => {
     const { rt } = harness({ WATCH_NAMESPACE: NS, ATB_OUT_OF_SCOPE_GRACE_SECONDS: "0" }, kube);
     await rt.start();
     await rt.idle();
-    expect(kube.audit.map(e => e.path)).toEqual([resourcePath("AgentTask", NS)]);
+    expect(kube.audit.map(e => e.path)).toEqual([resourcePath("AgentTask", NS), resourcePath("AgentTask", NS)]);
     expect(statusOf(kube, ELSEWHERE, "orphan")).toBeUndefined();
   });
 
@@ -393,7 +459,7 @@ describe("tasks the operator never processes (Failed/OutOfScope)", () => {
         statusOf(kube, "pepr-system", "pending")?.phase === "Failed",
     );
     expect(statusOf(kube, "pepr-system", "pending")?.conditions?.[0]).toMatchObject({ reason: "OutOfScope" });
-    expect(lists(kube)).toHaveLength(1); // its own listing holds them; no second, out-of-scope one
+    expect(lists(kube)).toHaveLength(2); // its own listings hold them; no out-of-scope one
   });
 
   test("GIVEN a scoped operator THEN watch events of tasks in other namespaces cost nothing", async () => {
@@ -749,11 +815,16 @@ describe("shards (ATB_SHARDS, ATB_SHARD)", () => {
     shardOfTask(kube, "mine", "1");
     shardOfTask(kube, "theirs", "0");
     shardOfTask(kube, "unlabelled", null);
-    const { rt } = harness({ ATB_SHARDS: "2", ATB_SHARD: "1" }, kube);
+    const { rt } = harness({ ATB_SHARDS: "2", ATB_SHARD: "1", ATB_SWEEP_INTERVAL_SECONDS: "60" }, kube);
     await rt.start();
     await eventually(() => phaseOf(kube, "mine") === "Completed");
     await rt.idle();
-    expect(lists(kube).map(e => e.query?.labelSelector)).toEqual([`${LABEL_SHARD}=1`]);
+    expect(lists(kube).map(e => e.query?.labelSelector)).toEqual([
+      `${LABEL_SHARD}=1,${LABEL_OPEN}=true`,
+      `${LABEL_SHARD}=1,!${LABEL_OPEN}`,
+    ]);
+    await rt.sweep(); // with the finished tasks
+    expect(lists(kube).at(-1)?.query?.labelSelector).toBe(`${LABEL_SHARD}=1`);
     expect(readsOf(kube, "theirs") + readsOf(kube, "unlabelled")).toBe(0);
     expect(phaseOf(kube, "theirs")).toBeUndefined();
   });
@@ -764,10 +835,22 @@ describe("shards (ATB_SHARDS, ATB_SHARD)", () => {
     shardOfTask(kube, "theirs", "1");
     shardOfTask(kube, "unlabelled", null);
     addTask(kube, "stale-label", undefined, 2, { [LABEL_SHARD]: "7" });
-    const { rt } = harness({ ATB_SHARDS: "2", ATB_SHARD: "0" }, kube);
+    const { rt } = harness({ ATB_SHARDS: "2", ATB_SHARD: "0", ATB_SWEEP_INTERVAL_SECONDS: "60" }, kube);
     await rt.start();
     await eventually(() => ["mine", "unlabelled", "stale-label"].every(n => phaseOf(kube, n) === "Completed"));
-    expect(lists(kube).map(e => e.query?.labelSelector)).toEqual([`${LABEL_SHARD}=0`, `${LABEL_SHARD} notin (0,1)`]);
+    expect(lists(kube).map(e => e.query?.labelSelector)).toEqual([
+      `${LABEL_SHARD}=0,${LABEL_OPEN}=true`,
+      `${LABEL_SHARD}=0,!${LABEL_OPEN}`,
+      `${LABEL_SHARD} notin (0,1),${LABEL_OPEN}=true`,
+      `${LABEL_SHARD} notin (0,1),!${LABEL_OPEN}`,
+    ]);
+    const before = lists(kube).length;
+    await rt.sweep(); // with the finished tasks
+    expect(
+      lists(kube)
+        .slice(before)
+        .map(e => e.query?.labelSelector),
+    ).toEqual([`${LABEL_SHARD}=0`, `${LABEL_SHARD} notin (0,1)`]);
     expect(readsOf(kube, "theirs")).toBe(0);
   });
 
@@ -814,7 +897,8 @@ describe("shards (ATB_SHARDS, ATB_SHARD)", () => {
     const { rt } = harness({ WATCH_NAMESPACE: NS, ATB_SHARDS: "3", ATB_SHARD: "2" }, kube);
     await rt.start();
     expect(kube.audit.filter(e => e.method === "GET").map(e => [e.path, e.query?.labelSelector])).toEqual([
-      [resourcePath("AgentTask", NS), `${LABEL_SHARD}=2`],
+      [resourcePath("AgentTask", NS), `${LABEL_SHARD}=2,${LABEL_OPEN}=true`],
+      [resourcePath("AgentTask", NS), `${LABEL_SHARD}=2,!${LABEL_OPEN}`],
       [TASKS, `${LABEL_SHARD}=2`],
     ]);
   });

@@ -170,13 +170,25 @@ afterEach(async () => {
 function runtime(kube: FakeKube, env: Record<string, string> = {}) {
   const lines: string[] = [];
   const log = createLogger("debug", "test", new Writable({ write: (c, _e, cb) => cb(void lines.push(String(c))) }));
-  const config = parseConfig({ LOG_LEVEL: "info", ATB_METRICS_PORT: "0", ATB_SWEEP_INTERVAL_SECONDS: "3600", ...env });
+  // Every sweep after the start-up one (which lists the open tasks only) lists the finished ones.
+  const config = parseConfig({
+    LOG_LEVEL: "info",
+    ATB_METRICS_PORT: "0",
+    ATB_SWEEP_INTERVAL_SECONDS: "3600",
+    ATB_SWEEP_FINISHED_EVERY: "1",
+    ...env,
+  });
+  /** start(), then the first sweep that lists the finished tasks. */
+  const started = async () => {
+    await rt.start();
+    await rt.sweep();
+  };
   const rt = new OperatorRuntime(config, { scale: ScaleAction } as unknown as ActionRegistry, log, {
     kube: async () => kube,
     broker: () => new FakeBroker(),
   });
   running.push(rt);
-  return { rt, lines };
+  return { rt, lines, started };
 }
 
 const deletes = (kube: FakeKube) => kube.audit.filter(e => e.method === "DELETE");
@@ -199,9 +211,9 @@ describe("the sweep deletes expired tasks", () => {
     addTask(kube, "keep", finished("Completed", ago(1e6, now)), 0);
     addTask(kube, "open-pending", { phase: "Pending", finishedAt: ago(1e6, now) }, 1);
     addTask(kube, "open-new", undefined, 1);
-    const { rt, lines } = runtime(kube, { ATB_TTL_SECONDS_AFTER_FINISHED: "60" });
+    const { rt, lines, started } = runtime(kube, { ATB_TTL_SECONDS_AFTER_FINISHED: "60" });
 
-    await rt.start();
+    await started();
 
     expect(kube.read(taskPath("expired-own"))).toBeUndefined();
     expect(kube.read(taskPath("expired-default"))).toBeUndefined();
@@ -254,8 +266,8 @@ describe("the sweep deletes expired tasks", () => {
     const kube = new FakeKube();
     addTask(kube, "default", finished("Completed", ago(1e7, new Date())));
     addTask(kube, "own", finished("Completed", ago(10, new Date())), 5);
-    const { rt } = runtime(kube, { ATB_TTL_SECONDS_AFTER_FINISHED: "0" });
-    await rt.start();
+    const { started } = runtime(kube, { ATB_TTL_SECONDS_AFTER_FINISHED: "0" });
+    await started();
     expect(kube.read(taskPath("default"))).toBeDefined();
     expect(kube.read(taskPath("own"))).toBeUndefined();
   });
@@ -268,11 +280,11 @@ describe("the sweep deletes expired tasks", () => {
         ? new KubeError(403, "Forbidden", 'agenttasks.atb.siemens.com "x" is forbidden')
         : undefined,
     );
-    const { rt, lines } = runtime(kube);
-    await rt.start();
+    const { rt, lines, started } = runtime(kube);
+    await started();
     expect(kube.read(taskPath("x"))).toBeDefined();
     expect((await rt.metrics.sweeps.get()).values).toEqual([
-      expect.objectContaining({ labels: { result: "ok" }, value: 1 }),
+      expect.objectContaining({ labels: { result: "ok" }, value: 2 }),
     ]);
     expect(await errors(rt)).toEqual([["ttl", "forbidden", 1]]);
     expect(lines.join("")).toContain("could not delete a finished task after its TTL");
@@ -292,8 +304,8 @@ describe("the sweep deletes expired tasks", () => {
     kube.onRequest(r =>
       r.method === "DELETE" && fail ? new KubeError(0, "NetworkError", "socket hang up") : undefined,
     );
-    const { rt } = runtime(kube);
-    await rt.start();
+    const { rt, started } = runtime(kube);
+    await started();
     expect(await errors(rt)).toEqual([["ttl", "network", 1]]);
     fail = false;
     await rt.sweep();

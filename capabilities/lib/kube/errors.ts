@@ -53,6 +53,15 @@ export function isNotFound(err: unknown): boolean {
   return err instanceof KubeError && err.status === 404;
 }
 
+/**
+ * Whether the API server refused a field selector it cannot evaluate (400 "field label not
+ * supported"): a custom resource's field that its CRD does not declare selectable, or a server
+ * older than selectable fields.
+ */
+export function isUnsupportedFieldSelector(err: unknown): boolean {
+  return err instanceof KubeError && err.status === 400 && /field label not supported/i.test(err.message);
+}
+
 /** The API server's message for a JSON patch that no longer applies (a failed `test` operation). */
 const PATCH_NO_LONGER_APPLIES = /^the server rejected our request due to an error in our request$/;
 

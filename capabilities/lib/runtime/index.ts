@@ -9,7 +9,7 @@ import type { ActionRegistry } from "../action";
 import { createBrokerClient, type BrokerClient } from "../broker/client";
 import type { OperatorConfig } from "../config";
 import { messageOf } from "../errors";
-import { KubeClient, resourcePath, type OperatorKube } from "../kube";
+import { isUnsupportedFieldSelector, KubeClient, resourcePath, type OperatorKube } from "../kube";
 import { ObjectWatches } from "../kube/object-watch";
 import { createLogger, type Logger } from "../logger";
 import { OperatorMetrics, serveMetrics } from "../metrics";
@@ -22,7 +22,7 @@ import { isTerminal } from "../status/conditions";
 import { createStatusWriter } from "../status/writer";
 import { WorkQueue } from "./work-queue";
 import { expired, TtlReaper, type ExpiredTask } from "./ttl";
-import { PHASES } from "../../../crds/agenttask";
+import { LABEL_OPEN, PHASES, TERMINAL_PHASES, type Phase } from "../../../crds/agenttask";
 import { lighten } from "./memory";
 
 /** A task counts as missed by the watch only once it and this process are older than this many sweeps plus WATCH_GRACE_MS. */
@@ -30,6 +30,8 @@ const WATCH_GRACE_SWEEPS = 2;
 const WATCH_GRACE_MS = 10_000;
 /** Not ready once this many sweep intervals passed without a successful sweep. */
 const STALE_SWEEPS = 3;
+/** The field selector of the tasks whose phase is not terminal (no phase yet included). */
+const OPEN_PHASES = TERMINAL_PHASES.map(p => `status.phase!=${p}`).join(",");
 /** Open labels of finished tasks one sweep removes at most (their removal after the terminal write failed). */
 export const MAX_CLOSES_PER_SWEEP = 100;
 
@@ -84,6 +86,10 @@ export class OperatorRuntime {
   private missed = 0;
   /** When the sweep last looked for tasks outside WATCH_NAMESPACE that nobody picked up. */
   private outOfScopeCheckedAt = 0;
+  /** Successful sweeps so far (every ATB_SWEEP_FINISHED_EVERY-th lists the finished tasks too). */
+  private sweeps = 0;
+  /** Whether the API server selects AgentTasks by status.phase (else the sweep filters itself). */
+  private phaseSelectable = true;
 
   constructor(
     readonly config: Readonly<OperatorConfig>,
@@ -211,12 +217,18 @@ export class OperatorRuntime {
   }
 
   /**
-   * Finds every non-terminal task (the watch may have missed it), counts tasks by phase, and
-   * deletes the finished tasks whose TTL has passed (lib/runtime/ttl.ts), all from one listing.
+   * Finds every non-terminal task (the watch may have missed it) and counts tasks by phase; every
+   * ATB_SWEEP_FINISHED_EVERY-th sweep also lists the finished tasks, counts them and deletes
+   * those whose TTL has passed (lib/runtime/ttl.ts). The others, and the first sweep, which runs
+   * before any task, list only the open tasks: with a hundred thousand finished tasks a restart
+   * then lists what it must drive, not the history (the open label, and a field selector on
+   * status.phase for open tasks without it).
    */
   async sweep(): Promise<void> {
     try {
       const namespaces = this.config.watchNamespaces.length ? this.config.watchNamespaces : [undefined];
+      // The first sweep after the start-up one lists them, then every ATB_SWEEP_FINISHED_EVERY-th.
+      const finished = this.sweeps > 0 && (this.sweeps - 1) % this.config.sweepFinishedEvery === 0;
       const tally: Tally = {
         counts: new Map<string, number>(PHASES.map(p => [p, 0])),
         open: new Set<string>(),
@@ -226,8 +238,11 @@ export class OperatorRuntime {
         now: new Date(),
       };
       const started = Date.now();
-      for (const ns of namespaces) await this.listOwned(ns, tally);
-      for (const [phase, n] of tally.counts) this.metrics.tasksByPhase.set({ phase }, n);
+      for (const ns of namespaces) await this.listOwned(ns, tally, finished);
+      // A listing of the open tasks sees only the finished ones still labelled open: their
+      // counts stay those of the last full listing.
+      for (const [phase, n] of tally.counts)
+        if (finished || !isTerminal(phase as Phase)) this.metrics.tasksByPhase.set({ phase }, n);
       // Tasks the watch delivered after the listing began are open too, though it could not list
       // them: without them, their target locks would be released and their waits dropped (a
       // second task on a target still being changed, a waiter left to its one-minute recheck).
@@ -240,6 +255,7 @@ export class OperatorRuntime {
       await this.closeLeftovers(tally.unclosed);
       await this.sweepOutOfScope();
       this.lastSweep = Date.now();
+      this.sweeps++;
       this.metrics.sweeps.inc({ result: "ok" });
     } catch (err) {
       this.sweepError = messageOf(err);
@@ -284,10 +300,46 @@ export class OperatorRuntime {
       for (const t of items) if (unclaimed(t, this.config, now)) this.requeue(taskKey(t));
   }
 
-  /** Visits every task of this watcher in one namespace (or all): one paged listing per selector. */
-  private async listOwned(ns: string | undefined, tally: Tally): Promise<void> {
-    for (const query of this.ownedQueries({}))
-      for await (const items of this.pages(ns, query)) this.visit(items, tally);
+  /**
+   * Visits the tasks of this watcher in one namespace (or all), one paged listing per selector:
+   * every task when `finished`; else the open ones: those labelled open (with the finished ones
+   * whose label is left), and those without the label whose phase is not terminal (created with
+   * the webhooks out of the way, or before the label existed).
+   */
+  private async listOwned(ns: string | undefined, tally: Tally, finished: boolean): Promise<void> {
+    if (finished) {
+      for (const query of this.ownedQueries({}))
+        for await (const items of this.pages(ns, query)) this.visit(items, tally);
+      return;
+    }
+    for (const own of ownedSelectors(this.config)) {
+      const and = (sel: string) => (own ? `${own},${sel}` : sel);
+      for await (const items of this.pages(ns, { labelSelector: and(`${LABEL_OPEN}=true`) })) this.visit(items, tally);
+      for await (const items of this.unlabelledOpen(ns, and(`!${LABEL_OPEN}`))) this.visit(items, tally);
+    }
+  }
+
+  /**
+   * Open tasks without the open label: selected on status.phase, a selectable field of the CRD
+   * (Kubernetes 1.31+). Where the API server refuses that field selector (an older server, or
+   * the CRD applied without it), every task without the label is listed and filtered here, as
+   * the operator did before; said once in the log.
+   */
+  private async *unlabelledOpen(ns: string | undefined, labelSelector: string): AsyncGenerator<AgentTask[]> {
+    if (this.phaseSelectable) {
+      try {
+        for await (const items of this.pages(ns, { labelSelector, fieldSelector: OPEN_PHASES })) yield items;
+        return;
+      } catch (err) {
+        if (!isUnsupportedFieldSelector(err)) throw err;
+        this.phaseSelectable = false;
+        this.log.warn(
+          "the API server cannot select AgentTasks by status.phase (Kubernetes 1.31+ with the CRD's selectableFields): the sweep lists every task without the open label",
+          { error: messageOf(err) },
+        );
+      }
+    }
+    for await (const items of this.pages(ns, { labelSelector })) yield items.filter(t => !isTerminal(t.status?.phase));
   }
 
   /** The query for each label selector of this watcher's tasks (lib/shard.ts): one listing each. */

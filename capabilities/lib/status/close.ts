@@ -5,8 +5,8 @@
 // the open tasks, not the history (docs/deployment.md, "Shards"). It is metadata, not status, so
 // it goes to the object, not the status subresource (the status writer is still the only writer
 // of status). A failed removal is logged and counted and never fails the task: the task is
-// finished either way, and the periodic sweep, which lists every task of its shard whatever its
-// labels, removes the label of a finished task it still finds (lib/runtime/labels.ts).
+// finished either way, and the periodic sweep, which lists the labelled tasks of its shard,
+// removes the label of a finished task it still finds (lib/runtime/index.ts, closeLeftovers).
 import { LABEL_OPEN, type AgentTask } from "../../../crds/agenttask";
 import { messageOf } from "../errors";
 import { errorClass, isNotFound, resourcePath, type KubeApi } from "../kube";
