@@ -490,7 +490,7 @@ describe("onEvent", () => {
     const runs = jest.spyOn(Pipeline.prototype, "reconcile");
     await rt.start();
     rt.onEvent(addTask(kube, "holder"));
-    await eventually(() => kube.read<AgentTask>(taskPath("holder"))?.status?.conditions?.length === 2);
+    await eventually(() => phaseOf(kube, "holder") === "Executing"); // it holds the target
     rt.onEvent(addTask(kube, "t", undefined, 4)); // waits in Pending for the target, a minute at a time
     await eventually(() => phaseOf(kube, "t") === "Pending");
     await rt.idle();
@@ -773,7 +773,7 @@ describe("the open label: finished tasks leave the watch", () => {
     );
     await rt.start();
     rt.onEvent(addTask(kube, "gone"));
-    await eventually(() => kube.read<AgentTask>(taskPath("gone"))?.status?.conditions?.length === 2);
+    await eventually(() => phaseOf(kube, "gone") === "Executing"); // it holds the target
     rt.onEvent(addTask(kube, "kept")); // waits in Pending for the target
     await eventually(() => phaseOf(kube, "kept") === "Pending");
     const watched = (rt as unknown as { watched: Map<string, number> }).watched;

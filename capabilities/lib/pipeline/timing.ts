@@ -18,9 +18,11 @@ export const MAX_WRITE_ATTEMPTS = 4;
 
 /**
  * A change that has not taken effect this long after its write gets Applied stored (a rollout
- * under way); one that takes effect sooner is stored once, as Completed (ADR 0009).
+ * under way); one that takes effect sooner is stored once, as Completed (ADR 0009). 5 s: under a
+ * burst, rollouts of 2 to 5 s are common, and at 2 s the Applied write was nearly a third of the
+ * status writes of a scale task (docs/benchmarks.md).
  */
-export const APPLIED_SHOWN_AFTER_MS = 2_000;
+export const APPLIED_SHOWN_AFTER_MS = 5_000;
 
 /** How often a rollout is polled: every 500 ms in the first 10 s, every 2 s up to a minute, then 5 s. */
 export function rolloutPollMs(waitedMs: number): number {

@@ -474,7 +474,7 @@ describe("verify meets an error", () => {
       return { state: "done", message: "ok" };
     });
     expect(task(w, key).status).toMatchObject({ phase: "Executing", attempts: 0 });
-    // Applied is in memory (not stored within 2 s of the write); the retry finishes from it.
+    // Applied is in memory (not stored within 5 s of the write); the retry finishes from it.
     expect(w.transitions.map(x => x.reason)).not.toContain("Applied");
     w.clock.advance(2_000);
     await w.pipeline.reconcile(key);

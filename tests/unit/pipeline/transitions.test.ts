@@ -39,7 +39,7 @@ const statusPatches = (w: World, name: string) =>
   w.kube.audit.filter(e => e.method === "PATCH" && e.path.endsWith(`/agenttasks/${name}/status`));
 
 describe("the happy path, one transition at a time", () => {
-  test("GIVEN a scale task WHEN reconciled THEN Pending, Processing, Executing (authorized) stored; Applied stored once the rollout has run 2 s", async () => {
+  test("GIVEN a scale task WHEN reconciled THEN Pending, Processing, Executing (authorized) stored; Applied stored once the rollout has run 5 s", async () => {
     const w = world();
     deployment(w, "web", 2);
     const key = submit(w, "scale-web", { payload: { replicas: 3 } });
@@ -51,7 +51,7 @@ describe("the happy path, one transition at a time", () => {
     let t = task(w, key);
     expect(t.status).toMatchObject({ phase: "Executing", attempts: 0, observedGeneration: 1 });
     expect(condition(t, "Authorized")).toMatchObject({ status: "True", reason: "Authorized" });
-    // Applied is kept in memory for up to 2 s: a change that takes effect by then costs no write.
+    // Applied is kept in memory for up to 5 s: a change that takes effect by then costs no write.
     expect(condition(t, "Executed")).toBeUndefined();
     expect(w.kube.read(deployPath())!.spec!.replicas).toBe(3);
     expect(applyWrites(w, uidOf(w, key))).toHaveLength(1);
@@ -59,7 +59,7 @@ describe("the happy path, one transition at a time", () => {
     w.clock.advance(500);
     expect(await w.pipeline.reconcile(key)).toEqual({ requeueAfterMs: 500 });
     expect(statusWrites(w, key)).toHaveLength(1);
-    w.clock.advance(1_500);
+    w.clock.advance(4_500);
     expect(await w.pipeline.reconcile(key)).toEqual({ requeueAfterMs: 500 });
     t = task(w, key);
     expect(trail(w, key).at(-1)).toBe("Executing:Applied");
@@ -100,7 +100,7 @@ describe("the happy path, one transition at a time", () => {
     deployment(w);
     const key = submit(w, "t");
     await w.pipeline.reconcile(key);
-    w.clock.advance(2_000);
+    w.clock.advance(5_000);
     await w.pipeline.reconcile(key); // Applied stored: the rollout is under way
     w.kube.completeRollout(deployPath());
     w.clock.advance(500);
@@ -127,7 +127,7 @@ describe("the happy path, one transition at a time", () => {
     expect(task(w, key).status!.startedAt).toBe("2026-05-01T10:00:00.000Z");
   });
 
-  test("GIVEN a rollout done within 2 s of the write THEN two status writes (the decision, the end)", async () => {
+  test("GIVEN a rollout done within 5 s of the write THEN two status writes (the decision, the end)", async () => {
     const w = world();
     deployment(w);
     const key = submit(w, "t");
@@ -542,15 +542,15 @@ describe("Executing, applied: verify", () => {
     const key = submit(w, "t", { payload: { replicas: 3 } });
     await w.pipeline.reconcile(key);
     expect(task(w, key).status!.phase).toBe("Executing");
-    // Applied is stored once the rollout has not finished APPLIED_SHOWN_AFTER_MS (2 s) after the write.
-    w.clock.advance(2_000);
+    // Applied is stored once the rollout has not finished APPLIED_SHOWN_AFTER_MS (5 s) after the write.
+    w.clock.advance(5_000);
     await w.pipeline.reconcile(key);
     expect(condition(task(w, key), "Executed")).toMatchObject({ status: "True", reason: "Applied" });
     return { w, key };
   }
 
   test.each([
-    { waited: 2_000, requeue: 500 },
+    { waited: 5_000, requeue: 500 },
     { waited: 9_999, requeue: 500 },
     { waited: 15_000, requeue: 2_000 },
     { waited: 59_999, requeue: 2_000 },
@@ -561,7 +561,7 @@ describe("Executing, applied: verify", () => {
     async ({ waited, requeue }) => {
       const { w, key } = await applied();
       const rv = task(w, key).metadata!.resourceVersion;
-      w.clock.advance(waited - 2_000); // waited since the write
+      w.clock.advance(waited - 5_000); // waited since the write
       expect(await w.pipeline.reconcile(key)).toEqual({ requeueAfterMs: requeue });
       expect(task(w, key).metadata!.resourceVersion).toBe(rv);
     },
@@ -569,7 +569,7 @@ describe("Executing, applied: verify", () => {
 
   test("GIVEN the rollout is not done after the rollout timeout THEN Failed RolloutTimeout (applied, not succeeded)", async () => {
     const { w, key } = await applied();
-    w.clock.advance(118_001); // 120 s after the write (applied() waited 2 s)
+    w.clock.advance(115_001); // 120 s after the write (applied() waited 5 s)
     await w.pipeline.reconcile(key);
     const t = task(w, key);
     expect(t.status!.phase).toBe("Failed");
@@ -694,7 +694,7 @@ describe("a rollout followed through a watch (ATB_ROLLOUT_WATCH)", () => {
       deployment(w);
       const key = submit(w, "t");
       const first = await w.pipeline.reconcile(key);
-      expect(first.requeueAfterMs).toBeLessThanOrEqual(2_000);
+      expect(first.requeueAfterMs).toBeLessThanOrEqual(5_000); // by when Applied would be stored;
       expect(w.watches!.stats()).toMatchObject({ streams: 1, interests: 1 });
       w.kube.completeRollout(deployPath());
       await eventually(() => w.wakes.includes(key));
@@ -709,13 +709,13 @@ describe("a rollout followed through a watch (ATB_ROLLOUT_WATCH)", () => {
     }
   });
 
-  test("GIVEN a rollout that takes a while THEN the task looks again by itself only every 30 s (the watch wakes it), Applied stored after 2 s", async () => {
+  test("GIVEN a rollout that takes a while THEN the task looks again by itself only every 30 s (the watch wakes it), Applied stored after 5 s", async () => {
     const w = world({ watches: true });
     try {
       deployment(w);
       const key = submit(w, "t");
       await w.pipeline.reconcile(key);
-      w.clock.advance(2_000);
+      w.clock.advance(5_000);
       expect(await w.pipeline.reconcile(key)).toEqual({ requeueAfterMs: 30_000 });
       expect(condition(task(w, key), "Executed")).toMatchObject({ status: "True", reason: "Applied" });
       expect(targetGets(w)).toBe(1);
