@@ -474,6 +474,39 @@ describe("tasks the operator never processes (Failed/OutOfScope)", () => {
 });
 
 describe("onEvent", () => {
+  test("GIVEN a copy from before the task's end delivered after it (a late echo of our own write) THEN it costs nothing", async () => {
+    const { rt, kube } = harness({ ATB_SWEEP_INTERVAL_SECONDS: "60" });
+    await rt.start();
+    const created = addTask(kube, "t");
+    rt.onEvent(created);
+    await eventually(() => phaseOf(kube, "t") === "Completed");
+    await rt.idle();
+    const done = kube.read<AgentTask>(taskPath("t"))!;
+    // The echo of the decision's write: Executing, at a resourceVersion before the end's.
+    const late = structuredClone(done);
+    late.status = { ...late.status, phase: "Executing" };
+    late.metadata!.resourceVersion = String(Number(created.metadata!.resourceVersion) + 1);
+    const p = passes();
+    const before = kube.audit.length;
+
+    rt.onEvent(late);
+    await rt.idle();
+    await new Promise(r => setTimeout(r, 50));
+    await rt.idle();
+
+    expect(p.of("t")).toBe(0);
+    expect(kube.audit.slice(before)).toEqual([]);
+    // A copy of another task under the same name (a new uid) is not mistaken for it.
+    const other = structuredClone(late);
+    other.metadata!.uid = "another-uid";
+    expect(rt["pipeline"]!.predatesEnd(other)).toBe(false);
+    // Nor a newer copy of the same task.
+    const newer = structuredClone(done);
+    newer.metadata!.resourceVersion = String(Number(done.metadata!.resourceVersion) + 1);
+    expect(rt["pipeline"]!.predatesEnd(newer)).toBe(false);
+    p.restore();
+  });
+
   test("GIVEN a terminal task THEN it is not even read", async () => {
     const { rt, kube } = harness();
     await rt.start();

@@ -117,6 +117,10 @@ function newer(a: string | undefined, b: string | undefined): boolean {
   return true;
 }
 
+/** How long, and for how many tasks at most, this process remembers the tasks it finished. */
+const FINISHED_MEMORY_MS = 10 * 60_000;
+const FINISHED_MEMORY_MAX = 20_000;
+
 /** A copy to keep in memory: managedFields can be larger than the task. */
 function lean(task: AgentTask): AgentTask {
   if (!task.metadata?.managedFields) return task;
@@ -148,6 +152,14 @@ export class Pipeline {
   private readonly observedTargets = new Map<string, KubeObject | null>();
   /** Open tasks as last seen (watch events, sweeps, our own writes): a reconcile needs no GET. */
   private readonly seen = new Map<string, AgentTask>();
+  /**
+   * Tasks this process finished: key → uid, the resourceVersion of the terminal write and when.
+   * The watch may deliver a copy from before that write after it (the echo of an earlier write of
+   * ours, behind a backlog of events): without this it was taken for an open task, run again, and
+   * cost a status write refused with 409 and a GET. Kept FINISHED_MEMORY_MS, at most
+   * FINISHED_MEMORY_MAX entries.
+   */
+  private readonly finishedHere = new Map<string, { uid: string; rv: string; at: number }>();
   private readonly unwritten = new Map<string, Unwritten>();
   private readonly carried = new Map<string, Carried>();
   /** The targets followed through watches while their change takes effect, by task UID. */
@@ -174,6 +186,7 @@ export class Pipeline {
    */
   observe(task: AgentTask): void {
     const key = taskKey(task);
+    if (this.predatesEnd(task)) return;
     if (isTerminal(task.status?.phase)) {
       this.seen.delete(key);
       return;
@@ -188,12 +201,26 @@ export class Pipeline {
   }
 
   /**
+   * Whether this copy of a task is older than the terminal write this process made of it: a late
+   * copy of a finished task, not an open one (only numeric resourceVersions are compared, as etcd
+   * makes them; anything else is taken as it comes).
+   */
+  predatesEnd(task: AgentTask): boolean {
+    const f = this.finishedHere.get(taskKey(task));
+    const rv = task.metadata?.resourceVersion;
+    if (!f || f.uid !== task.metadata?.uid || !rv || !/^\d+$/.test(rv) || !/^\d+$/.test(f.rv)) return false;
+    return BigInt(rv) < BigInt(f.rv);
+  }
+
+  /**
    * After a sweep: the open tasks it listed. Targets held by others are released, and tasks not
    * listed (deleted, or finished unseen) are no longer remembered, so their next look reads them.
    */
   retain(open: ReadonlySet<string>): void {
     this.locks.retain(open);
     for (const key of this.seen.keys()) if (!open.has(key)) this.seen.delete(key);
+    const old = this.now().getTime() - FINISHED_MEMORY_MS;
+    for (const [key, f] of this.finishedHere) if (f.at < old) this.finishedHere.delete(key);
   }
 
   /** Runs the task as far as it can go now. Returns when to look again, if ever. */
@@ -587,6 +614,13 @@ export class Pipeline {
       return { next: updated };
     }
     this.forget(key, uid);
+    const rv = updated.metadata?.resourceVersion;
+    if (uid && rv) {
+      this.finishedHere.delete(key); // re-inserted last: the oldest come first when the map is full
+      this.finishedHere.set(key, { uid, rv, at: this.now().getTime() });
+      if (this.finishedHere.size > FINISHED_MEMORY_MAX)
+        this.finishedHere.delete(this.finishedHere.keys().next().value as string);
+    }
     // A finished task leaves the watch (its open label goes; a failure is logged, the sweep retries).
     await closeTask(this.deps, updated);
     return { done: true };

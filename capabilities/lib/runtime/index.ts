@@ -183,6 +183,9 @@ export class OperatorRuntime {
     const key = taskKey(task);
     // The API server already selects this shard's tasks; a label that says otherwise is not ours.
     if (!watches(task.metadata?.namespace ?? "", this.config) || !owns(task, this.config)) return;
+    // A copy from before this process finished the task (the echo of an earlier write of ours,
+    // delivered late): nothing to do.
+    if (this.pipeline?.predatesEnd(task)) return;
     this.pipeline?.observe(task);
     if (isTerminal(task.status?.phase)) {
       this.watched.delete(key);
@@ -405,6 +408,8 @@ export class OperatorRuntime {
         continue;
       }
       const key = taskKey(t);
+      // Listed from the API server's cache before our terminal write reached it: finished.
+      if (this.pipeline!.predatesEnd(t)) continue;
       tally.open.add(key);
       this.pipeline!.observe(t);
       this.pipeline!.holdTargetIfStarted(t);
