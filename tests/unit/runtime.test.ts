@@ -474,6 +474,22 @@ describe("tasks the operator never processes (Failed/OutOfScope)", () => {
 });
 
 describe("onEvent", () => {
+  test("GIVEN a task woken by its rollout's watch event before its own recheck THEN no timer is left once it is finished (it would read the task once more)", async () => {
+    const kube = new FakeKube(); // the rollout completes when the test says so
+    const { rt } = harness({ ATB_SWEEP_INTERVAL_SECONDS: "60" }, kube);
+    await rt.start();
+    rt.onEvent(addTask(kube, "t", undefined, 3));
+    await eventually(() => phaseOf(kube, "t") === "Executing");
+    await rt.idle(); // the pass waits for the rollout: a recheck timer is set
+    const queue = (rt as unknown as { queue: { tracks(key: string): boolean } }).queue;
+    expect(queue.tracks(`${NS}/t`)).toBe(true);
+    kube.completeRollout(DEPLOY); // the watch wakes the task before its timer
+    await eventually(() => phaseOf(kube, "t") === "Completed");
+    await rt.idle();
+    expect(queue.tracks(`${NS}/t`)).toBe(false);
+    expect(readsOf(kube, "t")).toBe(0);
+  });
+
   test("GIVEN a copy from before the task's end delivered after it (a late echo of our own write) THEN it costs nothing", async () => {
     const { rt, kube } = harness({ ATB_SWEEP_INTERVAL_SECONDS: "60" });
     await rt.start();

@@ -119,3 +119,20 @@ test("work under way (timers, urgent adds) runs before keys that are merely new,
   await q.idle();
   expect(order).toEqual(["first", "woken-1", "new-2", "timer", "new-1", "new-3"]);
 });
+
+test("cancelDelayed drops the key's pending timer (and nothing else)", async () => {
+  const seen: string[] = [];
+  const q = new WorkQueue(
+    1,
+    async key => void seen.push(key),
+    () => undefined,
+  );
+  q.addAfter("done", 20);
+  q.addAfter("other", 20);
+  q.cancelDelayed("done");
+  q.cancelDelayed("never-added");
+  expect([q.tracks("done"), q.tracks("other")]).toEqual([false, true]);
+  await tick(60);
+  expect(seen).toEqual(["other"]);
+  q.stop();
+});

@@ -216,6 +216,9 @@ export class OperatorRuntime {
   private async work(key: string): Promise<void> {
     const r = await this.pipeline!.reconcile(key);
     if (r.requeueAfterMs !== undefined) this.queue!.addAfter(key, r.requeueAfterMs);
+    // Finished (or gone): a timer an earlier pass set would read the task once more (a GET of
+    // nearly every scale task, 3 s after its end, in the benchmark).
+    else this.queue!.cancelDelayed(key);
     this.metrics.queueDepth.set(this.queue!.length);
   }
 

@@ -61,6 +61,17 @@ export class WorkQueue {
     this.timers.set(key, { at, timer });
   }
 
+  /**
+   * Drops the key's pending timer: its work is done, and a timer an earlier pass set (a rollout
+   * poll, the recheck before Applied is shown) would only cost a look at a finished task.
+   */
+  cancelDelayed(key: string): void {
+    const t = this.timers.get(key);
+    if (!t) return;
+    clearTimeout(t.timer);
+    this.timers.delete(key);
+  }
+
   /** True when the key will run without another add: queued, running, or waiting on a timer. */
   tracks(key: string): boolean {
     return this.queued.has(key) || this.active.has(key) || this.timers.has(key);
