@@ -97,16 +97,17 @@ function restoreShippedBinding(): void {
   shippedBindingDeleted = false;
 }
 
-function keeperBinding() {
+/** A binding of the policy with this file's parameters, over the namespaces labelled `LABEL=value`. */
+function binding(name: string, value: string) {
   return {
     apiVersion: "admissionregistration.k8s.io/v1",
     kind: "ValidatingAdmissionPolicyBinding",
-    metadata: { name: KEEPER },
+    metadata: { name },
     spec: {
       policyName: POLICY_NAME,
       validationActions: ["Deny"],
       paramRef: { name: PARAMS, namespace: WATCHED, parameterNotFoundAction: "Deny" },
-      matchResources: { namespaceSelector: { matchLabels: { [LABEL]: `none-${ID}` } } },
+      matchResources: { namespaceSelector: { matchLabels: { [LABEL]: value } } },
     },
   };
 }
@@ -135,17 +136,7 @@ beforeAll(async () => {
     metadata: { name: PARAMS, namespace: WATCHED },
     data: policyParams(parseConfig({ WATCH_NAMESPACE: WATCHED })),
   });
-  kube.applyObject({
-    apiVersion: "admissionregistration.k8s.io/v1",
-    kind: "ValidatingAdmissionPolicyBinding",
-    metadata: { name: BINDING },
-    spec: {
-      policyName: POLICY_NAME,
-      validationActions: ["Deny"],
-      paramRef: { name: PARAMS, namespace: WATCHED, parameterNotFoundAction: "Deny" },
-      matchResources: { namespaceSelector: { matchLabels: { [LABEL]: ID } } },
-    },
-  });
+  kube.applyObject(binding(BINDING, ID));
   await untilAdmission("this file's binding in force", UNWATCHED, true);
 });
 
@@ -186,7 +177,7 @@ describe("admission refuses, with the operator's words", () => {
 describe("without the policy, the sweep marks them Failed/OutOfScope", () => {
   beforeAll(async () => {
     // The keeper first: never a moment with no binding of this policy (see KEEPER).
-    kube.applyObject(keeperBinding());
+    kube.applyObject(binding(KEEPER, `none-${ID}`)); // no namespace carries this value
     kube.run(["delete", "validatingadmissionpolicybinding", BINDING]);
     shippedBindingDeleted = true;
     kube.run(["delete", "validatingadmissionpolicybinding", POLICY_NAME]);
