@@ -89,8 +89,10 @@ beforeAll(async () => {
       ATB_TASK_BACKOFF_MS: "300",
       ATB_BROKER_MAX_ATTEMPTS: "2",
       ATB_BROKER_TIMEOUT_MS: "1000",
-      // Pages of two, so the sweep's paging is exercised by the few tasks of this file.
+      // Pages of two, so the sweep's paging is exercised by the few tasks of this file; every
+      // sweep lists the finished tasks too (by default every tenth), so their counts are fresh.
       ATB_SWEEP_PAGE_SIZE: "2",
+      ATB_SWEEP_FINISHED_EVERY: "1",
     },
   });
   kube = new Kube(stack.bin, cluster.kubeconfig);

@@ -287,6 +287,53 @@ describe("start(): the first sweep", () => {
     expect(ready).toEqual({ status: 503, body: "sweep failing: etcd down" });
   });
 
+  test("GIVEN a CRD's storage still starting (429 storage is (re)initializing) THEN the sweep is tried again within seconds, not a sweep interval, and readiness recovers", async () => {
+    const kube = new FakeKube();
+    let refusals = 2;
+    kube.onRequest(r =>
+      r.path === TASKS && r.method === "GET" && refusals-- > 0
+        ? new KubeError(429, "TooManyRequests", "storage is (re)initializing")
+        : undefined,
+    );
+    const { rt, lines } = harness({ ATB_SWEEP_INTERVAL_SECONDS: "60" }, kube);
+    const t0 = Date.now();
+    await rt.start();
+    expect((await http(rt.metricsPort()!, "/readyz")).body).toBe("sweep failing: storage is (re)initializing");
+    const ok = async () => (await rt.metrics.sweeps.get()).values.find(v => v.labels.result === "ok")?.value ?? 0;
+    for (const until = Date.now() + 5_000; (await ok()) === 0 && Date.now() < until; )
+      await new Promise(r => setTimeout(r, 50));
+    // Failed at start, again 1 s later, then fine 2 s after that: 3 s, not the 60 s interval.
+    expect(await ok()).toBe(1);
+    expect(Date.now() - t0).toBeLessThan(5_000);
+    expect(await http(rt.metricsPort()!, "/readyz")).toEqual({ status: 200, body: "ok" });
+    const retries = lines.map(l => JSON.parse(l) as Record<string, unknown>).filter(l => l.message === "sweep failed");
+    expect(retries.map(l => l.retryInMs)).toEqual([1_000, 2_000]);
+  }, 10_000);
+
+  test("GIVEN sweeps asked for while one runs THEN they run one after the other, and a timer's turn is skipped", async () => {
+    const { rt } = harness({ ATB_SWEEP_INTERVAL_SECONDS: "60" });
+    await rt.start();
+    const inner = rt as unknown as { sweepOnce(): Promise<void>; tick(): void };
+    const once = inner.sweepOnce.bind(rt);
+    let active = 0;
+    let peak = 0;
+    let calls = 0;
+    inner.sweepOnce = async () => {
+      calls++;
+      peak = Math.max(peak, ++active);
+      try {
+        await new Promise(r => setTimeout(r, 20));
+        await once();
+      } finally {
+        active--;
+      }
+    };
+    const asked = [rt.sweep(), rt.sweep(), rt.sweep()];
+    inner.tick(); // the interval's turn while sweeps are under way
+    await Promise.all(asked);
+    expect({ calls, peak }).toEqual({ calls: 3, peak: 1 });
+  });
+
   test("GIVEN WATCH_NAMESPACE THEN the sweep lists those namespaces, and the rest only for the out-of-scope check", async () => {
     const kube = new FakeKube();
     const { rt } = harness({ WATCH_NAMESPACE: "shop,other" }, kube);

@@ -28,6 +28,8 @@ import { lighten } from "./memory";
 /** A task counts as missed by the watch only once it and this process are older than this many sweeps plus WATCH_GRACE_MS. */
 const WATCH_GRACE_SWEEPS = 2;
 const WATCH_GRACE_MS = 10_000;
+/** The first wait before a failed sweep is tried again (then doubled, up to the sweep interval). */
+const SWEEP_RETRY_FIRST_MS = 1_000;
 /** Not ready once this many sweep intervals passed without a successful sweep. */
 const STALE_SWEEPS = 3;
 /** The field selector of the tasks whose phase is not terminal (no phase yet included). */
@@ -69,6 +71,12 @@ export class OperatorRuntime {
   private readonly early = new Set<string>();
   private sweptOnce = false;
   private sweepTimer?: NodeJS.Timeout;
+  /** The sweep under way, if any. */
+  private sweepInFlight?: Promise<void>;
+  /** The retry after a failed sweep, and the wait before the next one. */
+  private retryTimer?: NodeJS.Timeout;
+  private retryBackoffMs = SWEEP_RETRY_FIRST_MS;
+  private stopped = false;
   private server?: Server;
   private broker?: BrokerClient;
   private kube?: OperatorKube & { close(): Promise<void> };
@@ -149,7 +157,7 @@ export class OperatorRuntime {
     this.sweptOnce = true;
     for (const key of this.early) this.queue.add(key);
     this.early.clear();
-    this.sweepTimer = setInterval(() => void this.sweep(), c.sweepIntervalMs);
+    this.sweepTimer = setInterval(() => this.tick(), c.sweepIntervalMs);
     this.sweepTimer.unref();
     this.log.info("operator runtime started", {
       workers: c.workers,
@@ -229,8 +237,24 @@ export class OperatorRuntime {
    * before any task, list only the open tasks: with a hundred thousand finished tasks a restart
    * then lists what it must drive, not the history (the open label, and a field selector on
    * status.phase for open tasks without it).
+   *
+   * One sweep at a time: a call while one runs waits for it, then sweeps (the timers skip a turn
+   * instead). A failed sweep is tried again after 1 s, 2 s, 4 s... up to the sweep interval: a
+   * CRD's storage answers 429 "storage is (re)initializing" for a moment after the CRD is
+   * created or changed, and readiness should not wait a whole interval for that.
    */
   async sweep(): Promise<void> {
+    while (this.sweepInFlight) await this.sweepInFlight;
+    this.sweepInFlight = this.sweepOnce().finally(() => (this.sweepInFlight = undefined));
+    return this.sweepInFlight;
+  }
+
+  /** A timer's turn: skipped while a sweep runs. */
+  private tick(): void {
+    if (!this.sweepInFlight) void this.sweep();
+  }
+
+  private async sweepOnce(): Promise<void> {
     try {
       const namespaces = this.config.watchNamespaces.length ? this.config.watchNamespaces : [undefined];
       // The first sweep after the start-up one lists them, then every ATB_SWEEP_FINISHED_EVERY-th.
@@ -262,12 +286,26 @@ export class OperatorRuntime {
       await this.sweepOutOfScope();
       this.lastSweep = Date.now();
       this.sweeps++;
+      this.retryBackoffMs = SWEEP_RETRY_FIRST_MS;
       this.metrics.sweeps.inc({ result: "ok" });
     } catch (err) {
       this.sweepError = messageOf(err);
       this.metrics.sweeps.inc({ result: "error" });
-      this.log.warn("sweep failed", { error: this.sweepError });
+      this.log.warn("sweep failed", { error: this.sweepError, retryInMs: this.retryBackoffMs });
+      this.retryLater();
     }
+  }
+
+  /** One retry timer at a time, each wait twice the last, never longer than the sweep interval. */
+  private retryLater(): void {
+    if (this.retryTimer || this.stopped) return;
+    const delay = Math.min(this.retryBackoffMs, this.config.sweepIntervalMs);
+    this.retryBackoffMs = Math.min(this.retryBackoffMs * 2, this.config.sweepIntervalMs);
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = undefined;
+      this.tick();
+    }, delay);
+    this.retryTimer.unref();
   }
 
   /**
@@ -464,7 +502,9 @@ export class OperatorRuntime {
   }
 
   async stop(): Promise<void> {
+    this.stopped = true;
     if (this.sweepTimer) clearInterval(this.sweepTimer);
+    if (this.retryTimer) clearTimeout(this.retryTimer);
     this.queue?.stop();
     await this.watches?.close();
     await new Promise<void>(r => (this.server ? this.server.close(() => r()) : r()));
