@@ -16,6 +16,7 @@ import { OperatorMetrics } from "../../capabilities/lib/metrics";
 import { OperatorRuntime } from "../../capabilities/lib/runtime";
 import {
   deleteErrorCode,
+  ExpiredBatch,
   expired,
   finishedAt,
   MAX_TTL_DELETES_PER_SWEEP,
@@ -374,5 +375,32 @@ describe("the preconditions (TtlReaper on a stale view)", () => {
     const left = due.filter(d => kube.read(taskPath(d.name))).map(d => d.name);
     expect(left).toHaveLength(20);
     expect(left.every(n => Number(n.slice(1)) >= MAX_TTL_DELETES_PER_SWEEP)).toBe(true);
+  });
+
+  test("GIVEN a listing of many expired tasks THEN the sweep keeps the oldest expiries only, and the task's identity, not the whole task", () => {
+    const kube = new FakeKube();
+    const batch = new ExpiredBatch();
+    const n = 10 * MAX_TTL_DELETES_PER_SWEEP + 7;
+    // Newest first, so every trim has older ones to keep.
+    for (let i = n - 1; i >= 0; i--)
+      batch.add(
+        expired(
+          addTask(kube, `t${String(i).padStart(5, "0")}`, finished("Completed", ago(100_000 - i, NOW)), 5),
+          86_400,
+          NOW,
+        )!,
+      );
+    const kept = batch.take();
+    expect(batch.found).toBe(n);
+    expect(kept.map(k => k.name)).toEqual(
+      Array.from({ length: MAX_TTL_DELETES_PER_SWEEP }, (_, i) => `t${String(i).padStart(5, "0")}`),
+    );
+    expect(Object.keys(kept[0].task)).toEqual(["apiVersion", "kind", "metadata"]);
+    expect(kept[0].task.metadata).toEqual({
+      name: kept[0].name,
+      namespace: NS,
+      uid: kept[0].uid,
+      resourceVersion: kept[0].resourceVersion,
+    });
   });
 });

@@ -20,8 +20,9 @@ import { isOrphan, isOpenLabelled, owns, ownedSelectors, shardName } from "../sh
 import { closeTask } from "../status/close";
 import { isTerminal } from "../status/conditions";
 import { createStatusWriter } from "../status/writer";
+import { FollowUps } from "./follow-ups";
 import { WorkQueue } from "./work-queue";
-import { expired, TtlReaper, type ExpiredTask } from "./ttl";
+import { ExpiredBatch, expired, TtlReaper } from "./ttl";
 import { LABEL_OPEN, PHASES, TERMINAL_PHASES, type Phase } from "../../../crds/agenttask";
 import { lighten } from "./memory";
 
@@ -32,6 +33,8 @@ const WATCH_GRACE_MS = 10_000;
 const SWEEP_RETRY_FIRST_MS = 1_000;
 /** Not ready once this many sweep intervals passed without a successful sweep. */
 const STALE_SWEEPS = 3;
+/** How long a stopping process waits for the follow-ups (Events, label removals) under way. */
+const FOLLOW_UPS_DRAIN_MS = 5_000;
 /** The field selector of the tasks whose phase is not terminal (no phase yet included). */
 const OPEN_PHASES = TERMINAL_PHASES.map(p => `status.phase!=${p}`).join(",");
 /** Open labels of finished tasks one sweep removes at most (their removal after the terminal write failed). */
@@ -48,9 +51,9 @@ interface Tally {
   counts: Map<string, number>;
   open: Set<string>;
   missed: number;
-  /** Finished tasks past their TTL, deleted after the listing. */
-  expired: ExpiredTask[];
-  /** Finished tasks that still carry the open label, closed after the listing. */
+  /** Finished tasks past their TTL, deleted after the listing (the oldest expiries, bounded). */
+  expired: ExpiredBatch;
+  /** Finished tasks that still carry the open label, closed after the listing (bounded). */
   unclosed: AgentTask[];
   /** The sweep's clock for the TTLs. */
   now: Date;
@@ -68,6 +71,7 @@ export class OperatorRuntime {
   private watches?: ObjectWatches;
   private reaper?: TtlReaper;
   private queue?: WorkQueue;
+  private followUps?: FollowUps;
   private readonly early = new Set<string>();
   private sweptOnce = false;
   private sweepTimer?: NodeJS.Timeout;
@@ -114,10 +118,16 @@ export class OperatorRuntime {
       this.log.warn("ATB_INSECURE=true: the broker's server certificate is NOT verified; never use this in production");
     this.kube = await this.ports.kube();
     this.broker = this.ports.broker(this.log.child({ component: "broker-client" }));
+    // Events and open-label removals run beside the workers, as many at a time as there are workers.
+    this.followUps = new FollowUps(c.workers, err =>
+      this.log.error("follow-up request failed", { error: messageOf(err) }),
+    );
+    const defer = (job: () => Promise<void>) => this.followUps!.run(job);
     const status = createStatusWriter({
       kube: this.kube,
       log: this.log,
       onEventError: () => this.metrics.eventErrors.inc(),
+      defer,
     });
     this.reaper = new TtlReaper({ kube: this.kube, status, log: this.log, metrics: this.metrics });
     this.watches = c.rolloutWatch
@@ -137,6 +147,7 @@ export class OperatorRuntime {
       // A task waiting in Pending for its target is queued as soon as the holder hands it over
       // (the benchmark found that waiters polling every 5 s and all woken at once halved throughput).
       wake: key => this.queue?.add(key, true),
+      defer,
       ...(this.watches ? { watches: this.watches } : {}),
     });
     this.queue = new WorkQueue(
@@ -263,7 +274,7 @@ export class OperatorRuntime {
         counts: new Map<string, number>(PHASES.map(p => [p, 0])),
         open: new Set<string>(),
         missed: 0,
-        expired: [],
+        expired: new ExpiredBatch(),
         unclosed: [],
         now: new Date(),
       };
@@ -281,7 +292,7 @@ export class OperatorRuntime {
       if (tally.missed > 0)
         this.log.warn("the watch has not delivered some tasks; the sweep is driving them", { missed: tally.missed });
       this.missed = tally.missed;
-      await this.reaper!.reap(tally.expired);
+      await this.reaper!.reap(tally.expired.take(), tally.expired.found);
       await this.closeLeftovers(tally.unclosed);
       await this.sweepOutOfScope();
       this.lastSweep = Date.now();
@@ -462,8 +473,9 @@ export class OperatorRuntime {
   /** A finished task: deleted when its TTL has passed, else closed if it still carries the open label. */
   private visitFinished(t: AgentTask, tally: Tally): void {
     const due = expired(t, this.config.ttlSecondsAfterFinished, tally.now);
-    if (due) tally.expired.push(due);
-    else if (isOpenLabelled(t)) tally.unclosed.push(t);
+    if (due) tally.expired.add(due);
+    // Kept whole for the close, so bounded: one sweep closes MAX_CLOSES_PER_SWEEP, the next goes on.
+    else if (isOpenLabelled(t) && tally.unclosed.length < 2 * MAX_CLOSES_PER_SWEEP) tally.unclosed.push(lighten(t));
   }
 
   /**
@@ -496,9 +508,10 @@ export class OperatorRuntime {
     return { ok: true, reason: "ok" };
   }
 
-  /** Waits until no task is queued or being worked on (tests, graceful stop). */
-  idle(): Promise<void> {
-    return this.queue?.idle() ?? Promise.resolve();
+  /** Waits until no task is queued or being worked on and no follow-up (Event, label removal) runs. */
+  async idle(): Promise<void> {
+    await this.queue?.idle();
+    await this.followUps?.idle();
   }
 
   async stop(): Promise<void> {
@@ -506,6 +519,8 @@ export class OperatorRuntime {
     if (this.sweepTimer) clearInterval(this.sweepTimer);
     if (this.retryTimer) clearTimeout(this.retryTimer);
     this.queue?.stop();
+    // Events and label removals already started end before the connections close (bounded).
+    await this.followUps?.drain(FOLLOW_UPS_DRAIN_MS);
     await this.watches?.close();
     await new Promise<void>(r => (this.server ? this.server.close(() => r()) : r()));
     await this.broker?.close();

@@ -29,8 +29,37 @@ export interface ExpiredTask {
   ttlSeconds: number;
   finishedAt: Date;
   expiresAt: Date;
-  /** The task as listed (the Event's involved object). */
+  /** The task's identity as listed (the Event's involved object); not the whole object. */
   task: AgentTask;
+}
+
+const byExpiry = (a: ExpiredTask, b: ExpiredTask) => a.expiresAt.getTime() - b.expiresAt.getTime();
+
+/**
+ * What one sweep collects of the expired tasks: the MAX_TTL_DELETES_PER_SWEEP it deletes (the
+ * oldest expiries) and how many it found. A listing of 100,000 expired tasks keeps at most twice
+ * the batch in memory, not every task it pages through.
+ */
+export class ExpiredBatch {
+  private items: ExpiredTask[] = [];
+  found = 0;
+
+  add(t: ExpiredTask): void {
+    this.found++;
+    this.items.push(t);
+    if (this.items.length >= 2 * MAX_TTL_DELETES_PER_SWEEP) this.trim();
+  }
+
+  /** The oldest expiries, at most MAX_TTL_DELETES_PER_SWEEP. */
+  take(): ExpiredTask[] {
+    this.trim();
+    return this.items;
+  }
+
+  private trim(): void {
+    this.items.sort(byExpiry);
+    if (this.items.length > MAX_TTL_DELETES_PER_SWEEP) this.items.length = MAX_TTL_DELETES_PER_SWEEP;
+  }
 }
 
 /**
@@ -74,7 +103,11 @@ export function expired(task: AgentTask, defaultTtlSeconds: number, now: Date): 
     ttlSeconds: ttl,
     finishedAt: finished,
     expiresAt,
-    task,
+    task: {
+      apiVersion: task.apiVersion,
+      kind: task.kind,
+      metadata: { name: m.name, namespace: m.namespace, uid: m.uid, resourceVersion: m.resourceVersion },
+    } as AgentTask,
   };
 }
 
@@ -96,13 +129,11 @@ export class TtlReaper {
   constructor(private readonly deps: TtlReaperDeps) {}
 
   /** Deletes up to MAX_TTL_DELETES_PER_SWEEP of them, oldest expiry first; never throws. */
-  async reap(tasks: readonly ExpiredTask[]): Promise<void> {
-    const batch = [...tasks]
-      .sort((a, b) => a.expiresAt.getTime() - b.expiresAt.getTime())
-      .slice(0, MAX_TTL_DELETES_PER_SWEEP);
-    if (tasks.length > batch.length)
+  async reap(tasks: readonly ExpiredTask[], found = tasks.length): Promise<void> {
+    const batch = [...tasks].sort(byExpiry).slice(0, MAX_TTL_DELETES_PER_SWEEP);
+    if (found > batch.length)
       this.deps.log.info("more finished tasks are past their TTL than one sweep deletes; the next sweep goes on", {
-        expired: tasks.length,
+        expired: found,
         deleting: batch.length,
       });
     for (const t of batch) await this.reapOne(t);

@@ -2,7 +2,8 @@
 // invariant, docs/invariants.md). One merge patch on the status subresource per transition,
 // conditioned on the resourceVersion the pipeline decided from (a stale view gets 409 and the
 // pipeline re-reads), then a Kubernetes Event on the task when the transition ends it or waits
-// for a person (eventful()). Events are best-effort, as with
+// for a person (eventful()), recorded after the write (beside the workers where the runtime
+// passes `defer`). Events are best-effort, as with
 // client-go's recorder: a failed Event is logged and counted, never allowed to fail or repeat the
 // transition it reports.
 import { randomBytes } from "node:crypto";
@@ -38,6 +39,11 @@ export interface StatusWriterDeps {
   log: Logger;
   now?: () => Date;
   onEventError?: () => void;
+  /**
+   * Where a transition's Event is recorded: by default the transition waits for it; the runtime
+   * passes its follow-up lane (lib/runtime/follow-ups.ts), so the worker goes on meanwhile.
+   */
+  defer?: (job: () => Promise<void>) => Promise<void>;
 }
 
 export function createStatusWriter(deps: StatusWriterDeps): StatusWriter {
@@ -61,7 +67,9 @@ export function createStatusWriter(deps: StatusWriterDeps): StatusWriter {
       });
       if (eventful(t)) {
         const message = `${t.phase}: ${t.message}`;
-        await recordEvent(deps, updated, { reason: t.reason, message, action: t.phase, phase: t.phase }, at);
+        const record = () =>
+          recordEvent(deps, updated, { reason: t.reason, message, action: t.phase, phase: t.phase }, at);
+        await (deps.defer ? deps.defer(record) : record());
       }
       return updated;
     },
