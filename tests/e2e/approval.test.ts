@@ -119,10 +119,14 @@ test("a HIGH task waits for approval; a wrong digest, an unknown key and the age
   expect(waiting.status?.approvals?.sentence).toMatch(
     /^HIGH: 2 distinct approvers other than the agent must approve the patch of ConfigMap approval\/flags/,
   );
-  const events = JSON.parse(
-    h.kube.run(["get", "events", "-n", h.ns, "--field-selector", `involvedObject.uid=${uid}`, "-o", "json"]),
-  ) as { items: { reason: string; message: string }[] };
-  const event = events.items.find(e => e.reason === "ApprovalRequired");
+  // The Event follows the status write (beside the workers, lib/runtime/follow-ups.ts).
+  const event = await eventually("the ApprovalRequired Event", 10_000, () =>
+    (
+      JSON.parse(
+        h.kube.run(["get", "events", "-n", h.ns, "--field-selector", `involvedObject.uid=${uid}`, "-o", "json"]),
+      ) as { items: { reason: string; message: string }[] }
+    ).items.find(e => e.reason === "ApprovalRequired"),
+  );
   expect(event?.message).toContain("AwaitingApproval: waiting for approval: HIGH: 2 distinct approvers");
   expect(decisions(uid)).toHaveLength(1);
   expect(configMap("flags").data?.mode).toBe("initial");

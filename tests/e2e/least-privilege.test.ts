@@ -143,8 +143,12 @@ test("without `create events` a task still completes, without Events; the operat
   const done = await finished("lp-no-events");
   expect(done.status?.phase).toBe("Completed");
   expect(replicas("lp-events")).toBe(3);
+  // The Event is attempted after the terminal write (beside the workers): wait for its refusal.
+  const refused = await eventually("the refused Event in the log", 10_000, () => {
+    const lines = logLinesOf("lp-no-events").filter(l => l.includes("could not record event"));
+    return lines.length ? lines : undefined;
+  });
   expect(eventsOf("lp-no-events")).toEqual([]);
-  const refused = logLinesOf("lp-no-events").filter(l => l.includes("could not record event"));
   // The task's one Event (Completed) was refused.
   expect(refused.length).toBeGreaterThanOrEqual(1);
   for (const l of refused) expect(l).toMatch(/forbidden.*cannot create resource \\"events\\"/);
@@ -175,7 +179,10 @@ test("with the complete generated role the stuck task finishes, with its Events"
   const done = await finished("lp-no-status", 90_000);
   expect(done.status?.phase).toBe("Completed");
   expect(replicas("lp-status")).toBe(3);
-  const reasons = eventsOf("lp-no-status").map(e => e.reason);
+  const reasons = await eventually("the Completed Event", 10_000, () => {
+    const r = eventsOf("lp-no-status").map(e => e.reason);
+    return r.length ? r : undefined;
+  });
   expect(reasons).toEqual(["Completed"]);
   // Every status write of this file's tasks was the operator's, as its own ServiceAccount.
   expect([...statusWriters()]).toEqual([stack.operatorIdentity.username]);

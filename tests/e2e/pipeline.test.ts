@@ -135,16 +135,20 @@ test("a LOW scale task goes (Pending) → Executing → Completed in at most thr
   expect(audit).toContain(atb.requestId!);
   const conds = Object.fromEntries((done.status!.conditions ?? []).map(c => [c.type, c.status]));
   expect(conds).toEqual({ Authorized: "True", Executed: "True", Succeeded: "True" });
-  const events = kube.run([
-    "get",
-    "events",
-    "-n",
-    NS,
-    "--field-selector",
-    "involvedObject.name=scale-low",
-    "-o",
-    "jsonpath={range .items[*]}{.reason}{' '}{end}",
-  ]);
+  // The Event follows the terminal status write (beside the workers, lib/runtime/follow-ups.ts).
+  const events = await eventually("the task's Event", 10_000, () => {
+    const reasons = kube.run([
+      "get",
+      "events",
+      "-n",
+      NS,
+      "--field-selector",
+      "involvedObject.name=scale-low",
+      "-o",
+      "jsonpath={range .items[*]}{.reason}{' '}{end}",
+    ]);
+    return reasons.trim() ? reasons : undefined;
+  });
   // One Event, at the end: the steps are in the conditions, the logs and the metrics.
   expect(events.trim()).toBe("Completed");
   expect(kube.try(["wait", "--for=condition=Succeeded", "agenttask/scale-low", "-n", NS, "--timeout=5s"]).ok).toBe(

@@ -219,9 +219,13 @@ describe("without the policy, the sweep marks them Failed/OutOfScope", () => {
     const succeeded = t.status?.conditions?.find(c => c.type === "Succeeded");
     expect(succeeded).toMatchObject({ status: "False", reason: "OutOfScope" });
     expect(succeeded?.message).toBe(`${message()}; no operator picked the task up within ${GRACE_SECONDS}s`);
-    const events = JSON.parse(
-      kube.run(["get", "events", "-n", ns, `--field-selector=involvedObject.name=${name}`, "-o", "json"]),
-    ) as { items: { reason: string; type: string }[] };
+    // The Event follows the terminal status write (beside the workers, lib/runtime/follow-ups.ts).
+    const events = await eventually(`the Event of ${ns}/${name}`, 10_000, () => {
+      const listed = JSON.parse(
+        kube.run(["get", "events", "-n", ns, `--field-selector=involvedObject.name=${name}`, "-o", "json"]),
+      ) as { items: { reason: string; type: string }[] };
+      return listed.items.length ? listed : undefined;
+    });
     expect(events.items).toEqual([expect.objectContaining({ reason: "OutOfScope", type: "Warning" })]);
   });
 
