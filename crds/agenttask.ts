@@ -55,11 +55,13 @@ export type ConditionType = (typeof CONDITION_TYPES)[number];
 export const LABEL_ACTION = `${GROUP}/action`;
 export const LABEL_AGENT = `${GROUP}/agent`;
 /**
- * "true" while the task is open (stamped at creation); the operator removes it right after the
- * terminal status write, so the watch (which selects it) holds open tasks only
- * (capabilities/lib/status/close.ts).
+ * The selectable field that tells open tasks from finished ones: the status writer sets
+ * status.finishedAt with the terminal phase, so `status.finishedAt=` (absent selects as "")
+ * selects the open tasks on the API server (the watch, the sweep; crds/agenttask.yaml).
  */
-export const LABEL_OPEN = `${GROUP}/open`;
+export const OPEN_FIELD = "status.finishedAt";
+/** The field selector of the open tasks. */
+export const OPEN_SELECTOR = `${OPEN_FIELD}=`;
 /**
  * The watcher shard that owns the task: a stable hash of the task's target modulo ATB_SHARDS,
  * stamped at creation and never changed (capabilities/lib/shard.ts).

@@ -2,19 +2,12 @@
 // the rule. Payload rules belong to the action capabilities; the kinds each action supports come
 // from its module in the registry.
 import { isDeepStrictEqual } from "node:util";
-import {
-  ANNOTATION_REQUESTER,
-  LABEL_OPEN,
-  LABEL_SHARD,
-  type AgentTask,
-  type AgentTaskSpec,
-} from "../../crds/agenttask";
+import { ANNOTATION_REQUESTER, LABEL_SHARD, type AgentTask, type AgentTaskSpec } from "../../crds/agenttask";
 import type { ActionRegistry } from "../lib/action";
 import type { OperatorConfig } from "../lib/config";
 import { REQUESTER_LIMITS, requesterAnnotation, type AdmissionUser } from "../lib/requester";
 import { scopeRefusal, targetRefusal } from "../lib/scope";
 import { shardOf } from "../lib/shard";
-import { isTerminal } from "../lib/status/conditions";
 
 const JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
 const SPIFFE = /^spiffe:\/\/[a-z0-9._-]+(\/[A-Za-z0-9._-]+)+$/;
@@ -156,24 +149,20 @@ export function requesterErrors(
 }
 
 const SHARD_FIELD = `metadata.labels[${LABEL_SHARD}]`;
-const OPEN_FIELD = `metadata.labels[${LABEL_OPEN}]`;
 
-/** The refusals of the routing labels the operator owns (lib/shard.ts, lib/status/close.ts). */
+/** The refusals of the routing label the operator owns (lib/shard.ts). */
 export const LABEL_MESSAGES = {
   shardSet: (shards: number) =>
     `${SHARD_FIELD}: set by the admission webhook from the task's target (ATB_SHARDS=${shards}); remove it`,
   shardChanged: `${SHARD_FIELD}: set by the admission webhook at creation; it never changes`,
-  open: `${OPEN_FIELD}: kept by the operator ("true" while the task is open, removed when it finishes); it cannot be set or changed otherwise`,
 } as const;
 
 const labelOn = (task: AgentTask | undefined, key: string): string | undefined => task?.metadata?.labels?.[key];
 
 /**
- * What the mutating webhook writes into the labels it owns. At creation, whatever the user sent:
- * the shard from the target's hash and open "true". On update, a label the update dropped comes
- * back (a second server-side apply that never owned it drops it, as with the requester
- * annotation): the shard as stored; open "true" while the stored task is open (also for a task
- * that predates the label), not once it finished: removing it then is what the operator does.
+ * What the mutating webhook writes into the label it owns. At creation, whatever the user sent:
+ * the shard from the target's hash. On update, the label as stored when the update dropped it (a
+ * second server-side apply that never owned it drops it, as with the requester annotation).
  */
 export function stampedLabels(
   operation: string,
@@ -181,20 +170,14 @@ export function stampedLabels(
   next: AgentTask | undefined,
   config: Pick<OperatorConfig, "shards">,
 ): Record<string, string> {
-  if (operation === "CREATE") return { [LABEL_SHARD]: shardOf(next, config.shards), [LABEL_OPEN]: "true" };
-  const out: Record<string, string> = {};
+  if (operation === "CREATE") return { [LABEL_SHARD]: shardOf(next, config.shards) };
   const storedShard = labelOn(old, LABEL_SHARD);
-  if (storedShard !== undefined && labelOn(next, LABEL_SHARD) === undefined) out[LABEL_SHARD] = storedShard;
-  if (!isTerminal(old?.status?.phase) && labelOn(next, LABEL_OPEN) === undefined) out[LABEL_OPEN] = "true";
-  return out;
+  return storedShard !== undefined && labelOn(next, LABEL_SHARD) === undefined ? { [LABEL_SHARD]: storedShard } : {};
 }
 
 /**
- * The routing labels after mutation. The shard: at creation the target's hash; later unchanged
- * (not added, changed or removed: a task never moves between shards, so two watchers never work
- * on it). Open: "true" at creation; later unchanged, or removed once the stored task is terminal,
- * or put back ("true") while it is open. Removing it from a finished task is the operator's own
- * step and harmless in anyone's hands; it only takes the task out of the watch.
+ * The shard label after mutation: at creation the target's hash; later unchanged (not added,
+ * changed or removed: a task never moves between shards, so two watchers never work on it).
  */
 export function labelErrors(
   operation: string,
@@ -202,18 +185,9 @@ export function labelErrors(
   next: AgentTask | undefined,
   config: Pick<OperatorConfig, "shards">,
 ): string[] {
-  const errors: string[] = [];
   const shard = labelOn(next, LABEL_SHARD);
-  const open = labelOn(next, LABEL_OPEN);
-  if (operation === "CREATE") {
-    if (shard !== shardOf(next, config.shards)) errors.push(LABEL_MESSAGES.shardSet(config.shards));
-    if (open !== "true") errors.push(LABEL_MESSAGES.open);
-    return errors;
-  }
-  if (operation !== "UPDATE") return errors;
-  if (shard !== labelOn(old, LABEL_SHARD)) errors.push(LABEL_MESSAGES.shardChanged);
-  const was = labelOn(old, LABEL_OPEN);
-  const terminal = isTerminal(old?.status?.phase);
-  if (open !== was && !(terminal ? open === undefined : open === "true")) errors.push(LABEL_MESSAGES.open);
-  return errors;
+  if (operation === "CREATE")
+    return shard === shardOf(next, config.shards) ? [] : [LABEL_MESSAGES.shardSet(config.shards)];
+  if (operation === "UPDATE" && shard !== labelOn(old, LABEL_SHARD)) return [LABEL_MESSAGES.shardChanged];
+  return [];
 }

@@ -9,6 +9,7 @@ import type { OperatorConfig } from "../lib/config";
 import type { OperatorRuntime } from "../lib/runtime";
 import { depthErrors } from "../lib/admission-depth";
 import { requesterAnnotation } from "../lib/requester";
+import { selectOpenTasks } from "../lib/open-watch";
 import { watchLabels } from "../lib/shard";
 import { commonErrors, immutableErrors, agentLabel, labelErrors, requesterErrors, stampedLabels } from "./admission";
 
@@ -61,13 +62,16 @@ export function agentTaskCapability(o: AgentTaskCapabilityOptions): Capability {
     });
 
   // Open tasks only (and, on a shard, only its own), selected by the API server: a finished
-  // task loses the open label and leaves the watch (and kfc's cache), so the watcher's memory
-  // follows the open work, not the history, and a restart does not list finished tasks again.
-  const [[openKey, openValue], ...more] = watchLabels(o.config);
-  let openTasks = When(AgentTask).IsCreatedOrUpdated().WithLabel(openKey, openValue);
-  for (const [key, value] of more) openTasks = openTasks.WithLabel(key, value);
-  openTasks.Reconcile(async function feedRuntime(task: AgentTask) {
-    o.runtime?.onEvent(task);
+  // task (its terminal status write sets status.finishedAt) leaves the watch and kfc's cache, so
+  // the watcher's memory follows the open work, not the history, and a restart does not list
+  // finished tasks again (lib/open-watch.ts).
+  selectOpenTasks(cap, () => {
+    const all = When(AgentTask).IsCreatedOrUpdated();
+    let openTasks: Pick<ReturnType<typeof all.WithLabel>, "WithLabel" | "Reconcile"> = all;
+    for (const [key, value] of watchLabels(o.config)) openTasks = openTasks.WithLabel(key, value);
+    openTasks.Reconcile(async function feedRuntime(task: AgentTask) {
+      o.runtime?.onEvent(task);
+    });
   });
 
   // An approval for a task waiting in AwaitingApproval: the task is looked at again (it is

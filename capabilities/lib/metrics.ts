@@ -85,17 +85,6 @@ export class OperatorMetrics {
     labelNames: ["reason", "code"],
     registers: [this.registry],
   });
-  readonly taskCloseErrors = new Counter({
-    name: "atb_operator_task_close_errors_total",
-    help: "Finished tasks whose open label could not be removed (the sweep tries again), by error class",
-    labelNames: ["code"],
-    registers: [this.registry],
-  });
-  readonly tasksClosedBySweep = new Counter({
-    name: "atb_operator_tasks_closed_by_sweep_total",
-    help: "Finished tasks that still carried the open label when the sweep found them (their removal after the terminal write had failed)",
-    registers: [this.registry],
-  });
   readonly watchEvents = new Counter({
     name: "atb_operator_watch_events_total",
     help: "Objects Pepr's watch delivered to the operator, by kind (finished tasks are not watched)",

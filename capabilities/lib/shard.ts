@@ -9,7 +9,7 @@
 // shard label (created before sharding, with the webhooks out of the way, or labelled for a
 // larger ATB_SHARDS than now) belong to shard 0. Pure: no I/O, no environment.
 import { createHash } from "node:crypto";
-import { LABEL_OPEN, LABEL_SHARD, type AgentTask } from "../../crds/agenttask";
+import { LABEL_SHARD, type AgentTask } from "../../crds/agenttask";
 
 export { MAX_SHARDS } from "./config";
 
@@ -52,9 +52,6 @@ export function isShardValue(value: unknown, shards: number): value is string {
 
 const labelOf = (task: AgentTask | undefined, key: string): string | undefined => task?.metadata?.labels?.[key];
 
-/** Whether the task carries the open label (the watch selects it). */
-export const isOpenLabelled = (task: AgentTask | undefined): boolean => labelOf(task, LABEL_OPEN) === "true";
-
 /** Whether this watcher owns the task: always when unsharded; else by its label (shard 0 also owns the unlabelled). */
 export function owns(task: AgentTask | undefined, s: ShardScope): boolean {
   if (s.shard === undefined) return true;
@@ -81,14 +78,12 @@ export function ownedSelectors(s: ShardScope): (string | undefined)[] {
   return [own, `${LABEL_SHARD} notin (${all})`];
 }
 
-/** The labels the watch selects on the API server: open tasks, and this shard's when sharded. */
+/**
+ * The labels the watch selects on the API server besides the open tasks' field selector
+ * (crds/agenttask.ts, OPEN_SELECTOR): this shard's when sharded, none otherwise.
+ */
 export function watchLabels(s: ShardScope): [string, string][] {
-  return s.shard === undefined
-    ? [[LABEL_OPEN, "true"]]
-    : [
-        [LABEL_OPEN, "true"],
-        [LABEL_SHARD, String(s.shard)],
-      ];
+  return s.shard === undefined ? [] : [[LABEL_SHARD, String(s.shard)]];
 }
 
 /** How this watcher names itself in logs and in the API server's audit log (User-Agent suffix). */

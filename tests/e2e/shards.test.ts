@@ -4,17 +4,18 @@
 // ATB_SHARD=1 (a watch-only process with metrics and Pepr ports of its own), WHEN agents create
 // tasks over several targets THEN each task carries the shard of its target and is processed by
 // exactly that watcher (its log and the API server's audit log, where each watcher's User-Agent
-// names its shard), every task ends Completed or Denied and loses the open label; while shard 1
+// names its shard), every task ends Completed or Denied and leaves the watches (no status.finishedAt
+// selects the open ones); while shard 1
 // is down its tasks wait (shard 0, sweeping every 5 s, does not take them) and they finish once it
 // is back; an approval reaches the waiting task's shard at once (shard 1 sweeps only every 300 s);
-// a restarted watcher receives none of the finished tasks; and admission keeps the labels.
+// a restarted watcher receives none of the finished tasks; and admission keeps the shard label.
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { generateDevKeys, signAttestation } from "../../broker/poa";
 import { shardOf } from "../../capabilities/lib/shard";
 import { POLICY_NAME } from "../../capabilities/lib/scope";
 import { LABEL_MESSAGES } from "../../capabilities/agent-task/admission";
-import { LABEL_OPEN, LABEL_SHARD } from "../../crds/agenttask";
+import { LABEL_SHARD, OPEN_SELECTOR } from "../../crds/agenttask";
 import { startStack, type Stack, type Watcher } from "../../tools/stack";
 import { auditEvents } from "../helpers/audit";
 import { e2eCluster } from "../helpers/cluster-env";
@@ -140,6 +141,17 @@ function auditedShards(name: string): Set<string> {
   return out;
 }
 
+/** Successful metadata writes of the task (PATCH without the status subresource), by anyone. */
+function taskPatches(name: string): number {
+  let n = 0;
+  for (const e of auditEvents(cluster.dataDir)) {
+    const r = e.objectRef;
+    if (r?.resource !== "agenttasks" || r.namespace !== NS || r.name !== name || r.subresource) continue;
+    if (e.stage === "ResponseComplete" && e.verb === "patch" && (e.responseStatus?.code ?? 0) < 300) n++;
+  }
+  return n;
+}
+
 async function metric(w: { metrics(): Promise<string> }, series: string): Promise<number> {
   const line = (await w.metrics()).split("\n").find(l => l.startsWith(`${series} `));
   return line ? Number(line.split(" ")[1]) : NaN;
@@ -177,7 +189,7 @@ test("the targets' hashes split them over both shards (the test's own premise)",
   expect(outage["1"].map(shardOfTarget)).toEqual(["1", "1"]);
 });
 
-test("20 tasks over six targets: each carries its target's shard, is processed by exactly that watcher, ends Completed or Denied and loses the open label", async () => {
+test("20 tasks over six targets: each carries its target's shard, is processed by exactly that watcher, ends Completed or Denied and is no longer selected as open", async () => {
   const names: string[] = [];
   for (let i = 0; i < 20; i++) {
     // Three rounds over the six targets (2 → 3 → 2 → 3 replicas), then one task on a target of
@@ -213,15 +225,15 @@ test("20 tasks over six targets: each carries its target's shard, is processed b
   }
   expect(Object.values(owner).filter(s => s === "0")).toHaveLength(10);
   expect(Object.values(owner).filter(s => s === "1")).toHaveLength(10);
-  // The API server's own record: every status write and label removal of a task by its shard only.
-  await eventually("every open label removed", 30_000, () =>
-    names.every(n => task(n).metadata.labels?.[LABEL_OPEN] === undefined) ? true : undefined,
-  );
+  // The API server's own record: every status write of a task by its shard only.
   for (const n of names) expect({ task: n, writers: [...auditedShards(n)] }).toEqual({ task: n, writers: [owner[n]] });
-  const open = JSON.parse(kube.run(["get", "agenttasks", "-n", NS, "-l", `${LABEL_OPEN}=true`, "-o", "json"])) as {
-    items: unknown[];
-  };
-  expect(open.items).toEqual([]);
+  // What the watches select (the CRD's selectable field): none of them is open any more.
+  const open = JSON.parse(
+    kube.run(["get", "agenttasks", "-n", NS, `--field-selector=${OPEN_SELECTOR}`, "-o", "json"]),
+  ) as { items: { metadata: { name: string } }[] };
+  expect(open.items.map(t => t.metadata.name).filter(n => names.includes(n))).toEqual([]);
+  // And not one metadata write of a task by the operator: the terminal status write closes it.
+  for (const n of names) expect({ task: n, patches: taskPatches(n) }).toEqual({ task: n, patches: 0 });
   expect(await metric(shard1, 'atb_operator_tasks_total{action="scale",phase="Completed"}')).toBe(9);
 });
 
@@ -291,19 +303,19 @@ test("an approval reaches the waiting task's shard at once, and only that shard"
   expect([...auditedShards("approve-me")]).toEqual(["1"]);
 });
 
-test("a restarted watcher reads none of the finished tasks (they lost the open label): neither its watch nor its start-up sweep", async () => {
+test("a restarted watcher reads none of the finished tasks (they have status.finishedAt): neither its watch nor its start-up sweep", async () => {
   await shard1.stop();
   const logBefore = shard1Logs().length;
   shard1 = await startShard1();
   // The watch lists as soon as Pepr's store is ready; give it time to deliver anything it has.
   await new Promise(r => setTimeout(r, 8_000));
   expect(await metric(shard1, 'atb_operator_watch_events_total{kind="AgentTask"}')).toBe(0);
-  // Its start-up sweep listed the open tasks only (the open label, and status.phase for those
-  // without it, which the real API server selects through the CRD's selectableFields); the 12
-  // Completed and 1 Denied of shard 1 wait for its first full listing, 300 s away.
+  // Its start-up sweep listed the open tasks only (status.finishedAt=, which the real API server
+  // selects through the CRD's selectableFields); the 12 Completed and 1 Denied of shard 1 wait
+  // for its first full listing, 300 s away.
   expect(await metric(shard1, 'atb_operator_sweeps_total{result="ok"}')).toBe(1);
   expect(await metric(shard1, 'atb_operator_tasks{phase="Completed"}')).toBe(0);
-  expect(shard1Logs().slice(logBefore)).not.toContain("cannot select AgentTasks by status.phase");
+  expect(shard1Logs().slice(logBefore)).not.toContain("cannot select AgentTasks");
 
   // The watch works (the zero above is not a dead watch): a new task of shard 1 is delivered.
   create(scaleTask("after-restart", work[3], 2, await mint(work[3], 2)));
@@ -311,7 +323,7 @@ test("a restarted watcher reads none of the finished tasks (they lost the open l
   expect(await metric(shard1, 'atb_operator_watch_events_total{kind="AgentTask"}')).toBeGreaterThan(0);
 });
 
-test("admission keeps the labels: the shard never changes, open stays while the task is open and never comes back", async () => {
+test("admission keeps the shard label: it never changes, and a dropped one comes back", async () => {
   const target = approvalTarget["0"];
   create(scaleTask("held", target, 5, await mint(target, 5, [])));
   await eventually("held AwaitingApproval", 60_000, () =>
@@ -322,17 +334,10 @@ test("admission keeps the labels: the shard never changes, open stays while the 
   const move = label(["--overwrite", `${LABEL_SHARD}=1`]);
   expect(move.ok).toBe(false);
   expect(move.stderr).toContain(LABEL_MESSAGES.shardChanged);
-  const drop = label([`${LABEL_SHARD}-`, `${LABEL_OPEN}-`]);
+  const drop = label([`${LABEL_SHARD}-`]);
   expect(drop.stderr).toBe("");
-  expect(task("held").metadata.labels).toMatchObject({ [LABEL_SHARD]: "0", [LABEL_OPEN]: "true" });
-  const closeEarly = label(["--overwrite", `${LABEL_OPEN}=false`]);
-  expect(closeEarly.ok).toBe(false);
-  expect(closeEarly.stderr).toContain(LABEL_MESSAGES.open);
+  expect(task("held").metadata.labels).toMatchObject({ [LABEL_SHARD]: "0" });
   expect(label(["team=payments"]).ok).toBe(true);
-
-  const reopen = kube.try(["label", "agenttask", "t-00", "-n", NS, `${LABEL_OPEN}=true`]);
-  expect(reopen.ok).toBe(false);
-  expect(reopen.stderr).toContain(LABEL_MESSAGES.open);
   kube.run(["delete", "agenttask", "held", "-n", NS]);
 });
 

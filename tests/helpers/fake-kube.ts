@@ -88,7 +88,7 @@ export interface FakeKubeOptions {
   autoRollout?: boolean;
   /** Events kept for watches that start from a resourceVersion (default 1000; older: 410). */
   watchHistory?: number;
-  /** false: the AgentTask CRD declares no selectable fields (a status.phase field selector is refused). */
+  /** false: the AgentTask CRD declares no selectable fields (a status.* field selector is refused). */
   phaseSelectable?: boolean;
 }
 
@@ -198,8 +198,8 @@ function selectorMatches(selector: string, labels: Record<string, string> = {}):
 /**
  * `metadata.namespace!=a,metadata.name=b`: the field selectors the API server supports on every
  * resource (custom resources have no others unless their CRD declares selectable fields), and
- * `status.phase`, the AgentTask CRD's selectable field (an absent phase is ""), unless the fake
- * was told the CRD lacks it.
+ * `status.phase` and `status.finishedAt`, the AgentTask CRD's selectable fields (an absent field
+ * is ""), unless the fake was told the CRD lacks them.
  */
 function fieldsMatcher(selector: string, phaseSelectable: boolean): (obj: KubeObject) => boolean {
   // phaseSelectable: the collection is AgentTasks and their CRD declares status.phase selectable.
@@ -208,8 +208,11 @@ function fieldsMatcher(selector: string, phaseSelectable: boolean): (obj: KubeOb
     .map(s => s.trim())
     .filter(Boolean)
     .map(term => {
-      const m = /^(metadata\.name|metadata\.namespace|status\.phase)\s*(==|=|!=)\s*([A-Za-z0-9._-]*)$/.exec(term);
-      if (!m || (m[1] === "status.phase" && !phaseSelectable))
+      const m =
+        /^(metadata\.name|metadata\.namespace|status\.phase|status\.finishedAt)\s*(==|=|!=)\s*([A-Za-z0-9._:+-]*)$/.exec(
+          term,
+        );
+      if (!m || (m[1].startsWith("status.") && !phaseSelectable))
         throw new KubeError(400, "BadRequest", `field label not supported: ${term.split(/[!=]/)[0]}`);
       return { field: m[1], op: m[2], value: m[3] };
     });
@@ -220,7 +223,7 @@ function fieldsMatcher(selector: string, phaseSelectable: boolean): (obj: KubeOb
           ? obj.metadata.name
           : field === "metadata.namespace"
             ? obj.metadata.namespace
-            : String((obj as { status?: { phase?: unknown } }).status?.phase ?? "");
+            : String((obj as { status?: Record<string, unknown> }).status?.[field.slice("status.".length)] ?? "");
       return op === "!=" ? actual !== value : actual === value;
     });
 }

@@ -55,6 +55,7 @@ export interface Task {
     message?: string;
     atbResult?: { allowed?: boolean; riskTier?: string; reason?: string; requestId?: string };
     conditions?: Condition[];
+    finishedAt?: string;
   };
 }
 

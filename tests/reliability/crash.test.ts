@@ -11,7 +11,6 @@ import { AGENT, executed, Harness, sleep, type Task } from "../helpers/pipeline-
 import { checkNoLeaks, operatorAlive, probe, size, summary } from "../helpers/reliability";
 import { appliedTasks } from "../../capabilities/lib/action/marker";
 import type { KubeObject } from "../../capabilities/lib/action";
-import { LABEL_OPEN } from "../../crds/agenttask";
 
 const TASKS = Number(process.env.ATB_CRASH_TASKS ?? size(200, 500));
 const MAX_KILLS = size(12, 30);
@@ -99,12 +98,11 @@ test(`${TASKS} tasks survive random SIGKILLs of the operator`, async () => {
       kills++;
     }
   }
-  // Finished means closed too: a task finished by an instance killed before it removed the open
-  // label is closed by a later instance's sweep (at most MAX_CLOSES_PER_SWEEP at a time), a write
-  // that must not be counted against the restart below.
-  const all = await eventually("every task terminal and closed", 600_000, () => {
+  // Finished: the terminal status write (with status.finishedAt) also takes the task out of the
+  // watch; nothing else is written to it afterwards.
+  const all = await eventually("every task terminal", 600_000, () => {
     const items = h.tasks();
-    const done = (t: Task) => TERMINAL.includes(t.status?.phase ?? "") && !t.metadata?.labels?.[LABEL_OPEN];
+    const done = (t: Task) => TERMINAL.includes(t.status?.phase ?? "") && Boolean(t.status?.finishedAt);
     return items.length === TASKS && items.every(done) ? items : undefined;
   });
   const byPhase = all.reduce<Record<string, number>>(

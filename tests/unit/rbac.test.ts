@@ -128,8 +128,6 @@ function codeNeeds(): Grant[] {
     // the pipeline re-reads the task; the runtime sweeps (LIST) and deletes finished tasks after
     // their TTL; the status writer patches status and posts Events
     ...cluster("atb.siemens.com", "agenttasks", ["get", "list", "delete"]),
-    // a finished task's open label is removed with a metadata merge patch (lib/status/close.ts)
-    ...cluster("atb.siemens.com", "agenttasks", ["patch"]),
     ...cluster("atb.siemens.com", "agenttasks/status", ["patch"]),
     ...cluster("", "events", ["create"]),
     // the executor check reads the ServiceAccount, and every target request impersonates it

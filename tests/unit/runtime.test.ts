@@ -4,7 +4,7 @@
 // readiness on the metrics port, and stop(). Real time and timers, kept short.
 import { request } from "node:http";
 import { Writable } from "node:stream";
-import { LABEL_OPEN, LABEL_SHARD, type AgentTask } from "../../crds/agenttask";
+import { LABEL_SHARD, OPEN_SELECTOR, TERMINAL_PHASES, type AgentTask } from "../../crds/agenttask";
 import type { ActionRegistry } from "../../capabilities/lib/action";
 import { parseConfig } from "../../capabilities/lib/config";
 import { KubeError, resourcePath } from "../../capabilities/lib/kube";
@@ -59,7 +59,10 @@ function harness(env: Record<string, string> = {}, kube = new FakeKube({ autoRol
   return { rt, kube, broker, lines };
 }
 
-/** A task as admission leaves it: the requester record and the open label (plus `labels`; null drops one). */
+/**
+ * A task as admission leaves it: the requester record (plus `labels`; null drops one). A terminal
+ * status gets the finishedAt the status writer sets with it, unless it names its own.
+ */
 function addTask(
   kube: FakeKube,
   name: string,
@@ -67,7 +70,9 @@ function addTask(
   replicas = 2,
   labels: Record<string, string | null> = {},
 ): AgentTask {
-  const all: Record<string, string | null> = { [LABEL_OPEN]: "true", ...labels };
+  const all: Record<string, string | null> = { ...labels };
+  const finished = status?.phase && TERMINAL_PHASES.includes(status.phase) && !("finishedAt" in status);
+  if (finished) status = { ...status, finishedAt: new Date().toISOString() };
   kube.put(taskPath(name), {
     apiVersion: "atb.siemens.com/v1alpha1",
     kind: "AgentTask",
@@ -109,12 +114,8 @@ function http(port: number, path: string): Promise<{ status: number; body: strin
   });
 }
 
-/** The start-up sweep's second listing: open tasks without the open label, by phase. */
-const UNLABELLED_OPEN = {
-  labelSelector: `!${LABEL_OPEN}`,
-  fieldSelector: "status.phase!=Completed,status.phase!=Denied,status.phase!=Failed,status.phase!=Planned",
-};
-const OPEN = { labelSelector: `${LABEL_OPEN}=true` };
+/** The open tasks' listing: no status.finishedAt (the terminal status write sets it). */
+const OPEN = { fieldSelector: OPEN_SELECTOR };
 
 const lists = (kube: FakeKube): AuditEntry[] => kube.audit.filter(e => e.method === "GET" && e.path === TASKS);
 /** Passes of the pipeline over a task (it reads tasks from the watch and the sweep, so GETs no longer tell). */
@@ -130,9 +131,10 @@ const readsOf = (kube: FakeKube, name: string) =>
   kube.audit.filter(e => e.method === "GET" && e.path === taskPath(name)).length;
 
 describe("start(): the first sweep", () => {
-  test("GIVEN 7 tasks labelled open and pages of 3 THEN three listing requests joined by continue tokens, then the unlabelled open ones", async () => {
+  test("GIVEN 7 open tasks and pages of 3 THEN three listing requests of the open tasks, joined by continue tokens", async () => {
     const kube = new FakeKube({ autoRollout: true });
-    for (let i = 0; i < 7; i++) addTask(kube, `t${i}`, { phase: "Completed" });
+    for (let i = 0; i < 7; i++) addTask(kube, `t${i}`, { phase: "Executing" });
+    addTask(kube, "done", { phase: "Completed" });
     const { rt } = harness({ ATB_SWEEP_PAGE_SIZE: "3" }, kube);
 
     await rt.start();
@@ -142,25 +144,20 @@ describe("start(): the first sweep", () => {
       { ...OPEN, limit: "3" },
       { ...OPEN, limit: "3", continue: expect.any(String) },
       { ...OPEN, limit: "3", continue: expect.any(String) },
-      { ...UNLABELLED_OPEN, limit: "3" },
     ]);
   });
 
-  test("GIVEN 10,000 finished tasks without the open label THEN the start-up sweep lists none of them; the next sweep lists them all in pages and counts them", async () => {
+  test("GIVEN 10,000 finished tasks THEN the start-up sweep lists none of them; the next sweep lists them all in pages and counts them", async () => {
     const kube = new FakeKube({ autoRollout: true });
-    for (let i = 0; i < 10_000; i++)
-      addTask(kube, `t${String(i).padStart(5, "0")}`, { phase: "Completed" }, 2, { [LABEL_OPEN]: null });
-    addTask(kube, "open-unlabelled", undefined, 3, { [LABEL_OPEN]: null });
+    for (let i = 0; i < 10_000; i++) addTask(kube, `t${String(i).padStart(5, "0")}`, { phase: "Completed" });
+    addTask(kube, "open", undefined, 3);
     const { rt } = harness({ ATB_SWEEP_PAGE_SIZE: "500", ATB_SWEEP_FINISHED_EVERY: "3" }, kube);
 
     await rt.start();
 
-    // Two requests: the open label (none), then the one open task without it.
-    expect(lists(kube).map(p => p.query)).toEqual([
-      { ...OPEN, limit: "500" },
-      { ...UNLABELLED_OPEN, limit: "500" },
-    ]);
-    await eventually(() => phaseOf(kube, "open-unlabelled") === "Completed");
+    // One request: the one open task.
+    expect(lists(kube).map(p => p.query)).toEqual([{ ...OPEN, limit: "500" }]);
+    await eventually(() => phaseOf(kube, "open") === "Completed");
     const gauge = async () =>
       Object.fromEntries((await rt.metrics.tasksByPhase.get()).values.map(v => [String(v.labels.phase), v.value]));
     expect((await gauge()).Completed).toBe(0);
@@ -173,7 +170,7 @@ describe("start(): the first sweep", () => {
     expect((await gauge()).Completed).toBe(10_001);
 
     // The next two list the open tasks only, and keep the finished counts; the third lists them all again.
-    for (const want of [2, 2, 21]) {
+    for (const want of [1, 1, 21]) {
       const n = lists(kube).length;
       await rt.sweep();
       expect(lists(kube).length - n).toBe(want);
@@ -181,22 +178,22 @@ describe("start(): the first sweep", () => {
     }
   });
 
-  test("GIVEN an API server that cannot select tasks by status.phase THEN the sweep lists the unlabelled tasks and filters them itself, and says so once", async () => {
+  test("GIVEN an API server that cannot select tasks by status.finishedAt THEN the sweep lists every task and filters them itself, and says so once", async () => {
     const kube = new FakeKube({ autoRollout: true, phaseSelectable: false });
-    addTask(kube, "done", { phase: "Completed" }, 2, { [LABEL_OPEN]: null });
-    addTask(kube, "open-unlabelled", undefined, 3, { [LABEL_OPEN]: null });
+    addTask(kube, "done", { phase: "Completed" });
+    addTask(kube, "open", undefined, 3);
     const { rt, lines } = harness({}, kube);
 
     await rt.start();
-    await eventually(() => phaseOf(kube, "open-unlabelled") === "Completed");
+    await eventually(() => phaseOf(kube, "open") === "Completed");
     await rt.sweep();
     await rt.sweep();
 
     expect(readsOf(kube, "done")).toBe(0);
     expect(phaseOf(kube, "done")).toBe("Completed");
-    const said = lines.filter(l => l.includes("cannot select AgentTasks by status.phase"));
+    const said = lines.filter(l => l.includes("cannot select AgentTasks by status.finishedAt"));
     expect(said).toHaveLength(1);
-    expect(JSON.parse(said[0])).toMatchObject({ level: "warn", error: "field label not supported: status.phase" });
+    expect(JSON.parse(said[0])).toMatchObject({ level: "warn", error: "field label not supported: status.finishedAt" });
     // After the refusal, no further attempt with the field selector.
     expect(lists(kube).filter(e => e.query?.fieldSelector)).toHaveLength(1);
   });
@@ -339,10 +336,8 @@ describe("start(): the first sweep", () => {
     const { rt } = harness({ WATCH_NAMESPACE: "shop,other" }, kube);
     await rt.start();
     expect(kube.audit.filter(e => e.method === "GET").map(e => [e.path, e.query?.fieldSelector])).toEqual([
-      [resourcePath("AgentTask", "shop"), undefined],
-      [resourcePath("AgentTask", "shop"), UNLABELLED_OPEN.fieldSelector],
-      [resourcePath("AgentTask", "other"), undefined],
-      [resourcePath("AgentTask", "other"), UNLABELLED_OPEN.fieldSelector],
+      [resourcePath("AgentTask", "shop"), OPEN_SELECTOR],
+      [resourcePath("AgentTask", "other"), OPEN_SELECTOR],
       [TASKS, "metadata.namespace!=shop,metadata.namespace!=other"],
     ]);
   });
@@ -490,7 +485,7 @@ describe("tasks the operator never processes (Failed/OutOfScope)", () => {
     const { rt } = harness({ WATCH_NAMESPACE: NS, ATB_OUT_OF_SCOPE_GRACE_SECONDS: "0" }, kube);
     await rt.start();
     await rt.idle();
-    expect(kube.audit.map(e => e.path)).toEqual([resourcePath("AgentTask", NS), resourcePath("AgentTask", NS)]);
+    expect(kube.audit.map(e => e.path)).toEqual([resourcePath("AgentTask", NS)]);
     expect(statusOf(kube, ELSEWHERE, "orphan")).toBeUndefined();
   });
 
@@ -506,7 +501,7 @@ describe("tasks the operator never processes (Failed/OutOfScope)", () => {
         statusOf(kube, "pepr-system", "pending")?.phase === "Failed",
     );
     expect(statusOf(kube, "pepr-system", "pending")?.conditions?.[0]).toMatchObject({ reason: "OutOfScope" });
-    expect(lists(kube)).toHaveLength(2); // its own listings hold them; no out-of-scope one
+    expect(lists(kube)).toHaveLength(1); // its own listing holds them; no out-of-scope one
   });
 
   test("GIVEN a scoped operator THEN watch events of tasks in other namespaces cost nothing", async () => {
@@ -780,82 +775,38 @@ describe("onApproval(): an AgentTaskApproval wakes the task it names", () => {
   });
 });
 
-describe("the open label: finished tasks leave the watch", () => {
-  const patchesOf = (kube: FakeKube, name: string) =>
-    kube.audit.filter(e => e.method === "PATCH" && e.path === taskPath(name) && !e.dryRun);
-  const labelsOf = (kube: FakeKube, name: string) => kube.read<AgentTask>(taskPath(name))?.metadata?.labels ?? {};
-
-  test("GIVEN a task driven to Completed THEN the request right after its terminal status write removes the open label", async () => {
+describe("the watch holds open tasks only", () => {
+  test("GIVEN a task driven to Completed THEN its terminal status write sets finishedAt (which takes it out of the watch) and nothing but its Event follows", async () => {
     const { rt, kube } = harness();
     await rt.start();
     rt.onEvent(addTask(kube, "t"));
-    await eventually(() => phaseOf(kube, "t") === "Completed" && labelsOf(kube, "t")[LABEL_OPEN] === undefined);
+    await eventually(() => phaseOf(kube, "t") === "Completed");
+    await rt.idle();
+    const done = kube.read<AgentTask>(taskPath("t"))!;
+    expect(Date.parse(String(done.status?.finishedAt))).toBeGreaterThan(0);
     const terminal = kube.audit.findIndex(
       e =>
         e.path === `${taskPath("t")}/status` && (e.body as { status: { phase?: string } }).status.phase === "Completed",
     );
-    // The terminal write's Event, then the removal.
-    expect(kube.audit.slice(terminal + 1, terminal + 3).map(e => [e.method, e.path.split("/").at(-1)])).toEqual([
-      ["POST", "events"],
-      ["PATCH", "t"],
-    ]);
-    expect(patchesOf(kube, "t")).toHaveLength(1);
+    // After it: the Event, and no request on the task (no label to remove, no read).
+    const after = kube.audit
+      .slice(terminal + 1)
+      .filter(e => e.path.includes("agenttasks") || e.path.endsWith("events"));
+    expect(after.map(e => [e.method, e.path.split("/").at(-1)])).toEqual([["POST", "events"]]);
+    expect(kube.audit.filter(e => e.method === "PATCH" && e.path === taskPath("t"))).toEqual([]);
   });
 
-  test("GIVEN the removal fails after the terminal write THEN the task is Completed anyway; the next sweep removes it, counted", async () => {
-    const { rt, kube } = harness({ ATB_SWEEP_INTERVAL_SECONDS: "60" });
-    let refuse = true;
-    kube.onRequest(r =>
-      refuse && r.method === "PATCH" && r.path === taskPath("t")
-        ? new KubeError(500, "InternalError", "etcd")
-        : undefined,
-    );
-    await rt.start();
-    rt.onEvent(addTask(kube, "t"));
-    await eventually(() => phaseOf(kube, "t") === "Completed" && patchesOf(kube, "t").length === 1);
-    await rt.idle();
-    expect(labelsOf(kube, "t")[LABEL_OPEN]).toBe("true");
-    expect((await rt.metrics.taskCloseErrors.get()).values).toEqual([
-      expect.objectContaining({ labels: { code: "server" }, value: 1 }),
-    ]);
-
-    await rt.sweep(); // still refused: the sweep succeeds and tries again next time
-    expect(labelsOf(kube, "t")[LABEL_OPEN]).toBe("true");
-    expect((await rt.metrics.sweeps.get()).values).toEqual([
-      expect.objectContaining({ labels: { result: "ok" }, value: 2 }),
-    ]);
-    refuse = false;
-    await rt.sweep();
-    expect(labelsOf(kube, "t")[LABEL_OPEN]).toBeUndefined();
-    expect((await rt.metrics.tasksClosedBySweep.get()).values[0].value).toBe(1);
-    await rt.sweep();
-    expect(patchesOf(kube, "t")).toHaveLength(3); // nothing left to remove: no fourth
-  });
-
-  test("GIVEN finished tasks with and without the label, and open ones THEN a sweep patches exactly the labelled finished ones", async () => {
-    const kube = new FakeKube({ autoRollout: true });
-    addTask(kube, "done-labelled", { phase: "Denied" });
-    addTask(kube, "done-closed", { phase: "Completed" }, 2, { [LABEL_OPEN]: null });
-    addTask(kube, "waiting", { phase: "AwaitingApproval", startedAt: new Date().toISOString() });
-    const { rt } = harness({ ATB_SWEEP_INTERVAL_SECONDS: "60" }, kube);
-    await rt.start();
-    await rt.idle();
-    expect(patchesOf(kube, "done-labelled")).toHaveLength(1);
-    expect(labelsOf(kube, "done-labelled")).toEqual({});
-    expect(patchesOf(kube, "done-closed")).toHaveLength(0);
-    expect(patchesOf(kube, "waiting")).toHaveLength(0);
-  });
-
-  test("GIVEN an open task without the open label (older than it) THEN the sweep drives it and it never counts as missed by the watch", async () => {
+  test("GIVEN an open task whose status has a finishedAt (written by hand) THEN the full listing drives it and it never counts as missed by the watch", async () => {
     const kube = new FakeKube({ now: () => new Date(Date.now() - 3_600_000) });
     const { rt } = harness({ ATB_TASK_DEADLINE_SECONDS: "86400" }, kube);
-    addTask(kube, "older", startedStatus(new Date(), { applied: true }), 2, { [LABEL_OPEN]: null });
+    const status = { ...startedStatus(new Date(), { applied: true }), finishedAt: new Date().toISOString() };
+    addTask(kube, "older", status as AgentTask["status"]);
     kube.mutate(DEPLOY, o => (o.spec!.replicas = 2)); // never rolled out: the task stays open
     const p = passes();
     await rt.start();
     const real = Date.now.bind(Date);
     jest.spyOn(Date, "now").mockImplementation(() => real() + 12_500);
-    await rt.sweep();
+    await rt.sweep(); // the first after start-up lists every task
     expect(await http(rt.metricsPort()!, "/readyz")).toEqual({ status: 200, body: "ok" });
     expect(p.of("older")).toBeGreaterThan(0);
     p.restore();
@@ -915,12 +866,12 @@ describe("shards (ATB_SHARDS, ATB_SHARD)", () => {
     await rt.start();
     await eventually(() => phaseOf(kube, "mine") === "Completed");
     await rt.idle();
-    expect(lists(kube).map(e => e.query?.labelSelector)).toEqual([
-      `${LABEL_SHARD}=1,${LABEL_OPEN}=true`,
-      `${LABEL_SHARD}=1,!${LABEL_OPEN}`,
+    expect(lists(kube).map(e => [e.query?.labelSelector, e.query?.fieldSelector])).toEqual([
+      [`${LABEL_SHARD}=1`, OPEN_SELECTOR],
     ]);
     await rt.sweep(); // with the finished tasks
-    expect(lists(kube).at(-1)?.query?.labelSelector).toBe(`${LABEL_SHARD}=1`);
+    expect(lists(kube).at(-1)?.query).toMatchObject({ labelSelector: `${LABEL_SHARD}=1` });
+    expect(lists(kube).at(-1)?.query?.fieldSelector).toBeUndefined();
     expect(readsOf(kube, "theirs") + readsOf(kube, "unlabelled")).toBe(0);
     expect(phaseOf(kube, "theirs")).toBeUndefined();
   });
@@ -934,11 +885,9 @@ describe("shards (ATB_SHARDS, ATB_SHARD)", () => {
     const { rt } = harness({ ATB_SHARDS: "2", ATB_SHARD: "0", ATB_SWEEP_INTERVAL_SECONDS: "60" }, kube);
     await rt.start();
     await eventually(() => ["mine", "unlabelled", "stale-label"].every(n => phaseOf(kube, n) === "Completed"));
-    expect(lists(kube).map(e => e.query?.labelSelector)).toEqual([
-      `${LABEL_SHARD}=0,${LABEL_OPEN}=true`,
-      `${LABEL_SHARD}=0,!${LABEL_OPEN}`,
-      `${LABEL_SHARD} notin (0,1),${LABEL_OPEN}=true`,
-      `${LABEL_SHARD} notin (0,1),!${LABEL_OPEN}`,
+    expect(lists(kube).map(e => [e.query?.labelSelector, e.query?.fieldSelector])).toEqual([
+      [`${LABEL_SHARD}=0`, OPEN_SELECTOR],
+      [`${LABEL_SHARD} notin (0,1)`, OPEN_SELECTOR],
     ]);
     const before = lists(kube).length;
     await rt.sweep(); // with the finished tasks
@@ -993,8 +942,7 @@ describe("shards (ATB_SHARDS, ATB_SHARD)", () => {
     const { rt } = harness({ WATCH_NAMESPACE: NS, ATB_SHARDS: "3", ATB_SHARD: "2" }, kube);
     await rt.start();
     expect(kube.audit.filter(e => e.method === "GET").map(e => [e.path, e.query?.labelSelector])).toEqual([
-      [resourcePath("AgentTask", NS), `${LABEL_SHARD}=2,${LABEL_OPEN}=true`],
-      [resourcePath("AgentTask", NS), `${LABEL_SHARD}=2,!${LABEL_OPEN}`],
+      [resourcePath("AgentTask", NS), `${LABEL_SHARD}=2`],
       [TASKS, `${LABEL_SHARD}=2`],
     ]);
   });

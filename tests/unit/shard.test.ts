@@ -19,7 +19,7 @@ import {
   watchLabels,
 } from "../../capabilities/lib/shard";
 import { actions } from "../../capabilities/registry";
-import { LABEL_OPEN, LABEL_SHARD, type AgentTask } from "../../crds/agenttask";
+import { LABEL_SHARD, OPEN_FIELD, type AgentTask } from "../../crds/agenttask";
 
 const TOKEN = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln";
 const USER = { username: "system:serviceaccount:shop:agent-a", groups: ["system:authenticated"] };
@@ -80,11 +80,11 @@ describe("the hash", () => {
 describe("which tasks a watcher owns", () => {
   const labelled = (shard?: string) => task({ labels: shard === undefined ? {} : { [LABEL_SHARD]: shard } });
 
-  test("unsharded: every task, listed in one go, watched when open", () => {
+  test("unsharded: every task, listed in one go, watched without a label selector", () => {
     const s = { shards: 3 };
     expect([labelled("2"), labelled(), labelled("9")].every(t => owns(t, s))).toBe(true);
     expect(ownedSelectors(s)).toEqual([undefined]);
-    expect(watchLabels(s)).toEqual([[LABEL_OPEN, "true"]]);
+    expect(watchLabels(s)).toEqual([]);
     expect(isOrphan(labelled(), s)).toBe(false);
   });
 
@@ -99,10 +99,7 @@ describe("which tasks a watcher owns", () => {
     expect(isOrphan(labelled("0"), { shards: 3, shard: 0 })).toBe(false);
     expect(ownedSelectors({ shards: 3, shard: 1 })).toEqual([`${LABEL_SHARD}=1`]);
     expect(ownedSelectors({ shards: 3, shard: 0 })).toEqual([`${LABEL_SHARD}=0`, `${LABEL_SHARD} notin (0,1,2)`]);
-    expect(watchLabels({ shards: 3, shard: 2 })).toEqual([
-      [LABEL_OPEN, "true"],
-      [LABEL_SHARD, "2"],
-    ]);
+    expect(watchLabels({ shards: 3, shard: 2 })).toEqual([[LABEL_SHARD, "2"]]);
   });
 });
 
@@ -146,56 +143,30 @@ describe("the admission rules for the labels (pure)", () => {
   const want = shardOf(task(), 4);
   const other = String((Number(want) + 1) % 4);
 
-  test("at creation: the target's shard and open, whatever the user sent", () => {
-    expect(
-      stampedLabels("CREATE", undefined, task({ labels: { [LABEL_SHARD]: other, [LABEL_OPEN]: "no" } }), cfg),
-    ).toEqual({ [LABEL_SHARD]: want, [LABEL_OPEN]: "true" });
-    expect(
-      labelErrors("CREATE", undefined, task({ labels: { [LABEL_SHARD]: want, [LABEL_OPEN]: "true" } }), cfg),
-    ).toEqual([]);
+  test("at creation: the target's shard, whatever the user sent", () => {
+    expect(stampedLabels("CREATE", undefined, task({ labels: { [LABEL_SHARD]: other } }), cfg)).toEqual({
+      [LABEL_SHARD]: want,
+    });
+    expect(labelErrors("CREATE", undefined, task({ labels: { [LABEL_SHARD]: want } }), cfg)).toEqual([]);
     expect(labelErrors("CREATE", undefined, task({ labels: { [LABEL_SHARD]: other } }), cfg)).toEqual([
       LABEL_MESSAGES.shardSet(4),
-      LABEL_MESSAGES.open,
     ]);
+    expect(labelErrors("CREATE", undefined, task({ labels: {} }), cfg)).toEqual([LABEL_MESSAGES.shardSet(4)]);
   });
 
   test("on update: the shard never changes, appears or goes; a dropped one is put back as stored", () => {
-    const stored = task({ labels: { [LABEL_SHARD]: want, [LABEL_OPEN]: "true" } });
+    const stored = task({ labels: { [LABEL_SHARD]: want } });
     expect(labelErrors("UPDATE", stored, stored, cfg)).toEqual([]);
-    expect(
-      labelErrors("UPDATE", stored, task({ labels: { [LABEL_SHARD]: other, [LABEL_OPEN]: "true" } }), cfg),
-    ).toEqual([LABEL_MESSAGES.shardChanged]);
-    expect(labelErrors("UPDATE", stored, task({ labels: { [LABEL_OPEN]: "true" } }), cfg)).toEqual([
+    expect(labelErrors("UPDATE", stored, task({ labels: { [LABEL_SHARD]: other } }), cfg)).toEqual([
       LABEL_MESSAGES.shardChanged,
     ]);
-    const unlabelled = task({ labels: { [LABEL_OPEN]: "true" } });
-    expect(
-      labelErrors("UPDATE", unlabelled, task({ labels: { [LABEL_SHARD]: want, [LABEL_OPEN]: "true" } }), cfg),
-    ).toEqual([LABEL_MESSAGES.shardChanged]);
-    expect(stampedLabels("UPDATE", stored, task({ labels: {} }), cfg)).toEqual({
-      [LABEL_SHARD]: want,
-      [LABEL_OPEN]: "true",
-    });
-    expect(stampedLabels("UPDATE", unlabelled, task({ labels: { [LABEL_OPEN]: "true" } }), cfg)).toEqual({});
-  });
-
-  test("on update: open stays while the task is open (a removal is put back, another value refused); it may go once finished, never come back", () => {
-    const open = task({ labels: { [LABEL_SHARD]: want, [LABEL_OPEN]: "true" }, phase: "Executing" });
-    const done = task({ labels: { [LABEL_SHARD]: want, [LABEL_OPEN]: "true" }, phase: "Completed" });
-    const closed = task({ labels: { [LABEL_SHARD]: want }, phase: "Completed" });
-    const withOpen = (v?: string) => task({ labels: { [LABEL_SHARD]: want, ...(v ? { [LABEL_OPEN]: v } : {}) } });
-    expect(stampedLabels("UPDATE", open, withOpen(), cfg)).toEqual({ [LABEL_OPEN]: "true" });
-    expect(labelErrors("UPDATE", open, withOpen("false"), cfg)).toEqual([LABEL_MESSAGES.open]);
-    expect(labelErrors("UPDATE", open, withOpen(), cfg)).toEqual([LABEL_MESSAGES.open]);
-    // Finished: the operator's removal (anyone's: it only takes the task out of the watch).
-    expect(stampedLabels("UPDATE", done, withOpen(), cfg)).toEqual({});
-    expect(labelErrors("UPDATE", done, withOpen(), cfg)).toEqual([]);
-    expect(labelErrors("UPDATE", closed, withOpen("true"), cfg)).toEqual([LABEL_MESSAGES.open]);
-    expect(labelErrors("UPDATE", closed, withOpen(), cfg)).toEqual([]);
-    // A task older than the label gets it with its next update while it is open.
-    const older = task({ labels: { [LABEL_SHARD]: want }, phase: "Pending" });
-    expect(stampedLabels("UPDATE", older, withOpen(), cfg)).toEqual({ [LABEL_OPEN]: "true" });
-    expect(labelErrors("UPDATE", older, withOpen("true"), cfg)).toEqual([]);
+    expect(labelErrors("UPDATE", stored, task({ labels: {} }), cfg)).toEqual([LABEL_MESSAGES.shardChanged]);
+    const unlabelled = task({ labels: {} });
+    expect(labelErrors("UPDATE", unlabelled, task({ labels: { [LABEL_SHARD]: want } }), cfg)).toEqual([
+      LABEL_MESSAGES.shardChanged,
+    ]);
+    expect(stampedLabels("UPDATE", stored, task({ labels: {} }), cfg)).toEqual({ [LABEL_SHARD]: want });
+    expect(stampedLabels("UPDATE", unlabelled, task({ labels: {} }), cfg)).toEqual({});
   });
 
   test("the messages name the field and the rule", () => {
@@ -205,7 +176,6 @@ describe("the admission rules for the labels (pure)", () => {
     expect(LABEL_MESSAGES.shardSet(4)).toBe(
       "metadata.labels[atb.siemens.com/shard]: set by the admission webhook from the task's target (ATB_SHARDS=4); remove it",
     );
-    expect(LABEL_MESSAGES.open).toMatch(/^metadata\.labels\[atb\.siemens\.com\/open\]: kept by the operator/);
   });
 });
 
@@ -236,11 +206,11 @@ describe("the agenttask capability's webhooks and watch", () => {
     return { labels: m.Raw.metadata?.labels ?? {}, answers: answers as { allowed: boolean; statusMessage?: string }[] };
   }
 
-  test("GIVEN a creation with labels of the user's own THEN both are stamped over them and the task is admitted", async () => {
+  test("GIVEN a creation with labels of the user's own THEN the shard is stamped over them and the task is admitted", async () => {
     const cap = capability({ ATB_SHARDS: "4" });
-    const sent = task({ labels: { [LABEL_SHARD]: "3", [LABEL_OPEN]: "false", team: "a" } });
+    const sent = task({ labels: { [LABEL_SHARD]: "3", team: "a" } });
     const { labels, answers } = await admit(cap, "CREATE", sent);
-    expect(labels).toMatchObject({ [LABEL_SHARD]: shardOf(sent, 4), [LABEL_OPEN]: "true", team: "a" });
+    expect(labels).toMatchObject({ [LABEL_SHARD]: shardOf(sent, 4), team: "a" });
     expect(answers).toEqual([{ allowed: true }]);
   });
 
@@ -252,36 +222,36 @@ describe("the agenttask capability's webhooks and watch", () => {
   test("GIVEN an update that changes the shard THEN refused naming the field; one that drops labels gets them back", async () => {
     const cap = capability({ ATB_SHARDS: "4" });
     const want = shardOf(task(), 4);
-    const stored = task({ labels: { [LABEL_SHARD]: want, [LABEL_OPEN]: "true" }, phase: "Pending" });
+    const stored = task({ labels: { [LABEL_SHARD]: want }, phase: "Pending" });
     const moved = await admit(cap, "UPDATE", task({ labels: { [LABEL_SHARD]: want === "0" ? "1" : "0" } }), stored);
     expect(moved.answers[0]).toMatchObject({ allowed: false, statusCode: 422 });
     expect(moved.answers[0].statusMessage).toContain(LABEL_MESSAGES.shardChanged);
     const dropped = await admit(cap, "UPDATE", task({ labels: { team: "b" } }), stored);
-    expect(dropped.labels).toEqual({ [LABEL_SHARD]: want, [LABEL_OPEN]: "true", team: "b", ...agentAndAction() });
+    expect(dropped.labels).toEqual({ [LABEL_SHARD]: want, team: "b", ...agentAndAction() });
     expect(dropped.answers).toEqual([{ allowed: true }]);
   });
 
-  test("GIVEN a finished task THEN removing open is admitted and putting it back refused", async () => {
-    const cap = capability({});
-    const done = task({ labels: { [LABEL_SHARD]: "0", [LABEL_OPEN]: "true" }, phase: "Denied" });
-    const closing = await admit(cap, "UPDATE", task({ labels: { [LABEL_SHARD]: "0" } }), done);
-    expect(closing.labels[LABEL_OPEN]).toBeUndefined();
-    expect(closing.answers).toEqual([{ allowed: true }]);
-    const closed = task({ labels: { [LABEL_SHARD]: "0" }, phase: "Denied" });
-    const reopen = await admit(cap, "UPDATE", task({ labels: { [LABEL_SHARD]: "0", [LABEL_OPEN]: "true" } }), closed);
-    expect(reopen.answers[0].statusMessage).toContain(LABEL_MESSAGES.open);
+  const reconcileFilters = (cap: Capability) =>
+    (
+      cap.bindings as unknown as {
+        isQueue?: boolean;
+        kind: { kind: string };
+        filters: { labels: object; fields?: object };
+      }[]
+    )
+      .filter(b => b.isQueue && b.kind.kind === "AgentTask")
+      .map(b => ({ labels: b.filters.labels, fields: b.filters.fields }));
+
+  test("the watch selects open tasks on the API server (no status.finishedAt), and a shard's own only", () => {
+    expect(reconcileFilters(capability({}))).toEqual([{ labels: {}, fields: { [OPEN_FIELD]: "" } }]);
+    expect(reconcileFilters(capability({ ATB_SHARDS: "3", ATB_SHARD: "2" }))).toEqual([
+      { labels: { [LABEL_SHARD]: "2" }, fields: { [OPEN_FIELD]: "" } },
+    ]);
   });
 
-  const reconcileFilters = (cap: Capability) =>
-    (cap.bindings as unknown as { isQueue?: boolean; kind: { kind: string }; filters: { labels: object } }[])
-      .filter(b => b.isQueue && b.kind.kind === "AgentTask")
-      .map(b => b.filters.labels);
-
-  test("the watch selects open tasks on the API server, and a shard's own only", () => {
-    expect(reconcileFilters(capability({}))).toEqual([{ [LABEL_OPEN]: "true" }]);
-    expect(reconcileFilters(capability({ ATB_SHARDS: "3", ATB_SHARD: "2" }))).toEqual([
-      { [LABEL_OPEN]: "true", [LABEL_SHARD]: "2" },
-    ]);
+  test("only the tasks' Reconcile binding gets the field selector (not the approvals' watch, not admission)", () => {
+    const all = capability({}).bindings as unknown as { filters: { fields?: object }; kind: { kind: string } }[];
+    expect(all.filter(b => b.filters.fields).map(b => b.kind.kind)).toEqual(["AgentTask"]);
   });
 });
 

@@ -34,7 +34,6 @@ import { redactString, type Logger } from "../logger";
 import type { OperatorMetrics } from "../metrics";
 import { conditionOf, isTerminal, nextStatus, type Transition } from "../status/conditions";
 import type { StatusWriter } from "../status/writer";
-import { closeTask } from "../status/close";
 import { approvalTimeout } from "./approvals";
 import { awaitApproval } from "./await-approval";
 import { authorize } from "./authorize";
@@ -82,11 +81,6 @@ export interface PipelineDeps {
    * GET polling; without it, verify polls (ADR 0009).
    */
   watches?: ObjectWatches;
-  /**
-   * Runs a finished task's open-label removal beside the workers (the runtime's follow-up lane,
-   * lib/runtime/follow-ups.ts); without it the pass waits for the removal.
-   */
-  defer?: (job: () => Promise<void>) => Promise<void>;
 }
 
 /** A task waiting for its change to take effect looks again after this long at most when a watch follows its target. */
@@ -626,10 +620,6 @@ export class Pipeline {
       if (this.finishedHere.size > FINISHED_MEMORY_MAX)
         this.finishedHere.delete(this.finishedHere.keys().next().value as string);
     }
-    // A finished task leaves the watch (its open label goes; a failure is logged, the sweep retries).
-    // Nothing depends on it any more: the worker and the target are free before it is made.
-    const close = async () => void (await closeTask(this.deps, updated));
-    await (this.deps.defer ? this.deps.defer(close) : close());
     return { done: true };
   }
 }

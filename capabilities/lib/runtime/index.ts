@@ -16,14 +16,13 @@ import { OperatorMetrics, serveMetrics } from "../metrics";
 import { Pipeline, taskKey } from "../pipeline";
 import { unclaimed } from "../pipeline/out-of-scope";
 import { watches } from "../scope";
-import { isOrphan, isOpenLabelled, owns, ownedSelectors, shardName } from "../shard";
-import { closeTask } from "../status/close";
+import { isOrphan, owns, ownedSelectors, shardName } from "../shard";
 import { isTerminal } from "../status/conditions";
 import { createStatusWriter } from "../status/writer";
 import { FollowUps } from "./follow-ups";
 import { WorkQueue } from "./work-queue";
 import { ExpiredBatch, expired, TtlReaper } from "./ttl";
-import { LABEL_OPEN, PHASES, TERMINAL_PHASES, type Phase } from "../../../crds/agenttask";
+import { OPEN_FIELD, OPEN_SELECTOR, PHASES, type Phase } from "../../../crds/agenttask";
 import { lighten } from "./memory";
 
 /** A task counts as missed by the watch only once it and this process are older than this many sweeps plus WATCH_GRACE_MS. */
@@ -36,9 +35,6 @@ const STALE_SWEEPS = 3;
 /** How long a stopping process waits for the follow-ups (Events, label removals) under way. */
 const FOLLOW_UPS_DRAIN_MS = 5_000;
 /** The field selector of the tasks whose phase is not terminal (no phase yet included). */
-const OPEN_PHASES = TERMINAL_PHASES.map(p => `status.phase!=${p}`).join(",");
-/** Open labels of finished tasks one sweep removes at most (their removal after the terminal write failed). */
-export const MAX_CLOSES_PER_SWEEP = 100;
 
 /** The runtime's connections to the outside, made at start(); tests pass in-memory fakes. */
 export interface RuntimePorts {
@@ -53,8 +49,6 @@ interface Tally {
   missed: number;
   /** Finished tasks past their TTL, deleted after the listing (the oldest expiries, bounded). */
   expired: ExpiredBatch;
-  /** Finished tasks that still carry the open label, closed after the listing (bounded). */
-  unclosed: AgentTask[];
   /** The sweep's clock for the TTLs. */
   now: Date;
 }
@@ -100,8 +94,8 @@ export class OperatorRuntime {
   private outOfScopeCheckedAt = 0;
   /** Successful sweeps so far (every ATB_SWEEP_FINISHED_EVERY-th lists the finished tasks too). */
   private sweeps = 0;
-  /** Whether the API server selects AgentTasks by status.phase (else the sweep filters itself). */
-  private phaseSelectable = true;
+  /** Whether the API server selects AgentTasks by status.finishedAt (else the sweep lists them all). */
+  private openSelectable = true;
 
   constructor(
     readonly config: Readonly<OperatorConfig>,
@@ -147,7 +141,6 @@ export class OperatorRuntime {
       // A task waiting in Pending for its target is queued as soon as the holder hands it over
       // (the benchmark found that waiters polling every 5 s and all woken at once halved throughput).
       wake: key => this.queue?.add(key, true),
-      defer,
       ...(this.watches ? { watches: this.watches } : {}),
     });
     this.queue = new WorkQueue(
@@ -275,13 +268,12 @@ export class OperatorRuntime {
         open: new Set<string>(),
         missed: 0,
         expired: new ExpiredBatch(),
-        unclosed: [],
         now: new Date(),
       };
       const started = Date.now();
       for (const ns of namespaces) await this.listOwned(ns, tally, finished);
-      // A listing of the open tasks sees only the finished ones still labelled open: their
-      // counts stay those of the last full listing.
+      // A listing of the open tasks sees no finished one: their counts stay those of the last
+      // full listing.
       for (const [phase, n] of tally.counts)
         if (finished || !isTerminal(phase as Phase)) this.metrics.tasksByPhase.set({ phase }, n);
       // Tasks the watch delivered after the listing began are open too, though it could not list
@@ -293,7 +285,6 @@ export class OperatorRuntime {
         this.log.warn("the watch has not delivered some tasks; the sweep is driving them", { missed: tally.missed });
       this.missed = tally.missed;
       await this.reaper!.reap(tally.expired.take(), tally.expired.found);
-      await this.closeLeftovers(tally.unclosed);
       await this.sweepOutOfScope();
       this.lastSweep = Date.now();
       this.sweeps++;
@@ -357,44 +348,29 @@ export class OperatorRuntime {
 
   /**
    * Visits the tasks of this watcher in one namespace (or all), one paged listing per selector:
-   * every task when `finished`; else the open ones: those labelled open (with the finished ones
-   * whose label is left), and those without the label whose phase is not terminal (created with
-   * the webhooks out of the way, or before the label existed).
+   * every task when `finished`; else the open ones, selected on the API server by the field
+   * selector the watch uses (`status.finishedAt=`: no terminal write yet; Kubernetes 1.31+).
+   * Where the API server refuses that field selector (an older server, or the CRD applied
+   * without its selectableFields), every task is listed and filtered here; said once in the log.
    */
   private async listOwned(ns: string | undefined, tally: Tally, finished: boolean): Promise<void> {
-    if (finished) {
+    if (finished || !this.openSelectable) {
       for (const query of this.ownedQueries({}))
         for await (const items of this.pages(ns, query)) this.visit(items, tally);
       return;
     }
-    for (const own of ownedSelectors(this.config)) {
-      const and = (sel: string) => (own ? `${own},${sel}` : sel);
-      for await (const items of this.pages(ns, { labelSelector: and(`${LABEL_OPEN}=true`) })) this.visit(items, tally);
-      for await (const items of this.unlabelledOpen(ns, and(`!${LABEL_OPEN}`))) this.visit(items, tally);
+    try {
+      for (const query of this.ownedQueries({ fieldSelector: OPEN_SELECTOR }))
+        for await (const items of this.pages(ns, query)) this.visit(items, tally);
+    } catch (err) {
+      if (!isUnsupportedFieldSelector(err)) throw err;
+      this.openSelectable = false;
+      this.log.warn(
+        `the API server cannot select AgentTasks by ${OPEN_FIELD} (Kubernetes 1.31+ with the CRD's selectableFields): the sweep lists every task, and the watch delivers none`,
+        { error: messageOf(err) },
+      );
+      await this.listOwned(ns, tally, true);
     }
-  }
-
-  /**
-   * Open tasks without the open label: selected on status.phase, a selectable field of the CRD
-   * (Kubernetes 1.31+). Where the API server refuses that field selector (an older server, or
-   * the CRD applied without it), every task without the label is listed and filtered here, as
-   * the operator did before; said once in the log.
-   */
-  private async *unlabelledOpen(ns: string | undefined, labelSelector: string): AsyncGenerator<AgentTask[]> {
-    if (this.phaseSelectable) {
-      try {
-        for await (const items of this.pages(ns, { labelSelector, fieldSelector: OPEN_PHASES })) yield items;
-        return;
-      } catch (err) {
-        if (!isUnsupportedFieldSelector(err)) throw err;
-        this.phaseSelectable = false;
-        this.log.warn(
-          "the API server cannot select AgentTasks by status.phase (Kubernetes 1.31+ with the CRD's selectableFields): the sweep lists every task without the open label",
-          { error: messageOf(err) },
-        );
-      }
-    }
-    for await (const items of this.pages(ns, { labelSelector })) yield items.filter(t => !isTerminal(t.status?.phase));
   }
 
   /** The query for each label selector of this watcher's tasks (lib/shard.ts): one listing each. */
@@ -416,18 +392,6 @@ export class OperatorRuntime {
   private forgetUnlisted(open: Set<string>, started: number): void {
     for (const [key, at] of this.watched) if (!open.has(key) && at < started) this.watched.delete(key);
     this.owned = open;
-  }
-
-  /**
-   * Finished tasks that still carry the open label: the removal after their terminal write
-   * failed (or the process stopped in between). Not those the queue still works on: the
-   * pipeline closes them itself.
-   */
-  private async closeLeftovers(tasks: AgentTask[]): Promise<void> {
-    const due = tasks.filter(t => !this.queue!.tracks(taskKey(t))).slice(0, MAX_CLOSES_PER_SWEEP);
-    for (const t of due)
-      if (await closeTask({ kube: this.kube!, log: this.log, metrics: this.metrics }, t))
-        this.metrics.tasksClosedBySweep.inc();
   }
 
   /** One collection of tasks, in pages of ATB_SWEEP_PAGE_SIZE. */
@@ -470,22 +434,20 @@ export class OperatorRuntime {
     }
   }
 
-  /** A finished task: deleted when its TTL has passed, else closed if it still carries the open label. */
+  /** A finished task: deleted when its TTL has passed. */
   private visitFinished(t: AgentTask, tally: Tally): void {
     const due = expired(t, this.config.ttlSecondsAfterFinished, tally.now);
     if (due) tally.expired.add(due);
-    // Kept whole for the close, so bounded: one sweep closes MAX_CLOSES_PER_SWEEP, the next goes on.
-    else if (isOpenLabelled(t) && tally.unclosed.length < 2 * MAX_CLOSES_PER_SWEEP) tally.unclosed.push(lighten(t));
   }
 
   /**
    * Whether the watch should have delivered this open task by now and did not. Only a task the
-   * watch selects can be missed by it: not one without the open label (older than the label, or
-   * admitted with the webhooks out of the way) nor, on shard 0, one without a valid shard label;
-   * the sweep alone drives those.
+   * watch selects can be missed by it: not one whose status has a finishedAt while its phase is
+   * open (a status written by hand) nor, on shard 0, one without a valid shard label; the sweep
+   * alone drives those.
    */
   private missedByWatch(t: AgentTask, key: string, grace: number): boolean {
-    if (!isOpenLabelled(t) || isOrphan(t, this.config) || this.watched.has(key)) return false;
+    if (t.status?.finishedAt !== undefined || isOrphan(t, this.config) || this.watched.has(key)) return false;
     return Date.parse(String(t.metadata?.creationTimestamp)) < grace;
   }
 
