@@ -353,8 +353,9 @@ describe("RBAC of the built manifests", () => {
       ["delete", "", "secrets", "*"],
       ["get", "", "pods", "*"],
       ["create", "", "pods/exec", "*"],
-      // patch is granted (the open label's removal, lib/status/close.ts); update (PUT) is not
+      // The operator never writes a task's metadata or spec (status only, through agenttasks/status).
       ["update", "atb.siemens.com", "agenttasks", "*"],
+      ["patch", "atb.siemens.com", "agenttasks", "*"],
       // The operator reaches no target itself, only as the namespace's executor.
       ["get", "apps", "deployments", "*"],
       ["patch", "apps", "deployments", "*"],

@@ -1,16 +1,13 @@
 // Follow-ups: the requests that report a step already stored and decide nothing: the Event of a
-// terminal (or waiting) transition and the removal of a finished task's open label. They used to
-// run on the worker, after the terminal status write, while the task still held its worker and
-// its target: two more round trips in every task's chain (the benchmark's `update-config` spent
-// about a quarter of each task there). Here they run beside the workers, at most `limit` at a
-// time; a caller waits only for a free slot (so a burst cannot pile up requests without bound),
-// never for the request itself.
+// terminal (or waiting) transition. It used to run on the worker, after the terminal status
+// write, while the task still held its worker and its target: one more round trip in every
+// task's chain. Here it runs beside the workers, at most `limit` at a time; a caller waits only
+// for a free slot (so a burst cannot pile up requests without bound), never for the request.
 //
 // Nothing a task's outcome depends on is deferred: the status write that ends the task is made
-// and stored before its follow-ups start. Both follow-ups were best-effort already: a failed
-// Event is logged and counted (lib/status/writer.ts), a failed label removal is logged, counted
-// and repeated by the sweep (lib/status/close.ts). A process that stops with follow-ups in flight
-// waits for them (a bounded time) before it closes its connections.
+// and stored before its follow-ups start. Events were best-effort already, as with client-go's
+// recorder: a failed one is logged and counted (lib/status/writer.ts). A process that stops with
+// follow-ups in flight waits for them (a bounded time) before it closes its connections.
 
 export type FollowUp = () => Promise<unknown>;
 

@@ -32,7 +32,7 @@ const WATCH_GRACE_MS = 10_000;
 const SWEEP_RETRY_FIRST_MS = 1_000;
 /** Not ready once this many sweep intervals passed without a successful sweep. */
 const STALE_SWEEPS = 3;
-/** How long a stopping process waits for the follow-ups (Events, label removals) under way. */
+/** How long a stopping process waits for the follow-ups (the Events) under way. */
 const FOLLOW_UPS_DRAIN_MS = 5_000;
 /** The field selector of the tasks whose phase is not terminal (no phase yet included). */
 
@@ -112,7 +112,7 @@ export class OperatorRuntime {
       this.log.warn("ATB_INSECURE=true: the broker's server certificate is NOT verified; never use this in production");
     this.kube = await this.ports.kube();
     this.broker = this.ports.broker(this.log.child({ component: "broker-client" }));
-    // Events and open-label removals run beside the workers, as many at a time as there are workers.
+    // Events run beside the workers, as many at a time as there are workers.
     this.followUps = new FollowUps(c.workers, err =>
       this.log.error("follow-up request failed", { error: messageOf(err) }),
     );
@@ -239,8 +239,7 @@ export class OperatorRuntime {
    * ATB_SWEEP_FINISHED_EVERY-th sweep also lists the finished tasks, counts them and deletes
    * those whose TTL has passed (lib/runtime/ttl.ts). The others, and the first sweep, which runs
    * before any task, list only the open tasks: with a hundred thousand finished tasks a restart
-   * then lists what it must drive, not the history (the open label, and a field selector on
-   * status.phase for open tasks without it).
+   * then lists what it must drive, not the history (the field selector `status.finishedAt=`).
    *
    * One sweep at a time: a call while one runs waits for it, then sweeps (the timers skip a turn
    * instead). A failed sweep is tried again after 1 s, 2 s, 4 s... up to the sweep interval: a
@@ -470,7 +469,7 @@ export class OperatorRuntime {
     return { ok: true, reason: "ok" };
   }
 
-  /** Waits until no task is queued or being worked on and no follow-up (Event, label removal) runs. */
+  /** Waits until no task is queued or being worked on and no follow-up (an Event) runs. */
   async idle(): Promise<void> {
     await this.queue?.idle();
     await this.followUps?.idle();
@@ -481,7 +480,7 @@ export class OperatorRuntime {
     if (this.sweepTimer) clearInterval(this.sweepTimer);
     if (this.retryTimer) clearTimeout(this.retryTimer);
     this.queue?.stop();
-    // Events and label removals already started end before the connections close (bounded).
+    // Events already started end before the connections close (bounded).
     await this.followUps?.drain(FOLLOW_UPS_DRAIN_MS);
     await this.watches?.close();
     await new Promise<void>(r => (this.server ? this.server.close(() => r()) : r()));
