@@ -7,12 +7,16 @@ import { applyPeprSettings, loadConfig } from "./capabilities/lib/config";
 import { boundAdmissionDepth } from "./capabilities/lib/admission-depth";
 import { redactPeprLogs } from "./capabilities/lib/pepr-log";
 import { OperatorRuntime } from "./capabilities/lib/runtime";
+import { limitWasmTiering } from "./capabilities/lib/runtime/wasm";
 import { ACTION_MODULES, actions } from "./capabilities/registry";
 
 // First of all: Pepr's own logger (LOG_LEVEL=debug prints whole admission requests and tasks)
 // writes every line through our redaction of tokens, attestations and payload values.
 redactPeprLogs();
 const config = loadConfig();
+// Before the first HTTP connection: undici's parser stays on V8's baseline WebAssembly compiler
+// (a start-up peak of 25-35 MiB less per undici copy; lib/runtime/wasm.ts).
+limitWasmTiering(config);
 // Pepr's Reconcile queues: one per kind (PEPR_RECONCILE_STRATEGY, default "kind" here), not one
 // per task name kept forever (Pepr's default); our callbacks only hand keys to the runtime.
 applyPeprSettings(config);

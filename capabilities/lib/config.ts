@@ -74,6 +74,12 @@ export interface OperatorConfig {
   ttlSecondsAfterFinished: number;
   workers: number;
   apiQps: number;
+  /**
+   * Whether V8 may recompile hot WebAssembly with TurboFan (its default). Off here: the only
+   * WebAssembly in the process is undici's HTTP parser, and that recompilation costs a peak of
+   * 25-35 MiB per undici copy for no measured speed-up (lib/runtime/wasm.ts).
+   */
+  wasmTierUp: boolean;
   logLevel: "error" | "warn" | "info" | "debug";
   metricsPort: number;
   /** Address the metrics/health server binds; the deployment sets 0.0.0.0. */
@@ -293,6 +299,7 @@ export function parseConfig(env: Env): Readonly<OperatorConfig> {
     ttlSecondsAfterFinished: int(env, "ATB_TTL_SECONDS_AFTER_FINISHED", 86_400, 0, MAX_TTL_SECONDS),
     workers: int(env, "ATB_WORKERS", 8, 1, 256),
     apiQps: int(env, "ATB_API_QPS", 50, 1, 10_000),
+    wasmTierUp: bool(env, "ATB_WASM_TIER_UP", false),
     logLevel: level as OperatorConfig["logLevel"],
     metricsPort: int(env, "ATB_METRICS_PORT", 9464, 0, 65_535),
     metricsHost: env.ATB_METRICS_HOST?.trim() || "127.0.0.1",
