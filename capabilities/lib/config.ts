@@ -60,7 +60,13 @@ export interface OperatorConfig {
   maxTaskAttempts: number;
   /** Sweep interval for tasks left in non-terminal phases. */
   sweepIntervalMs: number;
-  /** Tasks per page when the sweep lists them. */
+  /**
+   * Tasks per page when the sweep lists them. Small on purpose: a page's response text (about
+   * 3.6 KB per task) and the objects parsed from it must die in V8's young generation. Pages of
+   * 500 (1.8 MB) outlived a scavenge, went to the old generation's large-object space and piled
+   * up until a full collection: a restart with 100,000 finished tasks peaked at 186-226 MiB
+   * with pages of 500, 159-167 MiB with pages of 100, 395 MiB with pages of 2000.
+   */
   sweepPageSize: number;
   /**
    * Every how many sweeps one also lists the finished tasks (TTL deletion, the finished phases'
@@ -294,7 +300,7 @@ export function parseConfig(env: Env): Readonly<OperatorConfig> {
     watchSilenceMs: int(env, "ATB_WATCH_SILENCE_SECONDS", 10, 1, 300) * 1000,
     maxTaskAttempts: int(env, "ATB_TASK_MAX_ATTEMPTS", 5, 1, 100),
     sweepIntervalMs: int(env, "ATB_SWEEP_INTERVAL_SECONDS", 30, 1, 3_600) * 1000,
-    sweepPageSize: int(env, "ATB_SWEEP_PAGE_SIZE", 500, 1, 10_000),
+    sweepPageSize: int(env, "ATB_SWEEP_PAGE_SIZE", 100, 1, 10_000),
     sweepFinishedEvery: int(env, "ATB_SWEEP_FINISHED_EVERY", 10, 1, 1_000),
     ttlSecondsAfterFinished: int(env, "ATB_TTL_SECONDS_AFTER_FINISHED", 86_400, 0, MAX_TTL_SECONDS),
     workers: int(env, "ATB_WORKERS", 8, 1, 256),

@@ -396,7 +396,8 @@ export class OperatorRuntime {
   /** One collection of tasks, in pages of ATB_SWEEP_PAGE_SIZE. */
   private async *pages(ns: string | undefined, query: Record<string, string>): AsyncGenerator<AgentTask[]> {
     // With tens of thousands of finished tasks one unpaginated list would be parsed into memory
-    // at once on every sweep. A continue token that expires fails this sweep; the next one starts over.
+    // at once on every sweep; pages of 100 keep each response short-lived (config.ts,
+    // sweepPageSize). A continue token that expires fails this sweep; the next one starts over.
     let cont: string | undefined;
     do {
       const page: AgentTaskList = await this.kube!.request<AgentTaskList>({
