@@ -83,9 +83,15 @@ export interface OperatorConfig {
   /**
    * Whether V8 may recompile hot WebAssembly with TurboFan (its default). Off here: the only
    * WebAssembly in the process is undici's HTTP parser, and that recompilation costs a peak of
-   * 25-35 MiB per undici copy for no measured speed-up (lib/runtime/wasm.ts).
+   * 25-35 MiB per undici copy for no measured speed-up (lib/runtime/v8-settings.ts).
    */
   wasmTierUp: boolean;
+  /**
+   * How far V8 lets the old generation grow after a full collection before the next one, in
+   * percent (V8's --heap-growing-percent); 0: V8's own factor. 20 here: bursts peak 20-60 MiB
+   * lower for the same CPU (lib/runtime/v8-settings.ts).
+   */
+  heapGrowingPercent: number;
   logLevel: "error" | "warn" | "info" | "debug";
   metricsPort: number;
   /** Address the metrics/health server binds; the deployment sets 0.0.0.0. */
@@ -306,6 +312,7 @@ export function parseConfig(env: Env): Readonly<OperatorConfig> {
     workers: int(env, "ATB_WORKERS", 8, 1, 256),
     apiQps: int(env, "ATB_API_QPS", 50, 1, 10_000),
     wasmTierUp: bool(env, "ATB_WASM_TIER_UP", false),
+    heapGrowingPercent: int(env, "ATB_HEAP_GROWING_PERCENT", 20, 0, 1_000),
     logLevel: level as OperatorConfig["logLevel"],
     metricsPort: int(env, "ATB_METRICS_PORT", 9464, 0, 65_535),
     metricsHost: env.ATB_METRICS_HOST?.trim() || "127.0.0.1",

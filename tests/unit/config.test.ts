@@ -13,11 +13,12 @@ describe("parseConfig", () => {
     expect(Object.isFrozen(c)).toBe(true);
   });
 
-  test("defaults that bound memory: sweep pages of 100 tasks, WebAssembly on Liftoff only", () => {
+  test("defaults that bound memory: sweep pages of 100 tasks, Liftoff only, heap growth 20 %", () => {
     // docs/benchmarks.md: pages of 500 made a restart with 100,000 finished tasks peak 20-60 MiB higher.
     const c = parseConfig({});
     expect(c.sweepPageSize).toBe(100);
     expect(c.wasmTierUp).toBe(false);
+    expect(c.heapGrowingPercent).toBe(20);
   });
 
   test("broker client settings: URL, TLS files, retry bounds", () => {
