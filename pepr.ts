@@ -1,5 +1,7 @@
 // The module's entry point: the capabilities and the start-up order. The actions are listed in
 // capabilities/registry.ts (adding one is a folder plus one line there, then `npm run generate`).
+// First, before Pepr and its dependencies load: the V8 settings for memory (lib/runtime/v8-settings.ts).
+import "./capabilities/lib/runtime/v8-start";
 import { PeprModule } from "pepr";
 import cfg from "./package.json";
 import { agentTaskCapability } from "./capabilities/agent-task";
@@ -7,17 +9,12 @@ import { applyPeprSettings, loadConfig } from "./capabilities/lib/config";
 import { boundAdmissionDepth } from "./capabilities/lib/admission-depth";
 import { redactPeprLogs } from "./capabilities/lib/pepr-log";
 import { OperatorRuntime } from "./capabilities/lib/runtime";
-import { applyV8Settings } from "./capabilities/lib/runtime/v8-settings";
 import { ACTION_MODULES, actions } from "./capabilities/registry";
 
 // First of all: Pepr's own logger (LOG_LEVEL=debug prints whole admission requests and tasks)
 // writes every line through our redaction of tokens, attestations and payload values.
 redactPeprLogs();
 const config = loadConfig();
-// Before the first HTTP connection: undici's parser stays on V8's baseline WebAssembly compiler
-// (a start-up peak of 25-35 MiB less per undici copy), and the old generation grows by 20 % at
-// most between full collections (burst peaks 20-60 MiB lower): lib/runtime/v8-settings.ts.
-applyV8Settings(config);
 // Pepr's Reconcile queues: one per kind (PEPR_RECONCILE_STRATEGY, default "kind" here), not one
 // per task name kept forever (Pepr's default); our callbacks only hand keys to the runtime.
 applyPeprSettings(config);

@@ -12,7 +12,7 @@ import { join } from "node:path";
 import { ensureBinaries } from "../tools/controlplane/binaries";
 import { down, kubectl, up, type AuditRule, type ClusterState } from "../tools/controlplane/cluster";
 import { installExecutor } from "../tools/executor";
-import { BUNDLE } from "../tools/operator";
+import { buildModule } from "../tools/module-build";
 import { OPERATOR_NAMESPACE } from "../tools/operator-identity";
 import { installCrds, startStack, type Stack } from "../tools/stack";
 import { webhookConfigurations } from "../tools/webhooks";
@@ -95,7 +95,7 @@ export async function startEnvironment(settings: Settings, teardown: Teardown): 
     if (!settings.keep) rmSync(dataDir, { recursive: true, force: true });
     else log(`kept ${dataDir}`);
   });
-  if (settings.operator === "bundle") buildBundle();
+  if (settings.operator === "bundle") await buildBundle();
   const cluster = await up({ dataDir, nodes: 3, log: l => log(l), auditRules: BENCH_AUDIT_RULES });
   installCrds(ensureBinaries(), cluster.kubeconfig);
   const profileDir = join(dataDir, "profile");
@@ -141,14 +141,10 @@ async function startTrackers(api: Api, teardown: Teardown): Promise<BenchEnv["tr
   return trackers;
 }
 
-/** `pepr build` into dist/, so the operator measured is the bundle that ships, built from this tree. */
-function buildBundle(): void {
+/** `npm run build` into dist/, so the operator measured is the bundle that ships, built from this tree. */
+async function buildBundle(): Promise<void> {
   log("building the module bundle (npm run build)");
-  const r = spawnSync(join(ROOT, "node_modules", ".bin", "pepr"), ["build"], { cwd: ROOT, encoding: "utf8" });
-  const out = `${r.stdout ?? ""}${r.stderr ?? ""}`;
-  if (r.status !== 0 || /error TS/.test(out) || !existsSync(BUNDLE)) {
-    throw new Error(`pepr build failed (exit ${r.status}):\n${out.slice(-3000)}`);
-  }
+  await buildModule(join(ROOT, "dist"));
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-// GIVEN `npx pepr build` and `npm run manifests` (a private build), WHEN the deploy-path check
+// GIVEN `npm run build` and `npm run manifests` (a private build), WHEN the deploy-path check
 // (npm run deploy-check, tools/deploy-path.ts) installs dist/atb-operator.yaml as the README says
 // on a control plane of its own, in a network namespace of its own, and runs the pods the
 // generated Deployments create as local processes the way the kubelet would (tools/pods/), THEN

@@ -1,4 +1,4 @@
-// GIVEN the Helm chart `npx pepr build` generates (atb-operator-chart) and the values file
+// GIVEN the Helm chart `npm run build` (Pepr's build) generates (atb-operator-chart) and the values file
 // docs/deployment.md gives (values-atb.yaml, tools/helm-chart.ts), WHEN helm (built from the Go
 // module proxy into the control plane's cache, tools/controlplane/build.sh) lints and renders it,
 // THEN lint reports no error or warning, the rendered objects are the generated manifests' objects

@@ -1,4 +1,4 @@
-// A private `npx pepr build` + `npm run manifests` for one e2e file: the output goes to
+// A private `npm run build` + `npm run manifests` for one e2e file: the output goes to
 // .data/build-<name>-<pid> inside the checkout (Pepr loads the built module to generate its
 // manifests, which needs the project's node_modules above it), never to dist/, which
 // tests/e2e/manifests.test.ts rewrites while other files run.
@@ -21,7 +21,11 @@ export function buildModule(name: string, extra: { shards?: number } = {}): stri
   rmSync(dir, { recursive: true, force: true });
   mkdirSync(join(root, ".data"), { recursive: true });
   // The build type-checks the module (tsconfig.json): about 30 s on a quiet machine.
-  const build = run(join(root, "node_modules", ".bin", "pepr"), ["build", "-o", dir], 300_000);
+  const build = run(
+    join(root, "node_modules", ".bin", "tsx"),
+    [join(root, "tools", "module-build.ts"), "--out", dir],
+    300_000,
+  );
   if (/error TS\d+/.test(build)) throw new Error(`pepr build reported type errors:\n${build.slice(-4000)}`);
   const shards = extra.shards ? ["--shards", String(extra.shards)] : [];
   run(
