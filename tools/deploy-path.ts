@@ -1,7 +1,7 @@
 // npm run deploy-check [-- --dist DIR] [--report FILE] [--rollout-timeout SECONDS] [--keep]
 //
 // The deploy path as a cluster runs it, without a container engine: installs the generated
-// manifests (dist/atb-operator.yaml, from `npx pepr build && npm run manifests`) on a control
+// manifests (dist/atb-operator.yaml, from `npm run build && npm run manifests`) on a control
 // plane of its own exactly as the README's Installation section says, runs the watcher and
 // admission pods the Deployments create as local processes the way the kubelet would
 // (tools/pods/runner.ts: Pepr's `controller.js <hash>` loading the module from the generated
@@ -482,7 +482,7 @@ function install(b: Binaries, s: ClusterState, dist: string, tls: { cert: string
 async function check(args: Args): Promise<DeployReport> {
   if (!existsSync(join(args.dist, "atb-operator.yaml")))
     throw new Error(
-      `${join(args.dist, "atb-operator.yaml")} is missing: run \`npx pepr build && npm run manifests\` first`,
+      `${join(args.dist, "atb-operator.yaml")} is missing: run \`npm run build && npm run manifests\` first`,
     );
   const log = (l: string) => console.log(l);
   const dataDir = join(existsSync("/dev/shm") ? "/dev/shm" : "/tmp", `atb-deploy-check-${process.pid}`);

@@ -435,7 +435,7 @@ export function moduleManifestPath(root: string, dist = join(root, "dist")): str
 /**
  * The module the Secret ships is the one `npm run build` makes: Pepr, kubernetes-fluent-client and
  * client-node inside, nothing required that the controller image lacks (tools/module-build.ts).
- * Plain `npx pepr build` makes a module that works but loads those from the image, 10-15 MiB more.
+ * Plain `npx pepr build` makes a module that works but loads those from the image: ~20 MiB more.
  */
 export function checkShippedModule(moduleDocs: K8sObject[], provided: readonly string[]): void {
   const secret = moduleDocs.find(d => d?.kind === "Secret" && d.metadata.name.endsWith("-module"));

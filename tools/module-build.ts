@@ -6,8 +6,9 @@
 // node_modules (in a cluster, the controller image's). Loading @kubernetes/client-node's index
 // reads all of its generated API classes and models: +65 MiB RSS and 29 MiB of heap in a bare Node
 // process, where the module uses a KubeConfig, a few model classes and kubernetes-fluent-client's
-// helpers. Bundled and tree-shaken it is 0.5 MB of code; the operator's RSS in a burst of 1000
-// tasks fell by 10-15 MiB (docs/benchmarks.md, "Memory: the module bundled with its framework").
+// helpers. Bundled and tree-shaken it is 0.5 MB of code; the operator's peak RSS in a burst of 1000
+// `scale` tasks fell from 175-181 to 153-155 MiB, same V8 settings (docs/benchmarks.md, "Memory:
+// the module bundled with its framework").
 //
 // How: esbuild bundles pepr.ts into one CommonJS file at the project's root (Pepr's build needs
 // its entry point beside package.json and tsconfig.json), with Pepr and kubernetes-fluent-client

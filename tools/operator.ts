@@ -50,7 +50,7 @@ export interface OperatorOptions {
   nodeArgs?: string[];
 }
 
-/** The module bundle `npm run build` (pepr build) writes; it resolves pepr and the rest from node_modules. */
+/** The module bundle `npm run build` writes (Pepr and its client inside; express, pino and the rest from node_modules). */
 export const BUNDLE = join(ROOT, "dist", "pepr-atb-operator.js");
 
 function healthz(port: number, ca: Buffer): Promise<boolean> {

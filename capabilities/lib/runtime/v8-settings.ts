@@ -23,7 +23,7 @@
 // Optimize for size (ATB_OPTIMIZE_FOR_SIZE=true): V8's own mode for memory over speed (a smaller
 // young generation, more eager compaction and bytecode flushing). Loading Pepr's framework with it
 // set first: heap 44 instead of 75 MiB. Bursts of 1000 `scale` tasks with the bundled module
-// peaked at 132-146 MiB with it against 164-167 without, at the same CPU per task (10-12 s per 1000);
+// peaked at 131-134 MiB with it against 153-155 without, at the same CPU per task (9-12 s per 1000);
 // a microbenchmark of pure allocation runs up to 2x slower, which the operator, waiting on the API
 // server and the broker, does not show.
 //
