@@ -167,6 +167,18 @@ test("the operator rides out a kube-apiserver restart: watches recover, tasks fi
   const all = await eventually("every task terminal", 480_000, () => {
     const items = h.tasks();
     return items.length === total && items.every(t => TERMINAL.includes(t.status?.phase ?? "")) ? items : undefined;
+  }).catch((err: unknown) => {
+    // Which tasks stayed open and where the operator's log is: a timeout here said neither.
+    const items = h.tasks();
+    const open = items
+      .filter(t => !TERMINAL.includes(t.status?.phase ?? ""))
+      .slice(0, 20)
+      .map(t => ({ name: t.metadata.name, phase: t.status?.phase, message: t.status?.message }));
+    throw new Error(
+      `${err instanceof Error ? err.message : String(err)}; ${items.length} of ${total} tasks exist, open: ` +
+        `${JSON.stringify(open)}; operator log ${h.stack.operator.logFile} (kept with ATB_E2E_KEEP=1), ` +
+        `its last lines:\n${h.stack.operator.logs().split("\n").slice(-40).join("\n")}`,
+    );
   });
   const byPhase = all.reduce<Record<string, number>>(
     (m, t) => ({ ...m, [t.status!.phase!]: (m[t.status!.phase!] ?? 0) + 1 }),
